@@ -1,0 +1,97 @@
+"""``padis-simulate``: real magnitude slices -> simulated fastMRI-format multi-coil files (or raw .npy ingest)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import PadisError
+
+_EPILOG = """\
+SNR: 20*log10(mean |coil image| over the object / complex noise std), on the noiseless coil images.
+Output: <OUT>/<subject>_<contrast>.h5, one volume per subject and contrast; patient_id = subject without
+a __studyK suffix. Both fastmri.data.SliceDataset and deepinv.datasets.FastMRISliceDataset read it.
+
+Raw k-space: padis-simulate --raw-npy ksp.npy --out DIR [--patient-id ID] [--acquisition AXT1]
+[--axes coil,ky,kx] converts already acquired (possibly undersampled) k-space instead of simulating:
+H = readout (kx), W = phase encode (ky); the sampling pattern is stored and the zero-filled RSS target is
+marked as not ground truth.
+"""
+
+
+def _matrix(text: str):
+    parts = text.lower().split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"matrix must be N or HxW, got {text!r}") from None
+    if len(values) not in (1, 2) or min(values) < 4:
+        raise argparse.ArgumentTypeError(f"matrix must be N or HxW with sides >= 4, got {text!r}")
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one-line message, exit 2, like our data errors
+        self.exit(2, f"error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="padis-simulate", description=__doc__.split(":", 1)[1].strip().replace("real", "Real", 1), epilog=_EPILOG,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("src", nargs="?", help="HDF5 with a slices/ group, one HDF5 dataset or a .npy (S,H,W) stack")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--coils", type=int, default=8)
+    p.add_argument("--snr-db", type=float, default=30.0)
+    p.add_argument("--matrix", type=_matrix, default=None, help="resize images to N or HxW first")
+    p.add_argument("--readout-oversampling", type=int, default=1, choices=(1, 2))
+    p.add_argument("--noise-correlation", type=float, default=0.0, help="off-diagonal coil noise correlation")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--subjects", nargs="+", default=None, help="subjects or patient ids to keep")
+    p.add_argument("--contrasts", nargs="+", default=None, help="contrasts to keep (T1, T2, FLAIR, ...)")
+    p.add_argument("--subject", default=None, help="subject of a plain stack (default: file stem)")
+    p.add_argument("--contrast", default=None, help="contrast of a plain stack (default: from file name)")
+    p.add_argument("--dataset", default=None, help="HDF5 dataset to read when there is no slices/ group")
+    p.add_argument("--no-progress", action="store_true")
+    raw = p.add_argument_group("raw k-space ingest (instead of simulation)")
+    raw.add_argument("--raw-npy", default=None, help="complex k-space .npy to convert")
+    raw.add_argument("--axes", default="coil,ky,kx", help="axes of the raw array")
+    raw.add_argument("--patient-id", default=None, help="patient id (default: file stem)")
+    raw.add_argument("--acquisition", default="AXT1", help="acquisition attribute, e.g. AXT1, AXT2, AXFLAIR")
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (args.src is None) == (args.raw_npy is None):
+        parser.error("give either SRC (simulate) or --raw-npy FILE (ingest), not both or neither")
+    if args.coils < 1:
+        parser.error("--coils must be >= 1")
+    if not 0.0 <= args.noise_correlation < 1.0:
+        parser.error("--noise-correlation must be in [0, 1)")
+    try:
+        if args.raw_npy is not None:
+            from ..data.raw_ingest import ingest_npy_kspace
+
+            stem = Path(args.raw_npy).stem
+            paths = [ingest_npy_kspace(args.raw_npy, Path(args.out) / f"{stem}.h5",
+                                       patient_id=args.patient_id or stem, acquisition=args.acquisition,
+                                       axes=args.axes)]
+        else:
+            from ..data.simulate import simulate_files
+
+            paths = simulate_files(
+                args.src, args.out, coils=args.coils, snr_db=args.snr_db, matrix=args.matrix, seed=args.seed,
+                subjects=args.subjects, contrasts=args.contrasts, progress=not args.no_progress,
+                readout_oversampling=args.readout_oversampling, noise_correlation=args.noise_correlation,
+                subject=args.subject, contrast=args.contrast, dataset=args.dataset)
+    except PadisError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
