@@ -1,0 +1,227 @@
+"""Whole-image deepinv denoisers built on EDM-preconditioned DDPM++: PaDIS patch prior and whole-image EDM.
+
+:class:`PaDISDenoiser` is the patch-based prior of PaDIS (Hu et al. 2024; PaDIS-MRI, spec 4.2 step 5c) as a
+:class:`deepinv.models.Denoiser` on whole images, so deepinv's samplers (DPS, DiffPIR, PosteriorDiffusion) use it
+unchanged: tiling, random offsets and positional channels live inside ``forward``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from deepinv.models import Denoiser
+
+from padis_plugin.checkpoints import (checkpoint_paths, get_group, load_checkpoint, load_state_into,
+                                      save_checkpoint)
+from padis_plugin.errors import CheckpointError, ConfigError, where
+from padis_plugin.prior.network import build_unet
+from padis_plugin.prior.patches import (CONVENTIONS, crop_to_image, draw_offset, extract_patches, make_grid,
+                                        patch_positions, stitch_patches)
+from padis_plugin.prior.precond import EDMPrecond
+
+BUNDLED_CHECKPOINTS = Path(__file__).resolve().parent.parent / "bundled" / "checkpoints"
+
+
+def _make_generator(generator, seed):
+    if generator is None and seed is not None:
+        generator = torch.Generator().manual_seed(int(seed))
+    return generator
+
+
+def _randn(shape, generator, device, dtype) -> torch.Tensor:
+    """Standard normal draw from ``generator`` (any device) delivered on ``device``."""
+    if generator is None:
+        return torch.randn(shape, device=device, dtype=dtype)
+    return torch.randn(shape, generator=generator, device=generator.device, dtype=dtype).to(device)
+
+
+def _noisy_pad(x: torch.Tensor, pads: tuple, sigma: torch.Tensor, generator) -> torch.Tensor:
+    """Zero-pad ``x`` by ``pads`` = (left, right, top, bottom) and add N(0, sigma^2) per channel on the band only.
+
+    Training pads images with zeros *before* adding noise, so at noise level sigma the network has seen the pad
+    band as pure N(0, sigma^2) noise; feeding noiseless zeros there would be out of distribution.
+    """
+    if not any(pads):
+        return x
+    left, right, top, bottom = pads
+    canvas = F.pad(x, pads)
+    band = torch.ones(canvas.shape[-2:], device=x.device, dtype=x.dtype)
+    band[top:top + x.shape[-2], left:left + x.shape[-1]] = 0
+    noise = _randn(canvas.shape, generator, x.device, x.dtype)
+    return canvas + noise * band * sigma.to(x.dtype).view(-1, 1, 1, 1)
+
+
+def resolve_checkpoint(path_or_name) -> Path:
+    """A checkpoint path (stem, ``.safetensors`` or ``.json``) or the name of a shipped checkpoint."""
+    st, js = checkpoint_paths(path_or_name)
+    if st.is_file() or js.is_file():
+        return st
+    name = str(path_or_name)
+    bundled = BUNDLED_CHECKPOINTS / f"{name}.safetensors"
+    if "/" not in name and bundled.with_suffix(".json").is_file():
+        return bundled
+    shipped = sorted(p.stem for p in BUNDLED_CHECKPOINTS.glob("*.json")) if BUNDLED_CHECKPOINTS.is_dir() else []
+    raise CheckpointError(where(path_or_name, f"no such checkpoint file or shipped checkpoint (shipped: {shipped})"))
+
+
+def _load_precond(path_or_name, kind: str | None, device):
+    """Load ``(precond, config, path)``; EMA weights when present, else ``model``."""
+    path = resolve_checkpoint(path_or_name)
+    groups, config = load_checkpoint(path)
+    if kind is not None and config.get("kind") != kind:
+        raise CheckpointError(where(path, f"checkpoint kind is {config.get('kind')!r}, expected {kind!r}"))
+    try:
+        unet = build_unet(config["model"])
+    except (KeyError, TypeError, ConfigError) as e:
+        raise CheckpointError(where(path, f"invalid model config in checkpoint JSON ({e})")) from None
+    state = groups["ema"] if "ema" in groups else get_group(groups, "model", path)
+    load_state_into(unet, state, path)
+    precond = EDMPrecond(unet, sigma_data=config.get("sigma_data", 0.5), image_channels=2)
+    precond.eval()
+    if device is not None:
+        precond.to(device)
+    return precond, config, path
+
+
+class PaDISDenoiser(Denoiser):
+    r"""PaDIS patch-prior denoiser on whole images: random-offset non-overlapping P x P tiling of a padded canvas.
+
+    For an image batch ``x`` (B, 2, H, W) at noise level :math:`\sigma`: draw one grid offset per call, shared by
+    the batch (one draw keeps the canvas shape common, so every patch of every image goes through one batched
+    network call); zero-pad to the grid's canvas and put fresh N(0, sigma^2) noise on the pad band (see
+    :func:`_noisy_pad`); denoise all patches with their positional channels (chunks of ``max_batch`` patches);
+    stitch and return the image region. Returning only the image region is the published "zero the pad band".
+
+    :param EDMPrecond precond: patch denoiser :math:`D_\theta(x, \sigma, \text{pos})` (4 in / 2 out channels).
+    :param int patch_size: P (a multiple of the network's downsampling factor).
+    :param int pad: M; grid offsets are uniform in [1, M] per axis.
+    :param int max_batch: most patches per network call (None: all at once).
+    :param str position_convention: ``"image"`` (default) or ``"published"`` (see :mod:`.patches`).
+    :param int canvas_pad: canvas padding the ``"published"`` linspace spans (default ``pad``; the published model
+        was trained with 96). Ignored by ``"image"``.
+    :param torch.Generator generator: default random generator (offsets and pad noise); a call's ``generator``
+        overrides it; None uses torch's global RNG.
+    :param int seed: builds a CPU generator when ``generator`` is None.
+    """
+
+    def __init__(self, precond: EDMPrecond, patch_size: int = 64, pad: int = 64, max_batch: int | None = None,
+                 position_convention: str = "image", canvas_pad: int | None = None,
+                 generator: torch.Generator | None = None, seed: int | None = None):
+        super().__init__()
+        if position_convention not in CONVENTIONS:
+            raise ConfigError(f"position_convention must be one of {CONVENTIONS}, got {position_convention!r}")
+        multiple = getattr(getattr(precond, "unet", None), "multiple", 1)
+        if patch_size <= 0 or patch_size % multiple:
+            raise ConfigError(f"patch_size {patch_size} must be a positive multiple of {multiple} for this network")
+        if pad < 0 or (max_batch is not None and max_batch < 1):
+            raise ConfigError(f"need pad >= 0 and max_batch >= 1, got pad={pad}, max_batch={max_batch}")
+        self.precond = precond
+        self.patch_size, self.pad, self.max_batch = int(patch_size), int(pad), max_batch
+        self.position_convention = position_convention
+        self.canvas_pad = int(pad if canvas_pad is None else canvas_pad)
+        self.generator = _make_generator(generator, seed)
+
+    def set_generator(self, generator: torch.Generator | None) -> None:
+        self.generator = generator
+
+    @property
+    def config(self) -> dict:
+        """Everything needed to rebuild this denoiser (the JSON of a ``kind="padis"`` checkpoint)."""
+        return {"kind": "padis", "model": dict(self.precond.unet.config), "sigma_data": self.precond.sigma_data,
+                "patch_size": self.patch_size, "pad": self.pad, "max_batch": self.max_batch,
+                "position_convention": self.position_convention, "canvas_pad": self.canvas_pad}
+
+    def forward(self, x: torch.Tensor, sigma, generator: torch.Generator | None = None, **kwargs) -> torch.Tensor:
+        """Denoise ``x`` (B, 2, H, W) at ``sigma`` (float, 0-d or (B,) tensor) -> (B, 2, H, W)."""
+        B, _, H, W = x.shape
+        g = generator if generator is not None else self.generator
+        sigma = self._handle_sigma(sigma, batch_size=B, device=x.device, dtype=x.dtype)
+        grid = make_grid((H, W), self.patch_size, draw_offset(self.pad, g))
+        patches = extract_patches(_noisy_pad(x, grid.pad, sigma, g), self.patch_size)
+        n = grid.num_patches
+        tops, lefts = grid.origins(device=x.device)
+        cp = self.canvas_pad
+        pos = patch_positions(tops + cp, lefts + cp, self.patch_size, (H, W), self.position_convention,
+                              canvas_pad=cp, device=x.device)
+        pos = pos.unsqueeze(0).expand(B, -1, -1, -1, -1).reshape(B * n, *pos.shape[1:])
+        sig = sigma.repeat_interleave(n)
+        step = self.max_batch or patches.shape[0]
+        out = torch.cat([self.precond(patches[i:i + step], sig[i:i + step], pos[i:i + step])
+                         for i in range(0, patches.shape[0], step)])
+        return crop_to_image(stitch_patches(out, B, grid.n_rows, grid.n_cols), grid)
+
+    @classmethod
+    def from_pretrained(cls, path_or_name, device=None, **overrides) -> "PaDISDenoiser":
+        """Load a ``kind="padis"`` checkpoint (path or shipped name); ``overrides`` replace patch settings."""
+        precond, config, path = _load_precond(path_or_name, "padis", device)
+        kw = {k: config[k] for k in ("patch_size", "pad", "max_batch", "position_convention", "canvas_pad")
+              if k in config}
+        kw.update(overrides)
+        try:
+            return cls(precond, **kw)
+        except (ConfigError, TypeError) as e:
+            raise CheckpointError(where(path, f"invalid denoiser settings ({e})")) from None
+
+    def save_pretrained(self, stem, fp16: bool = False, extra_config: dict | None = None) -> Path:
+        """Save the current weights (group ``model``) and :attr:`config` as a checkpoint."""
+        return save_checkpoint(stem, {"model": self.precond.unet.state_dict()},
+                               {**self.config, **(extra_config or {})}, fp16=fp16)
+
+
+class EDMDenoiser(Denoiser):
+    r"""Whole-image EDM denoiser (FastMRI-EDM baseline): :math:`D_\theta(x, \sigma)` on (B, 2, H, W) images.
+
+    H and W are padded up to a multiple of the network's downsampling factor (image centred) and cropped back. The
+    band is zeros plus fresh N(0, sigma^2) noise, as for PaDIS: MRI images have a dark background, so a noisy
+    zero band looks like the noisy background the network saw in training, whereas reflection would copy (and
+    so correlate) the noise and mirror anatomy. When no padding is needed (e.g. 384 x 384) nothing random happens.
+
+    :param EDMPrecond precond: 2-in / 2-out preconditioned network.
+    :param generator, seed: as for :class:`PaDISDenoiser` (used only for the pad-band noise).
+    """
+
+    def __init__(self, precond: EDMPrecond, generator: torch.Generator | None = None, seed: int | None = None):
+        super().__init__()
+        self.precond = precond
+        self.multiple = getattr(getattr(precond, "unet", None), "multiple", 1)
+        self.generator = _make_generator(generator, seed)
+
+    def set_generator(self, generator: torch.Generator | None) -> None:
+        self.generator = generator
+
+    @property
+    def config(self) -> dict:
+        return {"kind": "edm", "model": dict(self.precond.unet.config), "sigma_data": self.precond.sigma_data}
+
+    def forward(self, x: torch.Tensor, sigma, generator: torch.Generator | None = None, **kwargs) -> torch.Tensor:
+        B, _, H, W = x.shape
+        g = generator if generator is not None else self.generator
+        sigma = self._handle_sigma(sigma, batch_size=B, device=x.device, dtype=x.dtype)
+        m = self.multiple
+        top, left = (-H % m) // 2, (-W % m) // 2
+        pads = (left, -W % m - left, top, -H % m - top)
+        out = self.precond(_noisy_pad(x, pads, sigma, g), sigma)
+        return out[..., top:top + H, left:left + W]
+
+    @classmethod
+    def from_pretrained(cls, path_or_name, device=None, **overrides) -> "EDMDenoiser":
+        """Load a ``kind="edm"`` checkpoint (path or shipped name)."""
+        precond, _, _ = _load_precond(path_or_name, "edm", device)
+        return cls(precond, **overrides)
+
+    def save_pretrained(self, stem, fp16: bool = False, extra_config: dict | None = None) -> Path:
+        return save_checkpoint(stem, {"model": self.precond.unet.state_dict()},
+                               {**self.config, **(extra_config or {})}, fp16=fp16)
+
+
+def load_prior(path_or_name, device=None, **overrides) -> PaDISDenoiser | EDMDenoiser:
+    """Load a checkpoint as the right denoiser class, chosen by its JSON's ``"kind"`` (``padis`` | ``edm``)."""
+    from padis_plugin.checkpoints import read_checkpoint_config
+
+    path = resolve_checkpoint(path_or_name)
+    kind = read_checkpoint_config(path).get("kind")
+    classes = {"padis": PaDISDenoiser, "edm": EDMDenoiser}
+    if kind not in classes:
+        raise CheckpointError(where(path, f"unknown checkpoint kind {kind!r} (expected 'padis' or 'edm')"))
+    return classes[kind].from_pretrained(path, device=device, **overrides)

@@ -1,0 +1,114 @@
+"""DDPM++ backbone (deepinv's :class:`~deepinv.models.NCSNpp`) and the named model configurations.
+
+The raw network :math:`F_\\theta(x, c_{noise})` knows nothing of sigma scaling: the EDM preconditioning lives in
+:mod:`padis_plugin.prior.precond`. NCSNpp's own ``forward`` applies its built-in preconditioning to *all* input
+channels and fails with 4 inputs / 2 outputs, so the wrapper calls ``NCSNpp.forward_unet`` directly.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from padis_plugin.errors import ConfigError
+
+#: Named architectures. ``img_resolution`` is *nominal*: NCSNpp uses it only to name blocks and to decide which
+#: levels get attention (``img_resolution >> level in attn_resolutions``); any input whose sides are multiples of
+#: ``2**(len(channel_mult)-1)`` runs. The bottleneck block always has attention (NCSNpp hard-codes it).
+MODEL_CONFIGS: dict[str, dict] = {
+    # PaDIS-MRI patch prior as published (spec section 2): 54,413,186 parameters.
+    "padis-paper": dict(in_channels=4, out_channels=2, model_channels=128, channel_mult=(2, 2, 2), num_blocks=4,
+                        attn_resolutions=(), dropout=0.05, channel_mult_emb=4, img_resolution=576),
+    # Small patch priors: padis-small trains on a CPU in hours / a GPU in minutes; padis-tiny is for tests.
+    "padis-small": dict(in_channels=4, out_channels=2, model_channels=32, channel_mult=(1, 2, 2), num_blocks=1,
+                        attn_resolutions=(), dropout=0.05, channel_mult_emb=4, img_resolution=64),
+    "padis-tiny": dict(in_channels=4, out_channels=2, model_channels=32, channel_mult=(1, 1), num_blocks=1,
+                       attn_resolutions=(), dropout=0.0, channel_mult_emb=2, img_resolution=16),
+    # Whole-image FastMRI-EDM baseline (spec 3.3): attention at the 12x12 level of a 384 image; 65,460,610
+    # parameters, identical to the published count (published down/up-sampling is bilinear, ours NCSNpp's box
+    # filter; neither has parameters).
+    "edm-paper": dict(in_channels=2, out_channels=2, model_channels=128, channel_mult=(1, 1, 2, 2, 2, 2, 2),
+                      num_blocks=2, attn_resolutions=(12,), dropout=0.05, channel_mult_emb=4, img_resolution=384),
+    "edm-small": dict(in_channels=2, out_channels=2, model_channels=32, channel_mult=(1, 2, 2, 2), num_blocks=1,
+                      attn_resolutions=(), dropout=0.05, channel_mult_emb=4, img_resolution=128),
+    "edm-tiny": dict(in_channels=2, out_channels=2, model_channels=32, channel_mult=(1, 1), num_blocks=1,
+                     attn_resolutions=(), dropout=0.0, channel_mult_emb=2, img_resolution=16),
+}
+
+_KEYS = set(MODEL_CONFIGS["padis-paper"])
+
+
+def resolve_model_config(cfg: str | dict, **overrides) -> dict:
+    """Return a full model config dict (with ``"name"``) from a name in :data:`MODEL_CONFIGS` or a dict.
+
+    A dict may hold ``"name"`` (a base config) plus any keys to override. Unknown keys -> :class:`ConfigError`.
+    """
+    if isinstance(cfg, str):
+        cfg = {"name": cfg}
+    cfg = {**dict(cfg), **overrides}
+    name = cfg.pop("name", None)
+    if name is not None and name not in MODEL_CONFIGS:
+        raise ConfigError(f"unknown model config {name!r}; known: {sorted(MODEL_CONFIGS)}")
+    unknown = set(cfg) - _KEYS
+    if unknown:
+        raise ConfigError(f"unknown model config keys {sorted(unknown)}; allowed: {sorted(_KEYS)}")
+    full = copy.deepcopy(MODEL_CONFIGS[name]) if name is not None else {}
+    full.update(cfg)
+    missing = _KEYS - set(full)
+    if missing:
+        raise ConfigError(f"model config misses keys {sorted(missing)}")
+    full["channel_mult"] = tuple(int(m) for m in full["channel_mult"])
+    full["attn_resolutions"] = tuple(int(r) for r in full["attn_resolutions"])
+    if full["model_channels"] % 32:
+        raise ConfigError(f"model_channels must be a multiple of 32 (GroupNorm), got {full['model_channels']}")
+    return {"name": name or "custom", **full}
+
+
+def downsampling_factor(cfg: str | dict) -> int:
+    """Input sides must be multiples of this (``2**(levels-1)``)."""
+    return 2 ** (len(resolve_model_config(cfg)["channel_mult"]) - 1)
+
+
+class DDPMpp(nn.Module):
+    """DDPM++ U-Net :math:`F_\\theta(x, c_{noise})` of :footcite:t:`karras2022elucidating`, via deepinv's NCSNpp.
+
+    ``forward(x (B, in_channels, h, w), c_noise (B,)) -> (B, out_channels, h, w)``. No preconditioning.
+    Note that NCSNpp puts itself in eval mode when built, so dropout is off until ``.train()`` is called.
+    """
+
+    def __init__(self, cfg: str | dict):
+        super().__init__()
+        from deepinv.models import NCSNpp
+
+        self.config = resolve_model_config(cfg)
+        c = self.config
+        self.net = NCSNpp(model_type="ddpm", pretrained=None, label_dim=0, augment_dim=0,
+                          img_resolution=c["img_resolution"], in_channels=c["in_channels"],
+                          out_channels=c["out_channels"], model_channels=c["model_channels"],
+                          channel_mult=c["channel_mult"], channel_mult_emb=c["channel_mult_emb"],
+                          num_blocks=c["num_blocks"], attn_resolutions=c["attn_resolutions"], dropout=c["dropout"])
+        self.multiple = 2 ** (len(c["channel_mult"]) - 1)
+
+    @property
+    def in_channels(self) -> int:
+        return self.config["in_channels"]
+
+    @property
+    def out_channels(self) -> int:
+        return self.config["out_channels"]
+
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2] % self.multiple or x.shape[-1] % self.multiple:
+            raise ValueError(f"input sides {tuple(x.shape[-2:])} must be multiples of {self.multiple}")
+        return self.net.forward_unet(x, c_noise.reshape(-1).expand(x.shape[0]))
+
+
+def build_unet(cfg: str | dict) -> DDPMpp:
+    """Build the raw DDPM++ network for a named config (see :data:`MODEL_CONFIGS`) or a config dict."""
+    return DDPMpp(cfg)
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters of ``module``."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,101 @@
+"""Denoisers: preconditioning, sigma forms, determinism, checkpoints, paper sizes, use inside deepinv samplers."""
+import deepinv as dinv
+import pytest
+import torch
+
+from padis_plugin.errors import CheckpointError
+from padis_plugin.prior import EDMDenoiser, EDMPrecond, PaDISDenoiser, build_unet, count_parameters, load_prior
+
+
+def tiny_padis(**kw):
+    torch.manual_seed(0)
+    return PaDISDenoiser(EDMPrecond(build_unet("padis-tiny")), **{"patch_size": 8, "pad": 4, **kw})
+
+
+def tiny_edm(**kw):
+    torch.manual_seed(0)
+    return EDMDenoiser(EDMPrecond(build_unet("edm-tiny")), **kw)
+
+
+def test_edm_precond_coefficients():
+    class Probe(torch.nn.Module):
+        def forward(self, x, c_noise):
+            self.x, self.c_noise = x, c_noise
+            return torch.ones(x.shape[0], 2, *x.shape[2:])
+
+    probe, sd = Probe(), 0.5
+    pre = EDMPrecond(probe, sigma_data=sd)
+    x, pos, sigma = torch.randn(2, 2, 4, 4), torch.randn(2, 2, 4, 4), torch.tensor([0.1, 2.0])
+    D = pre(x, sigma, pos)
+    s = sigma.view(-1, 1, 1, 1)
+    assert torch.allclose(probe.x[:, :2], x / (s**2 + sd**2).sqrt())
+    assert torch.equal(probe.x[:, 2:], pos)  # positions are not scaled
+    assert torch.allclose(probe.c_noise, sigma.log() / 4)
+    assert torch.allclose(D, sd**2 / (s**2 + sd**2) * x + s * sd / (s**2 + sd**2).sqrt())
+
+
+@pytest.mark.parametrize("make", [tiny_padis, tiny_edm])
+def test_sigma_forms_keep_shape(make):
+    x, den = torch.randn(2, 2, 10, 13), make(seed=0)
+    with torch.no_grad():
+        for sigma in (0.3, torch.tensor(0.3), torch.tensor([0.3, 1.5])):
+            assert den(x, sigma).shape == x.shape
+        assert torch.allclose(den(x, 0.0), x, atol=1e-6)  # sigma -> 0 limit, no NaN from ln(0)
+
+
+def test_same_seed_same_output_and_chunking():
+    x = torch.randn(2, 2, 12, 10)
+    with torch.no_grad():
+        a = tiny_padis(seed=5)(x, 0.5)
+        b = tiny_padis(seed=5)(x, 0.5)
+        c = tiny_padis(seed=6)(x, 0.5)
+        d = tiny_padis(seed=5, max_batch=3)(x, 0.5)
+        e = tiny_padis()(x, 0.5, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.allclose(a, d, atol=1e-5) and torch.equal(a, e)
+
+
+def test_from_pretrained_roundtrip_and_load_prior(tmp_path):
+    x = torch.randn(1, 2, 16, 16)
+    den = tiny_padis(position_convention="published", canvas_pad=6)
+    den.save_pretrained(tmp_path / "p")
+    tiny_edm().save_pretrained(tmp_path / "e")
+    back = load_prior(tmp_path / "p.safetensors")
+    assert isinstance(back, PaDISDenoiser) and back.config == den.config
+    assert isinstance(load_prior(tmp_path / "e"), EDMDenoiser)
+    with torch.no_grad():
+        assert torch.equal(den(x, 0.4, generator=torch.Generator().manual_seed(1)),
+                           back(x, 0.4, generator=torch.Generator().manual_seed(1)))
+    with pytest.raises(CheckpointError, match="e.safetensors"):
+        PaDISDenoiser.from_pretrained(tmp_path / "e")
+    with pytest.raises(CheckpointError, match="no-such"):
+        load_prior("no-such-checkpoint")
+
+
+@pytest.mark.parametrize("name,published", [("padis-paper", 54_413_186), ("edm-paper", 65_460_610)])
+def test_paper_configs_have_published_parameter_counts(name, published):
+    with torch.device("meta"):  # shapes only: no memory, no weight initialisation
+        n = count_parameters(build_unet(name))
+    assert abs(n - published) <= 0.03 * published
+
+
+def _mri_problem(H=32, W=32, coils=3):
+    g = torch.Generator().manual_seed(0)
+    maps = torch.randn(1, coils, H, W, generator=g, dtype=torch.complex64)
+    maps = maps / maps.abs().pow(2).sum(1, keepdim=True).sqrt()
+    mask = torch.zeros(H, W)
+    mask[:, ::2] = 1
+    physics = dinv.physics.MultiCoilMRI(mask=mask, coil_maps=maps, img_size=(1, 2, H, W))
+    x = torch.randn(1, 2, H, W, generator=g) * 0.3
+    return physics(x), physics
+
+
+def test_padis_inside_deepinv_dps_and_diffpir():
+    y, physics = _mri_problem()
+    den = tiny_padis(seed=0)
+    dps = dinv.sampling.DPS(den, num_steps=2, minus_one_one=False, dtype=torch.float32)
+    x_hat = dps(y, physics, x_init=(1, 2, 32, 32))
+    assert x_hat.shape == (1, 2, 32, 32) and torch.isfinite(x_hat).all()
+    diffpir = dinv.sampling.DiffPIR(den, dinv.optim.data_fidelity.L2(), max_iter=2, sigma=0.05)
+    x_hat = diffpir(y, physics, x_init=physics.A_adjoint(y))
+    assert x_hat.shape == (1, 2, 32, 32) and torch.isfinite(x_hat).all()
