@@ -1,0 +1,89 @@
+"""1-D Cartesian undersampling masks (PaDIS-MRI validation masks, spec section 1.9).
+
+Lines run along the first axis (readout, H) and are chosen along the second (phase encode, W):
+``floor(W / R)`` columns in total, a centred fully sampled block of ``acs_lines`` columns starting at
+``(W - acs_lines) // 2``, and the rest drawn uniformly *without replacement* from the other columns.
+
+Why not :class:`deepinv.physics.generator.RandomMaskGenerator`: it takes the ACS size as
+``int(center_fraction * W)`` (a float round trip that can lose a line, e.g. ``int(20/384*384)`` is not
+guaranteed to be 20), centres an odd block at ``W//2 - n//2`` rather than ``(W - n)//2``, draws with a
+torch generator, and refuses masks whose lines are all ACS lines. The paper's masks are a few lines of
+numpy; we reproduce them exactly, seeded with ``numpy.random.default_rng(seed)`` (the published code
+forgot to seed, so its masks are not reproducible).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .errors import ConfigError
+
+MAX_ACCELERATION = 16.0
+
+
+def _hw(shape) -> tuple[int, int]:
+    if isinstance(shape, (int, np.integer)):
+        shape = (int(shape), int(shape))
+    try:
+        h, w = (int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise ConfigError(f"mask shape must be an int or (H, W), got {shape!r}") from None
+    if h <= 0 or w <= 0:
+        raise ConfigError(f"mask shape must be positive, got {(h, w)}")
+    return h, w
+
+
+def n_lines(width: int, acceleration: float) -> int:
+    """Total number of sampled phase-encode lines, ``floor(W / R)``."""
+    return int(math.floor(width / float(acceleration)))
+
+
+def _columns(width: int, acceleration: float, acs_lines: int, seed: int) -> np.ndarray:
+    total = n_lines(width, acceleration)
+    start = (width - acs_lines) // 2
+    acs = np.arange(start, start + acs_lines)
+    others = np.setdiff1d(np.arange(width), acs)
+    rng = np.random.default_rng(seed)
+    extra = rng.choice(others, size=total - acs_lines, replace=False)
+    return np.concatenate([acs, extra])
+
+
+def _check(width: int, acceleration: float, acs_lines: int) -> None:
+    try:
+        acceleration = float(acceleration)
+    except (TypeError, ValueError):
+        raise ConfigError(f"acceleration must be a number, got {acceleration!r}") from None
+    if not (1.0 <= acceleration <= MAX_ACCELERATION):
+        raise ConfigError(f"acceleration R={acceleration} is outside [1, {MAX_ACCELERATION:g}]")
+    if not isinstance(acs_lines, (int, np.integer)) or acs_lines < 0:
+        raise ConfigError(f"acs_lines must be a non-negative integer, got {acs_lines!r}")
+    total = n_lines(width, acceleration)
+    if acs_lines > total:
+        raise ConfigError(f"acs_lines={acs_lines} exceeds the floor(W/R)={total} lines of W={width}, "
+                          f"R={acceleration:g}")
+
+
+def cartesian_mask(shape, acceleration: float, acs_lines: int = 24, seed: int = 0) -> torch.Tensor:
+    """Random uniform 1-D Cartesian mask (H, W) float32 with ``floor(W/R)`` lines incl. a centred ACS block.
+
+    :param shape: ``N`` or ``(H, W)``.
+    :param float acceleration: R in [1, 16]; non-integer values allowed (effective R = W / floor(W/R)).
+    :param int acs_lines: fully sampled centre columns ``(W - acs) // 2 .. + acs``.
+    :param int seed: seed of ``numpy.random.default_rng``; same seed, same mask.
+    :raises ConfigError: on R out of range, negative or too many ACS lines, non-positive shape.
+    """
+    h, w = _hw(shape)
+    _check(w, acceleration, acs_lines)
+    mask = np.zeros((h, w), dtype=np.float32)
+    mask[:, _columns(w, acceleration, int(acs_lines), seed)] = 1.0
+    return torch.from_numpy(mask)
+
+
+def cartesian_masks(shape, acceleration: float, acs_lines: int = 24, seeds=(0,)) -> torch.Tensor:
+    """Stack of :func:`cartesian_mask`, one per seed: (S, H, W) float32."""
+    seeds = list(seeds)
+    if not seeds:
+        raise ConfigError("cartesian_masks needs at least one seed")
+    return torch.stack([cartesian_mask(shape, acceleration, acs_lines, s) for s in seeds])

@@ -1,0 +1,96 @@
+"""Image quality metrics in the paper's convention (spec section 5.1), paired differences, brain masks.
+
+Both images are compared as magnitudes in float64; ``data_range = max|ref| - min|ref|``;
+PSNR = 20 log10(data_range / sqrt(MSE)); SSIM is :func:`skimage.metrics.structural_similarity` with its
+defaults (7x7 uniform window); NRMSE = ||ref - rec||_2 / ||ref||_2. No crop unless asked, no scaling fit.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.ndimage import binary_fill_holes
+from skimage.filters import threshold_otsu
+from skimage.metrics import structural_similarity
+
+from .errors import DataError
+
+
+def to_complex_numpy(x) -> np.ndarray:
+    """(H, W) complex128 from a complex/real numpy (H, W) array or a torch (2, H, W) / (1, 2, H, W) tensor."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        if x.is_complex():
+            x = x.squeeze(0) if x.ndim == 3 and x.shape[0] == 1 else x
+            arr = x.numpy()
+        else:
+            if x.ndim == 4 and x.shape[0] == 1:
+                x = x[0]
+            if x.ndim != 3 or x.shape[0] != 2:
+                raise DataError(f"image tensor must be (2, H, W) or (1, 2, H, W), got {tuple(x.shape)}")
+            x = x.double()
+            arr = (x[0] + 1j * x[1]).numpy()
+    else:
+        arr = np.asarray(x)
+    if arr.ndim != 2:
+        raise DataError(f"image must be 2-D (H, W), got shape {arr.shape}")
+    return arr.astype(np.complex128)
+
+
+def center_crop(x: np.ndarray, crop) -> np.ndarray:
+    """Centre crop the last two axes to ``crop = (h, w)`` (``None``: no crop)."""
+    if crop is None:
+        return x
+    h, w = (int(c) for c in crop)
+    H, W = x.shape[-2:]
+    if not (0 < h <= H and 0 < w <= W):
+        raise DataError(f"crop {(h, w)} does not fit an image of {(H, W)}")
+    top, left = (H - h) // 2, (W - w) // 2
+    return x[..., top:top + h, left:left + w]
+
+
+def image_metrics(x_hat, reference, crop=None) -> dict[str, float]:
+    """PSNR (dB), SSIM and NRMSE of ``|x_hat|`` against ``|reference|`` (paper convention, float64)."""
+    rec = np.abs(to_complex_numpy(x_hat))
+    ref = np.abs(to_complex_numpy(reference))
+    if rec.shape != ref.shape:
+        raise DataError(f"reconstruction shape {rec.shape} != reference shape {ref.shape}")
+    rec, ref = center_crop(rec, crop), center_crop(ref, crop)
+    data_range = float(ref.max() - ref.min())
+    mse = float(np.mean((ref - rec) ** 2))
+    psnr = float("inf") if mse == 0 else 20.0 * np.log10(data_range / np.sqrt(mse))
+    ssim = float(structural_similarity(ref, rec, data_range=data_range))
+    nrmse = float(np.linalg.norm(ref - rec) / np.linalg.norm(ref))
+    return {"psnr": float(psnr), "ssim": ssim, "nrmse": nrmse}
+
+
+def paired_difference(a, b) -> tuple[float, float]:
+    """Mean and population SD (``np.std``) of the paired differences ``a_i - b_i`` (``pairwise.py``)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or a.size == 0:
+        raise DataError(f"paired_difference needs two equally long non-empty lists, got {a.shape} and {b.shape}")
+    d = a - b
+    return float(d.mean()), float(d.std())
+
+
+def brain_mask(reference) -> np.ndarray:
+    """Boolean (H, W) foreground mask: Otsu threshold on ``|reference|``, holes filled."""
+    mag = np.abs(to_complex_numpy(reference))
+    if mag.max() == mag.min():
+        return np.zeros(mag.shape, dtype=bool)
+    return binary_fill_holes(mag > threshold_otsu(mag))
+
+
+def pixelwise_std(recons) -> np.ndarray:
+    """Population std of complex recons over the first axis, sqrt(mean_k |x_k - mean|^2): (K, H, W) -> (H, W)."""
+    if isinstance(recons, torch.Tensor):
+        recons = recons.detach().cpu()
+        if not recons.is_complex():  # (K, 2, H, W) channel layout
+            if recons.ndim != 4 or recons.shape[1] != 2:
+                raise DataError(f"recons tensor must be complex (K, H, W) or (K, 2, H, W), got {tuple(recons.shape)}")
+            recons = torch.complex(recons[:, 0].double(), recons[:, 1].double())
+        recons = recons.numpy()
+    recons = np.asarray(recons)
+    if recons.ndim != 3:
+        raise DataError(f"recons must be (K, H, W), got shape {recons.shape}")
+    recons = recons.astype(np.complex128)
+    return np.sqrt(np.mean(np.abs(recons - recons.mean(axis=0)) ** 2, axis=0))

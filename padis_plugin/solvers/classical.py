@@ -1,0 +1,96 @@
+"""Classical baselines: zero-filled adjoint, CG-SENSE and l1-wavelet (PICS-L1 analogue, spec section 4.4).
+
+Each is a :class:`deepinv.models.Reconstructor`, called as ``solver(y, physics, generator=None)`` and
+returning (B, 2, H, W); ``nfe`` is always 0 (no network evaluations).
+"""
+from __future__ import annotations
+
+import torch
+from deepinv.models import Reconstructor
+from deepinv.optim import FISTA
+from deepinv.optim.data_fidelity import L2
+from deepinv.optim.prior import WaveletPrior
+
+from ..errors import ConfigError
+
+# Swept over {3e-4, 1e-3, 3e-3, 1e-2} on noise-free simulated 8-coil 128x128 T1/T2 brain slices at the
+# prepared normalisation (low-resolution 99th percentile ~ 1), R = 4 and 8, ACS 12, 100 iterations:
+# 1e-3 was best or within 0.1 dB of best everywhere (+4.0/+4.7 dB over zero-filled at R = 4).
+# Noisy real data may want a larger value: pass ``lambda``.
+DEFAULT_LAMBDA = 1e-3
+
+
+class ZeroFilled(Reconstructor):
+    """Zero-filled reconstruction x = A^H y (coil-combined with the maps)."""
+
+    nfe = 0
+
+    def forward(self, y, physics, generator=None, **kwargs):
+        return physics.A_adjoint(y)
+
+
+class SENSE(Reconstructor):
+    """CG-SENSE: least squares min_x ||A x - y||^2 by conjugate gradient on A^H A x = A^H y
+    (Pruessmann et al. 1999), through ``physics.A_dagger``."""
+
+    nfe = 0
+
+    def __init__(self, iterations: int = 30, tol: float = 1e-6, device="cpu"):
+        super().__init__(device=device)
+        self.iterations, self.tol = int(iterations), float(tol)
+
+    def forward(self, y, physics, generator=None, **kwargs):
+        return physics.A_dagger(y, solver="CG", max_iter=self.iterations, tol=self.tol)
+
+
+class WaveletL1(Reconstructor):
+    r"""l1-wavelet regularised SENSE by FISTA (Beck and Teboulle 2009):
+    min_x 1/2 ||A x - y||^2 + lambda ||W x||_1, W an orthogonal ``wavelet`` transform of ``level`` levels
+    (real and imaginary parts thresholded separately, approximation band unregularised), step 1/||A^H A||
+    estimated by the power method for each call, initialised at A^H y."""
+
+    nfe = 0
+
+    def __init__(self, lam: float = DEFAULT_LAMBDA, iterations: int = 100, wavelet: str = "db4", level: int = 3,
+                 device="cpu"):
+        super().__init__(device=device)
+        self.lam, self.iterations = float(lam), int(iterations)
+        self.prior = WaveletPrior(level=int(level), wv=wavelet, device=device)
+
+    def forward(self, y, physics, generator=None, **kwargs):
+        x0 = physics.A_adjoint(y)
+        # ||A^H A|| depends on the masks and maps of this call: estimate it anew (power method over the
+        # whole batch gives the largest per-slice norm; 1 for binary masks and unit-RSS maps).
+        with torch.no_grad():
+            norm = float(physics.compute_sqnorm(x0, max_iter=50, tol=1e-4, verbose=False))
+        algo = FISTA(data_fidelity=L2(), prior=self.prior, lambda_reg=self.lam, stepsize=1.0 / norm,
+                     max_iter=self.iterations)  # default init: A^H y
+        with torch.no_grad():
+            return algo(y, physics)
+
+
+def _params(name: str, params: dict | None, defaults: dict) -> dict:
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise ConfigError(f"solver '{name}': unknown parameter(s) {', '.join(unknown)}; "
+                          f"allowed: {', '.join(sorted(defaults))}")
+    return {**defaults, **params}
+
+
+def make_zero_filled(params: dict | None = None, device="cpu") -> ZeroFilled:
+    """Factory for ``zero-filled`` (no parameters)."""
+    _params("zero-filled", params, {})
+    return ZeroFilled(device=device)
+
+
+def make_sense(params: dict | None = None, device="cpu") -> SENSE:
+    """Factory for ``sense``: ``iterations`` (30), ``tol`` (1e-6)."""
+    return SENSE(**_params("sense", params, {"iterations": 30, "tol": 1e-6}), device=device)
+
+
+def make_wavelet_l1(params: dict | None = None, device="cpu") -> WaveletL1:
+    """Factory for ``wavelet-l1``: ``lambda``, ``iterations`` (100), ``wavelet`` ('db4'), ``level`` (3)."""
+    p = _params("wavelet-l1", params, {"lambda": DEFAULT_LAMBDA, "iterations": 100, "wavelet": "db4", "level": 3})
+    return WaveletL1(lam=p["lambda"], iterations=p["iterations"], wavelet=p["wavelet"], level=p["level"],
+                     device=device)

@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+import torch
+
+from padis_plugin.errors import DataError
+from padis_plugin.masks import cartesian_mask
+from padis_plugin.physics import batch_problems, build_physics, slice_problem
+
+
+def test_slice_problem_shapes_measurement_and_adjoint(tiny_slice):
+    mask = cartesian_mask(64, 4, acs_lines=8, seed=0)
+    y, physics, x_ref = slice_problem(tiny_slice, mask)
+    c = tiny_slice.kspace.shape[0]
+    assert y.shape == (1, 2, c, 64, 64) and x_ref.shape == (1, 2, 64, 64) and y.dtype == torch.float32
+    # y is the masked stored k-space, and A of the true image reproduces it
+    assert torch.allclose(y[0, 0], torch.from_numpy(tiny_slice.kspace.real) * mask, atol=1e-6)
+    assert ((physics.A(x_ref) - y).norm() / y.norm()) < 1e-5
+    g = torch.Generator().manual_seed(0)
+    x, v = torch.randn(x_ref.shape, generator=g), torch.randn(y.shape, generator=g)
+    lhs, rhs = (physics.A(x) * v).sum(), (x * physics.A_adjoint(v)).sum()
+    assert abs(lhs - rhs) / (physics.A(x).norm() * v.norm()) < 1e-5
+
+
+def test_acquired_mask_and_mismatch(tiny_slice):
+    from dataclasses import replace
+
+    mask = cartesian_mask(64, 2, acs_lines=8, seed=1).numpy()
+    acquired = replace(tiny_slice, undersampled=True, acquired_mask=mask)
+    y, physics, _ = slice_problem(acquired, None)
+    assert torch.equal(physics.mask[0, 0], torch.from_numpy(mask))
+    with pytest.raises(DataError, match=tiny_slice.id):
+        slice_problem(tiny_slice, cartesian_mask(32, 4, acs_lines=8))
+    with pytest.raises(DataError):
+        slice_problem(tiny_slice, None)
+
+
+def test_batch_matches_single(slice_factory):
+    slices = [slice_factory(64, 4, seed=0), slice_factory(64, 4, seed=1)]
+    masks = [cartesian_mask(64, 4, 8, seed=s) for s in (0, 1)]
+    y, physics, x_ref = batch_problems(slices, masks)
+    assert y.shape == (2, 2, 4, 64, 64) and x_ref.shape == (2, 2, 64, 64)
+    y1, physics1, _ = slice_problem(slices[1], masks[1])
+    assert torch.allclose(y[1:], y1) and torch.allclose(physics.A_adjoint(y)[1:], physics1.A_adjoint(y1), atol=1e-6)
+
+
+def test_build_physics_mask_layouts(tiny_slice):
+    maps = torch.from_numpy(tiny_slice.coil_maps)
+    mask = cartesian_mask(64, 4, 8)
+    for m in (mask, mask[None], mask[None, None]):
+        assert build_physics(maps, m).mask.shape == (1, 2, 64, 64)
+    with pytest.raises(DataError):
+        build_physics(maps.real, mask)
