@@ -6,8 +6,8 @@ rate. That is a lower bound: convolutions and small batches run below the matmul
 forward model are not counted. Measurement: ``--measure`` sampler iterations after one warm-up iteration,
 extrapolated linearly to K x L. Weights are random (speed does not depend on them).
 
-    python scripts/bench_sampler_speed.py --size 128 --padis-config padis-tiny --edm-config edm-tiny \
-        --measure 3 --out results/bench_sampler_cpu.json
+    python scripts/bench_sampler_speed.py --size 128 --coils 8 --padis-config padis-tiny padis-small \
+        --edm-config edm-tiny edm-small --measure 3 --threads 2 --out scripts/results/bench_sampler_cpu.json
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def iteration_flops(sampler, y, physics, device) -> int:
     with FlopCounterMode(display=False) as counter:
         d = sampler.denoiser(x, 1.0)
         sse = (y - physics.A(d)).pow(2).sum()
-        torch.autograd.grad(sse, x)
+        sse.backward()  # (autograd.grad trips FlopCounterMode's module hooks)
     return int(counter.get_total_flops())
 
 
@@ -100,8 +100,8 @@ def main(argv=None):
     p.add_argument("--inner", type=int, default=10, help="L of the predicted/extrapolated schedule")
     p.add_argument("--size", type=int, default=384)
     p.add_argument("--coils", type=int, default=16)
-    p.add_argument("--padis-config", default="padis-paper")
-    p.add_argument("--edm-config", default="edm-paper")
+    p.add_argument("--padis-config", nargs="+", default=["padis-paper"], help="one or more model configs")
+    p.add_argument("--edm-config", nargs="+", default=["edm-paper"], help="one or more model configs")
     p.add_argument("--patch", type=int, default=64)
     p.add_argument("--pad", type=int, default=64)
     p.add_argument("--max-batch", type=int, default=None)
@@ -120,8 +120,9 @@ def main(argv=None):
               "torch": torch.__version__, "threads": torch.get_num_threads(),
               "settings": {k: v for k, v in vars(args).items() if k != "out"},
               "matmul_flops_per_s": rate, "results": {}}
-    for kind in args.solvers:
-        cfg = args.padis_config if kind == "padis-dps" else args.edm_config
+    runs = [(kind, cfg) for kind in args.solvers
+            for cfg in (args.padis_config if kind == "padis-dps" else args.edm_config)]
+    for kind, cfg in runs:
         sampler, precond = build_sampler(kind, cfg, args, device)
         flops = iteration_flops(sampler, y, physics, device)
         if device.startswith("cuda"):
@@ -136,7 +137,7 @@ def main(argv=None):
              "peak_memory_bytes": int(peak),
              "peak_memory_kind": "torch.cuda.max_memory_allocated" if device.startswith("cuda")
              else "process peak RSS (ru_maxrss, whole process, all runs so far)"}
-        record["results"][kind] = r
+        record["results"][f"{kind}/{cfg}"] = r
         print(f"{kind} ({cfg}, {r['parameters'] / 1e6:.2f}M params) at {args.size}x{args.size}: "
               f"{flops / 1e9:.2f} GFLOP/iteration -> predicted >= {r['predicted_seconds_per_slice']:.1f} s/slice "
               f"for {nfe} iterations; measured {per_it:.3f} s/iteration over {args.measure} -> "

@@ -11,7 +11,7 @@ For each training config (``configs/train_*.yaml``) and each patch size (PaDIS) 
 For PaDIS the probability-weighted means over patch sizes give the expected steps/s of a real run.
 
     python scripts/bench_train_throughput.py --config configs/train_padis_cpu.yaml configs/train_edm_cpu.yaml \\
-        --image-size 128 --out results/bench_train_cpu.json
+        --image-size 128 --out scripts/results/bench_train_cpu.json
     python scripts/bench_train_throughput.py --config configs/train_padis_s25.yaml --image-size 384 --flops-only
 """
 from __future__ import annotations
@@ -70,7 +70,7 @@ def time_steps(cfg: TrainConfig, n_samples: int, patch_size, image_size: int, st
     else:
         loss_fn = EDMLoss(sigma_data=cfg.model.sigma_data)
         step_loss = lambda: loss_fn(net, images[torch.randint(8, (n_samples,), generator=g, device=device)], g)  # noqa
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.run.precision == "bf16")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.run.precision == "bf16" and device.type == "cuda")
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = []

@@ -1,0 +1,239 @@
+"""Reconstruct one slice with any registered solver (``reconstruct``), and the bundled demo (``run_demo``).
+
+A slice comes from a prepared HDF5 file (``format="padis-prepared"``) or a raw fastMRI file, which is prepared
+on the fly into a cache. The undersampling mask is :func:`~padis_plugin.masks.cartesian_mask` (or the
+acquisition's own mask for data acquired undersampled); the solver runs with ``torch.Generator(seed)``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .atomic import atomic_path, write_json
+from .data.prepared import FORMAT, PreparedDataset
+from .errors import CheckpointError, ConfigError, DataError, where
+from .masks import cartesian_mask
+from .metrics import image_metrics, to_complex_numpy
+from .physics import slice_problem
+from .registry import build_solver
+
+DEMO_SOLVERS = ("zero-filled", "wavelet-l1", "edm-dps", "padis-dps")
+DEMO_STEPS, DEMO_INNER = 20, 5  # demo schedule: 100 network evaluations instead of the paper's 104 x 10
+
+
+# -- data -----------------------------------------------------------------------------------------------------
+def _is_prepared(path: Path) -> bool:
+    try:
+        with h5py.File(path, "r") as f:
+            return f.attrs.get("format") == FORMAT
+    except OSError as exc:
+        raise DataError(where(path, f"not a readable HDF5 file ({exc})")) from None
+
+
+def _prepared_cache(src: Path, size: int, slice_id, cache_dir) -> Path:
+    """Prepare a raw fastMRI file once per (file, size, slices) into the cache; returns the prepared file."""
+    from .data.prepare import default_cache_dir, prepare
+
+    st = src.stat()
+    key = hashlib.sha256(f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}|{size}|{slice_id}".encode()).hexdigest()[:16]
+    out = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "recon" / f"{src.stem}_{key}.h5"
+    if not out.is_file():
+        slices = "centre" if slice_id is None else int(slice_id)
+        prepare(src, out, size=size, slices=slices, cache_dir=cache_dir, progress=False)
+    return out
+
+
+def load_slice(input_path, slice_id=None, size=384, cache_dir=None):
+    """The :class:`~padis_plugin.data.prepared.PreparedSlice` to reconstruct.
+
+    ``slice_id``: for a prepared file an id (``"<stem>:<index>"``) or a position in its id list (default: the
+    first); for a raw fastMRI file the slice index in the volume (default: the centre slice).
+    """
+    path = Path(input_path)
+    if not path.is_file():
+        raise DataError(where(path, "no such file"))
+    if not _is_prepared(path):
+        if slice_id is not None and not str(slice_id).lstrip("-").isdigit():
+            raise ConfigError(where(path, f"raw fastMRI input: --slice must be a slice index, got {slice_id!r}"))
+        path = _prepared_cache(path, size, slice_id, cache_dir)
+        slice_id = None
+    ds = PreparedDataset(path)
+    if not ds.ids:
+        raise DataError(where(path, "holds no slices"))
+    if slice_id is None:
+        return ds[ds.ids[0]]
+    if str(slice_id) in ds.ids:
+        return ds[str(slice_id)]
+    if str(slice_id).lstrip("-").isdigit() and -len(ds) <= int(slice_id) < len(ds):
+        return ds[ds.ids[int(slice_id)]]
+    raise DataError(where(path, f"no slice {slice_id!r}; ids: {', '.join(ds.ids[:8])}"
+                                + (" ..." if len(ds) > 8 else "")))
+
+
+def make_problem(slc, acceleration=4.0, acs_lines=24, mask_seed=0, device="cpu"):
+    """``(y, physics, x_ref, mask)``: the slice's own mask if it was acquired undersampled, else a Cartesian one."""
+    mask = None if slc.undersampled else cartesian_mask(slc.size, acceleration, acs_lines, seed=mask_seed)
+    y, physics, x_ref = slice_problem(slc, mask, device=device)
+    mask = physics.mask[0, 0].detach().cpu().numpy()
+    return y, physics, x_ref, mask
+
+
+def _run(solver, y, physics, seed, device):
+    gen = torch.Generator(device=device).manual_seed(int(seed))
+    t0 = time.perf_counter()
+    x_hat = solver(y, physics, generator=gen)
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+    return x_hat.detach(), time.perf_counter() - t0, int(getattr(solver, "nfe", 0))
+
+
+# -- outputs --------------------------------------------------------------------------------------------------
+def save_recon(path, image: np.ndarray, meta: dict) -> Path:
+    """Write a complex (H, W) image atomically: ``.npy`` (array only) or ``.h5`` (dataset ``reconstruction``
+    plus attributes, and the run record as JSON in attribute ``record``)."""
+    path = Path(path)
+    image = np.asarray(image, dtype=np.complex64)
+    if path.suffix == ".npy":
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.save must not add ".npy"
+            np.save(f, image)
+    elif path.suffix in (".h5", ".hdf5"):
+        with atomic_path(path) as tmp:
+            with h5py.File(tmp, "w") as f:
+                f.create_dataset("reconstruction", data=image)
+                f.attrs["record"] = json.dumps(meta, default=str)
+    else:
+        raise ConfigError(where(path, "output must end in .npy or .h5"))
+    return path
+
+
+def _figure(path, zero_filled, recon, reference, mask, title, label, record):
+    from .figures import slice_figure
+
+    if reference is not None:
+        zf = image_metrics(zero_filled, reference)
+        slice_figure(path, reference, [("zero-filled", zero_filled, zf), (label, recon, record)], title=title,
+                     mask=mask)
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.8))
+    vmax = float(np.percentile(np.abs(recon), 99.5)) or 1.0
+    for ax, img, name in zip(axes, (mask, np.abs(zero_filled), np.abs(recon)), ("mask", "zero-filled", label)):
+        ax.imshow(img, cmap="gray", vmin=0, vmax=1 if name == "mask" else vmax)
+        ax.set_title(name, fontsize=8)
+        ax.set_axis_off()
+    fig.suptitle(title + " (acquired undersampled: no reference)", fontsize=9)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+# -- entry points ---------------------------------------------------------------------------------------------
+def reconstruct(input_path, slice_id=None, solver="padis-dps", params=None, acceleration=4.0, seed=0,
+                acs_lines=24, out=None, png=None, device="cpu", mask_seed=0, size=384, cache_dir=None) -> dict:
+    """Reconstruct one slice with a registered solver; returns the run record.
+
+    :param input_path: prepared HDF5 file, or a raw fastMRI ``.h5`` (prepared on the fly into the cache at
+        grid ``size``).
+    :param slice_id: see :func:`load_slice`.
+    :param str solver: registered solver name (:func:`~padis_plugin.registry.available_solvers`).
+    :param dict params: solver parameters (unknown keys -> :class:`ConfigError`).
+    :param float acceleration: R of the Cartesian mask (ignored for data acquired undersampled).
+    :param int seed: seed of the solver's ``torch.Generator``.
+    :param int acs_lines: fully sampled central lines of the mask.
+    :param out: ``.npy`` or ``.h5`` output (complex image), written atomically; ``None``: not saved.
+    :param png: figure (reference if fully sampled, zero-filled, reconstruction, error map); ``None``: none.
+    :param int mask_seed: seed of the mask's random lines.
+    :return: dict with ``slice``, ``solver``, ``params``, ``seed``, ``mask_seed``, ``acceleration``,
+        ``acs_lines``, ``metrics`` (None without a reference), ``seconds``, ``nfe``, ``out``, ``png``.
+    """
+    if out is not None and Path(out).suffix not in (".npy", ".h5", ".hdf5"):
+        raise ConfigError(where(out, "output must end in .npy or .h5"))  # fail before the slow part
+    slc = load_slice(input_path, slice_id, size=size, cache_dir=cache_dir)
+    y, physics, x_ref, mask = make_problem(slc, acceleration, acs_lines, mask_seed, device)
+    model = build_solver(solver, params, device)
+    x_hat, seconds, nfe = _run(model, y, physics, seed, device)
+    recon = to_complex_numpy(x_hat[0].cpu())
+    reference = None if slc.undersampled else to_complex_numpy(x_ref[0].cpu())
+    record = {"slice": slc.id, "source_file": slc.source_file, "solver": solver, "params": dict(params or {}),
+              "seed": int(seed), "mask_seed": int(mask_seed), "acceleration": None if slc.undersampled else acceleration,
+              "acs_lines": acs_lines, "sampled_fraction": float(mask.mean()),
+              "metrics": image_metrics(recon, reference) if reference is not None else None,
+              "seconds": seconds, "nfe": nfe, "out": str(out) if out else None, "png": str(png) if png else None}
+    if out is not None:
+        save_recon(out, recon, record)
+    if png is not None:
+        zero_filled = to_complex_numpy(physics.A_adjoint(y)[0].detach().cpu())
+        m = record["metrics"] or {}
+        _figure(png, zero_filled, recon, reference, mask,
+                f"{slc.id}  R={acceleration}  seed={seed}", solver, {"psnr": m.get("psnr", float("nan")),
+                                                                    "ssim": m.get("ssim", float("nan"))})
+    return record
+
+
+def _demo_checkpoint(name_or_path, option):
+    """Resolve a demo checkpoint; a missing shipped one fails with the file it expected."""
+    from .prior.denoiser import BUNDLED_CHECKPOINTS, resolve_checkpoint
+
+    try:
+        return str(resolve_checkpoint(name_or_path))
+    except CheckpointError:
+        expected = BUNDLED_CHECKPOINTS / f"{name_or_path}.safetensors"
+        raise CheckpointError(where(name_or_path, f"checkpoint not found: neither a file nor a shipped checkpoint "
+                                                  f"(expected {expected} and its .json); pass one with {option} PATH"
+                                    )) from None
+
+
+def run_demo(out_dir="padis_demo_output", steps=None, inner=None, device="cpu", padis_checkpoint="padis-s25",
+             edm_checkpoint="edm-s25", acceleration=4.0, acs_lines=24, seed=0, slice_id=None, solvers=DEMO_SOLVERS,
+             cache_dir=None, progress=True, echo=print) -> dict:
+    """Demo: one bundled demo slice (128 x 128, 8 coils), zero-filled / wavelet-l1 / edm-dps / padis-dps.
+
+    Uses a shorter sampling schedule than the paper (``steps`` x ``inner``, default 20 x 5 instead of 104 x 10),
+    prints PSNR / SSIM / NRMSE per solver, writes ``demo.png`` (reconstructions and error maps),
+    ``demo_results.json`` (``{solver: {psnr, ssim, nrmse, seconds, nfe}}``) and ``demo_config.json`` (the
+    resolved settings) into ``out_dir``. Returns the results dict.
+    """
+    from .data.bundled import demo_dataset
+    from .figures import slice_figure
+
+    steps = DEMO_STEPS if steps is None else int(steps)
+    inner = DEMO_INNER if inner is None else int(inner)
+    ckpt = {"padis-dps": _demo_checkpoint(padis_checkpoint, "--padis-checkpoint") if "padis-dps" in solvers else None,
+            "edm-dps": _demo_checkpoint(edm_checkpoint, "--edm-checkpoint") if "edm-dps" in solvers else None}
+    ds = PreparedDataset(demo_dataset(cache_dir=cache_dir, progress=progress))
+    slc = ds[ds.ids[-1] if slice_id is None else slice_id]  # last bundled slice: the demo's held-out one
+    y, physics, x_ref, mask = make_problem(slc, acceleration, acs_lines, 0, device)
+    reference = to_complex_numpy(x_ref[0].cpu())
+    echo(f"demo: slice {slc.id} ({slc.size}x{slc.size}), R={acceleration}, ACS {acs_lines}, seed {seed}; "
+         f"diffusion samplers use a short demo schedule of {steps} levels x {inner} inner iterations "
+         f"({steps * inner} network evaluations; the paper uses 104 x 10)")
+    results, panels = {}, []
+    for name in tqdm(solvers, desc="demo", unit="solver", disable=not progress):
+        params = {"checkpoint": ckpt[name], "steps": steps, "inner": inner, "progress": progress} if name in ckpt else {}
+        x_hat, seconds, nfe = _run(build_solver(name, params, device), y, physics, seed, device)
+        recon = to_complex_numpy(x_hat[0].cpu())
+        results[name] = {**image_metrics(recon, reference), "seconds": seconds, "nfe": nfe}
+        panels.append((name, recon, results[name]))
+    echo(f"{'solver':<12} {'PSNR':>7} {'SSIM':>6} {'NRMSE':>6} {'seconds':>8} {'NFE':>5}")
+    for name, r in results.items():
+        echo(f"{name:<12} {r['psnr']:7.2f} {r['ssim']:6.3f} {r['nrmse']:6.3f} {r['seconds']:8.1f} {r['nfe']:5d}")
+    out_dir = Path(out_dir)
+    slice_figure(out_dir / "demo.png", reference, panels, mask=mask,
+                 title=f"{slc.id}, R={acceleration}, DPS schedule {steps}x{inner}")
+    write_json(out_dir / "demo_config.json", {"slice": slc.id, "acceleration": acceleration, "acs_lines": acs_lines,
+                                              "seed": seed, "steps": steps, "inner": inner, "device": str(device),
+                                              "checkpoints": ckpt, "solvers": list(solvers)})
+    write_json(out_dir / "demo_results.json", results)
+    echo(f"wrote {out_dir / 'demo.png'} and {out_dir / 'demo_results.json'}")
+    return results

@@ -1,0 +1,98 @@
+"""DiffPIR (Zhu et al. 2023) with the PaDIS patch prior, through :class:`deepinv.sampling.DiffPIR`.
+
+deepinv 0.5's DiffPIR assumes images in [0, 1]: it works internally on ``v = 2u - 1``, calls the denoiser on
+``u`` with noise level ``sigma / 2`` and clamps the denoised ``v`` to [-1, 1]. MRI images are complex (two
+signed channels) and not in [0, 1], so we run it on ``u = (x / s + 1) / 2`` with a scale ``s`` that keeps
+``|x| / s <= 1``: the denoiser sees ``x = s (2u - 1)`` at noise ``2 s (sigma / 2)``, and the (affine) forward
+model becomes the linear ``A'(u) = 2 s A(u)`` with measurements ``y' = y + s A(1)``.
+"""
+from __future__ import annotations
+
+import torch
+from deepinv.models import Denoiser, Reconstructor
+from deepinv.optim.data_fidelity import L2
+from deepinv.physics import LinearPhysics
+from deepinv.sampling import DiffPIR
+
+from ..errors import DataError
+from .dps import _load, check_params
+
+
+class _UnitRangeDenoiser(Denoiser):
+    """``D_u(u, sigma_u) = (D(s (2u - 1), 2 s sigma_u) / s + 1) / 2``: an MRI denoiser seen on [0, 1] images."""
+
+    def __init__(self, denoiser, scale, generator=None):
+        super().__init__()
+        self.denoiser, self.scale, self.generator, self.nfe = denoiser, scale, generator, 0
+
+    def forward(self, u, sigma, **kwargs):
+        self.nfe += 1
+        x = self.scale * (2 * u - 1)
+        kw = {"generator": self.generator} if self.generator is not None else {}
+        return (self.denoiser(x, 2 * self.scale * sigma, **kw) / self.scale + 1) / 2
+
+
+class PaDISDiffPIR(Reconstructor):
+    r"""DiffPIR sampler with a (patch) diffusion denoiser on multi-coil MRI, via :class:`deepinv.sampling.DiffPIR`.
+
+    Data fidelity :class:`deepinv.optim.data_fidelity.L2` (its prox is a CG solve for MultiCoilMRI).
+
+    :param denoiser: a deepinv denoiser on (B, 2, H, W) MRI images (e.g. :class:`~padis_plugin.prior.PaDISDenoiser`).
+    :param int iterations: DiffPIR iterations (network evaluations).
+    :param float sigma: noise level of the measurements (k-space units), sets DiffPIR's data weight.
+    :param float zeta: DiffPIR's noise mixing (0 deterministic .. 1).
+    :param float lambda_: DiffPIR's data-fidelity weight.
+    :param float scale: ``s`` above; ``None`` = ``2 max |A^H y|`` over the batch (room for the lost energy).
+    """
+
+    def __init__(self, denoiser, iterations=100, sigma=0.05, zeta=0.3, lambda_=7.0, scale=None, progress=True,
+                 device="cpu"):
+        super().__init__(device=device)
+        self.denoiser, self.iterations, self.sigma = denoiser, int(iterations), float(sigma)
+        self.zeta, self.lambda_, self.scale, self.progress, self.device = float(zeta), float(lambda_), scale, progress, device
+        self.nfe = 0
+
+    def forward(self, y, physics, generator=None, **kwargs):
+        """Reconstruct (B, 2, H, W); all randomness from ``generator`` (its first element if a list)."""
+        if not torch.isfinite(y).all():
+            raise DataError("DiffPIR: the measurements y hold non-finite values")
+        g = generator[0] if isinstance(generator, (list, tuple)) else generator
+        with torch.no_grad():
+            x0 = physics.A_adjoint(y)
+        if not torch.isfinite(x0).all():
+            raise DataError("DiffPIR: A^H y is non-finite (bad coil maps or mask)")
+        s = float(self.scale) if self.scale is not None else 2.0 * float(x0.abs().max().clamp_min(1e-8))
+        ones = torch.ones_like(x0)
+        physics_u = LinearPhysics(A=lambda u: 2 * s * physics.A(u), A_adjoint=lambda k: 2 * s * physics.A_adjoint(k),
+                                  img_size=tuple(x0.shape[1:]), device=x0.device)
+        y_u = y + s * physics.A(ones)
+        model = _UnitRangeDenoiser(self.denoiser, s, g)
+        diffpir = DiffPIR(model, L2(), sigma=self.sigma, max_iter=self.iterations, zeta=self.zeta,
+                          lambda_=self.lambda_, verbose=self.progress, device=x0.device)
+        seed = int(torch.randint(0, 2 ** 62, (1,), generator=g).item()) if g is not None else None
+        devices = [x0.device] if x0.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # DiffPIR draws from the global RNG: seed it from g
+            if seed is not None:
+                torch.manual_seed(seed)
+            u = diffpir(y_u, physics_u, x_init=(x0 / s + 1) / 2)
+        self.nfe = model.nfe
+        return s * (2 * u - 1)
+
+
+DIFFPIR_PARAMS = {"checkpoint", "iterations", "sigma", "zeta", "lambda", "scale", "patch_size", "pad", "max_batch",
+                  "progress"}
+
+
+def make_padis_diffpir(params: dict | None = None, device="cpu") -> PaDISDiffPIR:
+    """``padis-diffpir``: DiffPIR with the PaDIS prior. Keys: checkpoint (default ``padis-s25``), iterations (100),
+    sigma (0.05), zeta (0.3), lambda (7), scale (auto), patch_size (64), pad (64), max_batch, progress."""
+    p = check_params("padis-diffpir", params, DIFFPIR_PARAMS)
+    overrides = {k: int(p[k]) for k in ("patch_size", "pad") if k in p}
+    overrides.setdefault("patch_size", 64)
+    overrides.setdefault("pad", 64)
+    if p.get("max_batch") is not None:
+        overrides["max_batch"] = int(p["max_batch"])
+    den = _load("padis", p.get("checkpoint", "padis-s25"), device, **overrides)
+    return PaDISDiffPIR(den, iterations=int(p.get("iterations", 100)), sigma=float(p.get("sigma", 0.05)),
+                        zeta=float(p.get("zeta", 0.3)), lambda_=float(p.get("lambda", 7.0)), scale=p.get("scale"),
+                        progress=bool(p.get("progress", True)), device=device)

@@ -1,0 +1,99 @@
+"""Training images: a seeded subset of S slices of a prepared file, as one (S, 2, N, N) tensor.
+
+The published code trains on the CG-SENSE reference of the fully sampled data (``x_est_gt``); here that is
+:attr:`PreparedSlice.reference`. The subset draws patients first and one slice per patient (so S slices
+come from S subjects whenever the pool has that many), then, only if S exceeds the number of patients,
+further slices uniformly from the rest. Everything follows from one recorded seed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, DataError, where
+from ..data.prepared import PreparedDataset
+
+#: ``data.path`` value that resolves to :func:`padis_plugin.data.bundled.demo_dataset`.
+BUNDLED_DEMO = "bundled-demo"
+
+
+def resolve_data_path(path) -> Path:
+    """Map ``"bundled-demo"`` to the bundled demo prepared file (built on first use); other values to a Path."""
+    if str(path) == BUNDLED_DEMO:
+        from ..data.bundled import demo_dataset
+
+        return Path(demo_dataset())
+    return Path(path).expanduser()
+
+
+def select_subset(meta: list[dict], num_slices: int | None, seed: int, one_per_patient: bool = True) -> list[str]:
+    """Choose ``num_slices`` slice ids from ``meta`` (items with ``id`` and ``patient_id``), deterministically.
+
+    With ``one_per_patient``: shuffle the patients with ``numpy.random.default_rng(seed)``, take the first
+    ``min(S, #patients)`` and one random slice of each; if ``S`` is larger, draw the remaining slices uniformly
+    without replacement from the unused ones. Without it: S slices uniformly without replacement.
+    ``num_slices=None`` keeps everything. Returns the chosen ids sorted.
+    """
+    ids = sorted(m["id"] for m in meta)
+    if num_slices is None:
+        return ids
+    if num_slices < 1 or num_slices > len(ids):
+        raise ConfigError(f"data.num_slices: asked for {num_slices} slices but the pool holds {len(ids)}")
+    rng = np.random.default_rng(seed)
+    if not one_per_patient:
+        return sorted(ids[i] for i in rng.choice(len(ids), size=num_slices, replace=False))
+    by_patient: dict[str, list[str]] = {}
+    for m in sorted(meta, key=lambda m: m["id"]):
+        by_patient.setdefault(str(m["patient_id"]), []).append(m["id"])
+    patients = sorted(by_patient)
+    order = [patients[i] for i in rng.permutation(len(patients))]
+    chosen = [by_patient[p][rng.integers(len(by_patient[p]))] for p in order[:num_slices]]
+    if num_slices > len(chosen):
+        rest = sorted(set(ids) - set(chosen))
+        chosen += [rest[i] for i in rng.choice(len(rest), size=num_slices - len(chosen), replace=False)]
+    return sorted(chosen)
+
+
+@dataclass
+class TrainingImages:
+    """The training set held in memory: ``images`` (S, 2, N, N) float32 (real, imag) and its provenance."""
+
+    images: torch.Tensor
+    ids: list[str]
+    patients: list[str]
+    path: str
+    seed: int
+    meta: list[dict] = field(default_factory=list, repr=False)
+
+    def provenance(self) -> dict:
+        """JSON-ready record of where the images came from (stored in every checkpoint)."""
+        return {"path": self.path, "ids": list(self.ids), "patients": list(self.patients), "seed": self.seed,
+                "num_slices": len(self.ids)}
+
+
+def load_training_images(path, num_slices: int | None = None, seed: int = 0, patients=None, contrasts=None,
+                         one_per_patient: bool = True) -> TrainingImages:
+    """Load a seeded subset of the fully sampled slices of a prepared file (see :func:`select_subset`).
+
+    ``patients`` restricts the pool to a training split; ``contrasts`` (e.g. ``["T2"]``) to some contrasts.
+    Slices acquired undersampled have no reference image and are never used.
+    """
+    path = resolve_data_path(path)
+    dataset = PreparedDataset(path, contrasts=contrasts, patients=patients)
+    pool = [m for m in dataset.meta() if not m["undersampled"]]
+    if not pool:
+        raise DataError(where(path, f"no fully sampled slices match contrasts={contrasts} patients="
+                                    f"{'all' if patients is None else len(patients)}"))
+    try:
+        ids = select_subset(pool, num_slices, seed, one_per_patient)
+    except ConfigError as exc:
+        raise ConfigError(where(path, str(exc))) from None
+    slices = [dataset[i] for i in ids]
+    ref = np.stack([s.reference for s in slices])
+    images = torch.from_numpy(np.stack([ref.real, ref.imag], axis=1).astype(np.float32))
+    meta = [s.meta() for s in slices]
+    return TrainingImages(images=images, ids=ids, patients=sorted({m["patient_id"] for m in meta}),
+                          path=str(path.resolve()), seed=seed, meta=meta)

@@ -1,0 +1,639 @@
+"""Training loop for the PaDIS patch prior and the whole-image EDM prior: :class:`TrainConfig` and :func:`train`.
+
+One step: (PaDIS) draw a patch size, cut that many random positioned patches, or (EDM) draw a batch of whole
+images; EDM loss (:mod:`.loss`) averaged over the samples; backward; clip the gradient norm; skip the update if
+the norm is not finite (counted as ``skipped``); Adam with a linear warm-up that ends after ``warmup_steps``
+(then constant or cosine); EMA of the weights. Rank 0 writes a JSONL log, periodic checkpoints (safetensors +
+JSON, never pickle, with optimizer, EMA and every random state, so ``resume=True`` continues step for step as if
+never interrupted) and optional preview samples.
+
+Scale-out: the same code runs under ``torchrun --nproc_per_node=K``: DistributedDataParallel on nccl (GPU) or
+gloo (CPU), the configured batch split evenly over the ranks, the patch size shared by all ranks (a generator
+seeded alike everywhere), positions, sigmas and noise drawn per rank.
+
+Layout of an output folder::
+
+    resolved_config.yaml   the configuration actually used
+    train_log.jsonl        one line per step: step, loss, lr, seconds, elapsed, skipped, grad_norm, patch_size
+    checkpoints/ckpt_step<N>.safetensors / .json
+    latest.json            {"step": N, "checkpoint": "checkpoints/ckpt_step<N>"}, written after the checkpoint
+    samples/step<N>.png    optional unconditional previews from the EMA weights
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import signal
+import threading
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import yaml
+
+from ..atomic import atomic_path, write_json, write_text
+from ..checkpoints import (get_group, load_checkpoint, load_state_into, optimizer_state_from_tensors,
+                           optimizer_state_to_tensors, save_checkpoint)
+from ..errors import CheckpointError, ConfigError, PadisError, where
+from ..prior.network import build_unet, downsampling_factor, resolve_model_config
+from ..prior.patches import CONVENTIONS
+from ..prior.precond import EDMPrecond
+from .data import TrainingImages, load_training_images
+from .loss import EDMLoss, PatchEDMLoss
+
+KINDS = ("padis", "edm")
+LOG_NAME, LATEST_NAME, CONFIG_NAME = "train_log.jsonl", "latest.json", "resolved_config.yaml"
+
+
+# ------------------------------------------------------------------------------------------------ config
+@dataclass
+class ModelSection:
+    """Network: a name in :data:`padis_plugin.prior.network.MODEL_CONFIGS` plus optional key overrides."""
+
+    name: str = "padis-paper"
+    overrides: dict[str, Any] = field(default_factory=dict)
+    sigma_data: float = 0.5
+
+
+@dataclass
+class DataSection:
+    """Training slices: a prepared file (or ``bundled-demo``), a seeded subset of ``num_slices`` (S)."""
+
+    path: str = "bundled-demo"
+    num_slices: int | None = None          # S; None = every matching slice
+    seed: int = 0                          # subset selection seed (recorded in checkpoints)
+    patients: list[str] | None = None      # training pool (e.g. the train split); None = all
+    contrasts: list[str] | None = None     # e.g. [T2] for the cross-contrast experiment
+    one_per_patient: bool = True
+
+
+@dataclass
+class PatchSection:
+    """PaDIS patch sampling (ignored for ``kind: edm``); published 16/32/64, 0.2/0.3/0.5, 256/128/64."""
+
+    sizes: list[int] = field(default_factory=lambda: [16, 32, 64])
+    probs: list[float] = field(default_factory=lambda: [0.2, 0.3, 0.5])
+    batch: list[int] = field(default_factory=lambda: [256, 128, 64])   # patches per step (all ranks together)
+    pad: int | None = None                 # zero padding per side; None = N // 4
+    position_convention: str = "image"
+    inference_patch_size: int | None = None  # written to checkpoints for the denoiser; None = max(sizes)
+    inference_pad: int = 64                  # grid-offset range M of the inference denoiser
+
+
+@dataclass
+class LossSection:
+    p_mean: float = -1.2
+    p_std: float = 1.2
+
+
+@dataclass
+class OptimSection:
+    """Adam with linear warm-up over ``warmup_steps`` then ``constant`` or ``cosine`` (down to ``min_lr``)."""
+
+    lr: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    warmup_steps: int = 1000
+    schedule: str = "constant"
+    min_lr: float = 0.0
+    # max global gradient norm; null = off (published: none). The loss is a sum over pixels, so typical norms
+    # grow with the patch/image area: pick the value from the grad_norm column of a short run's log.
+    grad_clip: float | None = None
+
+
+@dataclass
+class EMASection:
+    """EMA of the weights, :math:`\\beta = 0.5^{1/h}` per step with half-life
+    :math:`h = \\min(\\text{halflife\\_steps}, \\text{rampup}\\cdot\\text{step})` (EDM's ramp-up; null = none)."""
+
+    halflife_steps: float = 4000.0
+    rampup: float | None = 0.05
+
+
+@dataclass
+class RunSection:
+    steps: int = 100000
+    batch: int = 4                         # whole images per step (kind: edm; all ranks together)
+    seed: int = 2025                       # training randomness (patches, sigmas, noise, dropout)
+    device: str = "auto"                   # auto | cpu | cuda | cuda:N (under torchrun: cuda:LOCAL_RANK)
+    precision: str = "fp32"                # fp32 | bf16 (autocast, CUDA only; fp32 on CPU with a warning)
+    out: str = "runs/train"
+    checkpoint_every: int = 1000
+    log_every: int = 1
+    sample_every: int = 0                  # 0 = no preview samples
+    sample_steps: int = 18                 # Heun steps of the preview sampler
+    sample_size: int | None = None         # preview image side; None = min(N, 128)
+    progress: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; load with ``padis_plugin.config.load_config(TrainConfig, path)``."""
+
+    kind: str = "padis"
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    patch: PatchSection = field(default_factory=PatchSection)
+    loss: LossSection = field(default_factory=LossSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    ema: EMASection = field(default_factory=EMASection)
+    run: RunSection = field(default_factory=RunSection)
+
+    def model_config(self) -> dict:
+        return resolve_model_config(self.model.name, **self.model.overrides)
+
+    def validate(self, source=None, prefix: str = "") -> None:
+        """Cross-field checks; :class:`ConfigError` naming ``source`` and the dotted key."""
+        def bad(key, problem):
+            raise ConfigError(where(source, f"'{f'{prefix}.{key}' if prefix else key}' {problem}"))
+
+        if self.kind not in KINDS:
+            bad("kind", f"must be one of {KINDS}, got {self.kind!r}")
+        try:
+            mc = self.model_config()
+        except ConfigError as exc:
+            bad("model", f"is invalid: {exc}")
+        want_in = 4 if self.kind == "padis" else 2
+        if mc["in_channels"] != want_in or mc["out_channels"] != 2:
+            bad("model.name", f"{self.model.name!r} has {mc['in_channels']} inputs / {mc['out_channels']} outputs; "
+                              f"kind {self.kind!r} needs {want_in} / 2")
+        if self.model.sigma_data <= 0:
+            bad("model.sigma_data", "must be > 0")
+        if self.data.num_slices is not None and self.data.num_slices < 1:
+            bad("data.num_slices", "must be >= 1 or null")
+        p = self.patch
+        if self.kind == "padis":
+            if not p.sizes or not len(p.sizes) == len(p.probs) == len(p.batch):
+                bad("patch", "sizes, probs and batch must be non-empty lists of equal length")
+            multiple = downsampling_factor(mc)
+            for i, s in enumerate(p.sizes):
+                if s < 1 or s % multiple:
+                    bad(f"patch.sizes.{i}", f"= {s} must be a positive multiple of {multiple} for this network")
+            if any(q < 0 for q in p.probs) or abs(sum(p.probs) - 1) > 1e-6:
+                bad("patch.probs", f"must be non-negative and sum to 1, got {p.probs} (sum {sum(p.probs):g})")
+            if any(b < 1 for b in p.batch):
+                bad("patch.batch", "must all be >= 1")
+            if p.pad is not None and p.pad < 0:
+                bad("patch.pad", "must be >= 0 or null")
+            if p.position_convention not in CONVENTIONS:
+                bad("patch.position_convention", f"must be one of {CONVENTIONS}")
+            if p.inference_patch_size is not None and p.inference_patch_size % multiple:
+                bad("patch.inference_patch_size", f"must be a multiple of {multiple}")
+        o = self.optim
+        if not o.lr > 0:
+            bad("optim.lr", f"must be > 0, got {o.lr}")
+        if len(o.betas) != 2 or not all(0 <= b < 1 for b in o.betas):
+            bad("optim.betas", "must be two numbers in [0, 1)")
+        if not o.eps > 0 or o.warmup_steps < 0 or not 0 <= o.min_lr <= o.lr:
+            bad("optim", "needs eps > 0, warmup_steps >= 0 and 0 <= min_lr <= lr")
+        if o.schedule not in ("constant", "cosine"):
+            bad("optim.schedule", f"must be 'constant' or 'cosine', got {o.schedule!r}")
+        if o.grad_clip is not None and not o.grad_clip > 0:
+            bad("optim.grad_clip", "must be > 0 or null")
+        if not self.ema.halflife_steps > 0 or (self.ema.rampup is not None and not self.ema.rampup > 0):
+            bad("ema", "needs halflife_steps > 0 and rampup > 0 or null")
+        r = self.run
+        for key in ("steps", "batch", "checkpoint_every", "log_every", "sample_steps"):
+            if getattr(r, key) < 1:
+                bad(f"run.{key}", "must be >= 1")
+        if r.sample_every < 0:
+            bad("run.sample_every", "must be >= 0")
+        if r.precision not in ("fp32", "bf16"):
+            bad("run.precision", f"must be 'fp32' or 'bf16', got {r.precision!r}")
+        if not (r.device in ("auto", "cpu", "cuda") or r.device.startswith("cuda:")):
+            bad("run.device", f"must be auto, cpu, cuda or cuda:N, got {r.device!r}")
+
+
+def learning_rate(step: int, optim: OptimSection, total_steps: int) -> float:
+    """Learning rate of (0-based) ``step``: linear warm-up to ``lr`` over ``warmup_steps``, then constant or
+    cosine decay to ``min_lr`` at ``total_steps`` (unlike the published ramp, the warm-up ends)."""
+    if step < optim.warmup_steps:
+        return optim.lr * (step + 1) / optim.warmup_steps
+    if optim.schedule == "constant":
+        return optim.lr
+    t = (step - optim.warmup_steps) / max(total_steps - optim.warmup_steps, 1)
+    return optim.min_lr + 0.5 * (optim.lr - optim.min_lr) * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+def ema_beta(step: int, ema: EMASection) -> float:
+    """EMA decay after ``step`` completed steps: :math:`0.5^{1/h}`, :math:`h = \\min(h_{max}, r\\,\\text{step})`."""
+    h = ema.halflife_steps if ema.rampup is None else min(ema.halflife_steps, ema.rampup * step)
+    return 0.5 ** (1.0 / max(h, 1e-8))
+
+
+# ------------------------------------------------------------------------------------------- distribution
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+    owns_group: bool = False               # we initialised the process group, so we destroy it
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+
+def _setup_distributed(device: str) -> _Dist:
+    """Single process by default; under torchrun (WORLD_SIZE > 1) join the process group (nccl/gloo)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if use_cuda and not torch.cuda.is_available():
+        raise ConfigError(f"run.device={device!r} but CUDA is not available")
+    if use_cuda:
+        dev = torch.device(device if device.startswith("cuda:") and world == 1 else f"cuda:{local_rank}")
+        torch.cuda.set_device(dev)
+    else:
+        dev = torch.device("cpu")
+    owns = world > 1 and not torch.distributed.is_initialized()
+    if owns:
+        torch.distributed.init_process_group("nccl" if use_cuda else "gloo")
+    return _Dist(rank, world, local_rank, dev, owns)
+
+
+# --------------------------------------------------------------------------------------- random states
+def _rng_tensors(gens: dict[str, torch.Generator], device: torch.device) -> tuple[dict[str, torch.Tensor], dict]:
+    """Every random state of this process as uint8/int64 tensors plus JSON (numpy's scalars)."""
+    t = {name: g.get_state() for name, g in gens.items()}
+    t["torch_cpu"] = torch.get_rng_state()
+    if device.type == "cuda":
+        t["torch_cuda"] = torch.cuda.get_rng_state(device)
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    t["numpy_keys"] = torch.from_numpy(keys.astype(np.int64))
+    return t, {"numpy": [kind, int(pos), int(has_gauss), float(cached)]}
+
+
+def _set_rng(t: dict[str, torch.Tensor], meta: dict, gens: dict[str, torch.Generator], device: torch.device):
+    for name, g in gens.items():
+        g.set_state(t[name].cpu())
+    torch.set_rng_state(t["torch_cpu"].cpu())
+    if device.type == "cuda" and "torch_cuda" in t:
+        torch.cuda.set_rng_state(t["torch_cuda"].cpu(), device)
+    kind, pos, has_gauss, cached = meta["numpy"]
+    np.random.set_state((kind, t["numpy_keys"].numpy().astype(np.uint32), pos, has_gauss, cached))
+
+
+def _rank_seed(seed: int, rank: int) -> int:
+    return int(np.random.SeedSequence([int(seed), int(rank)]).generate_state(1)[0])
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+class _StopFlag:
+    """SIGINT/SIGTERM -> finish the current step, checkpoint, stop (a second signal interrupts at once)."""
+
+    def __init__(self):
+        self.raised = False
+        self._old = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.raised:
+            raise KeyboardInterrupt
+        self.raised = True
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _update_ema(ema: torch.nn.Module, net: torch.nn.Module, beta: float) -> None:
+    with torch.no_grad():
+        for pe, p in zip(ema.parameters(), net.parameters()):
+            pe.lerp_(p.detach().to(pe.dtype), 1.0 - beta)
+        for be, b in zip(ema.buffers(), net.buffers()):
+            be.copy_(b)
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines after ``step`` (written after the checkpoint being resumed from)."""
+    if not path.is_file():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+    write_text(path, "".join(ln + "\n" for ln in keep))
+
+
+def read_log(out_dir) -> list[dict]:
+    """The JSONL training log of an output folder as a list of records."""
+    path = Path(out_dir) / LOG_NAME
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.is_file() else []
+
+
+def latest_checkpoint(out_dir) -> Path | None:
+    """Stem of the checkpoint ``latest.json`` points to (None when there is none); CheckpointError if broken."""
+    pointer = Path(out_dir) / LATEST_NAME
+    if not pointer.is_file():
+        return None
+    try:
+        rel = json.loads(pointer.read_text())["checkpoint"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(where(pointer, f"unreadable latest-checkpoint pointer ({exc})")) from None
+    return Path(out_dir) / rel
+
+
+@torch.no_grad()
+def edm_heun_sample(denoiser, shape, steps: int = 18, generator: torch.Generator | None = None,
+                    sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0, device="cpu"):
+    """Deterministic EDM sampler (Karras et al. 2022, Algorithm 1: Heun, Karras sigma schedule) for previews."""
+    i = torch.arange(steps, dtype=torch.float64)
+    sigmas = (sigma_max ** (1 / rho) + i / max(steps - 1, 1) * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
+    sigmas = torch.cat([sigmas, torch.zeros(1, dtype=torch.float64)]).tolist()
+    x = torch.randn(shape, generator=generator, device=generator.device if generator else device).to(device)
+    x = x * sigmas[0]
+    for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+        d = (x - denoiser(x, s, generator=generator)) / s
+        x_next = x + (s_next - s) * d
+        if s_next > 0:
+            d2 = (x_next - denoiser(x_next, s_next, generator=generator)) / s_next
+            x_next = x + (s_next - s) * 0.5 * (d + d2)
+        x = x_next
+    return x
+
+
+# ------------------------------------------------------------------------------------------------- train
+class Trainer:
+    """State of one training run (built by :func:`train`); kept as an object so tests can inspect it."""
+
+    def __init__(self, cfg: TrainConfig, out_dir=None, progress: bool | None = None):
+        cfg.validate()
+        self.cfg = cfg
+        self.out = Path(out_dir if out_dir is not None else cfg.run.out)
+        self.progress = cfg.run.progress if progress is None else progress
+        self.dist = _setup_distributed(cfg.run.device)
+        dev, rank, world = self.dist.device, self.dist.rank, self.dist.world
+        # bf16 autocast only on GPU: on CPU it measured ~35x slower than fp32 (padis-small, 2 cores)
+        self.bf16 = cfg.run.precision == "bf16" and dev.type == "cuda"
+        if cfg.run.precision == "bf16" and not self.bf16:
+            warnings.warn("run.precision=bf16 applies on CUDA only; training in fp32 on the CPU")
+        torch.manual_seed(_rank_seed(cfg.run.seed, rank))      # dropout
+        np.random.seed(_rank_seed(cfg.run.seed, rank) % 2 ** 32)
+
+        d = cfg.data
+        self.data: TrainingImages = load_training_images(d.path, d.num_slices, d.seed, d.patients, d.contrasts,
+                                                         d.one_per_patient)
+        self.images = self.data.images.to(dev)
+        N = self.images.shape[-1]
+        self.model_config = cfg.model_config()
+        multiple = downsampling_factor(self.model_config)
+        if cfg.kind == "padis":
+            pad = N // 4 if cfg.patch.pad is None else cfg.patch.pad
+            if max(cfg.patch.sizes) > N + 2 * pad:
+                raise ConfigError(f"'patch.sizes': {max(cfg.patch.sizes)} exceeds the padded canvas {N + 2 * pad}")
+            for key, b in (("patch.batch", cfg.patch.batch),):
+                if any(v % world for v in b):
+                    raise ConfigError(f"'{key}' = {b} must be divisible by the {world} processes")
+            self.loss_fn = PatchEDMLoss(cfg.patch.sizes, cfg.patch.probs, [b // world for b in cfg.patch.batch],
+                                        pad, cfg.loss.p_mean, cfg.loss.p_std, cfg.model.sigma_data,
+                                        cfg.patch.position_convention)
+            self.pad = pad
+        else:
+            if N % multiple:
+                raise ConfigError(f"'model.name': images of side {N} are not a multiple of {multiple}")
+            if cfg.run.batch % world:
+                raise ConfigError(f"'run.batch' = {cfg.run.batch} must be divisible by the {world} processes")
+            self.loss_fn = EDMLoss(cfg.loss.p_mean, cfg.loss.p_std, cfg.model.sigma_data)
+
+        self.net = EDMPrecond(build_unet(self.model_config), cfg.model.sigma_data).to(dev).train()
+        self.ema = copy.deepcopy(self.net).eval().requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
+                                          eps=cfg.optim.eps)
+        # shared: same stream on every rank (patch size); local: per rank (images, positions, sigma, noise)
+        self.gens = {"shared": torch.Generator("cpu").manual_seed(cfg.run.seed),
+                     "local": torch.Generator(dev).manual_seed(_rank_seed(cfg.run.seed + 1, rank))}
+        self.step, self.skipped, self.elapsed, self._in_step = 0, 0, 0.0, False
+        self.ddp = self.net
+        if self.dist.active:
+            self.ddp = torch.nn.parallel.DistributedDataParallel(
+                self.net, device_ids=[dev.index] if dev.type == "cuda" else None)
+
+    # ---------------------------------------------------------------- checkpoints
+    def checkpoint_config(self) -> dict:
+        """JSON part of a checkpoint: loadable by :func:`padis_plugin.prior.denoiser.load_prior`, plus provenance."""
+        cfg = self.cfg
+        out = {"kind": cfg.kind, "model": self.model_config, "sigma_data": cfg.model.sigma_data}
+        if cfg.kind == "padis":
+            out.update(patch_size=cfg.patch.inference_patch_size or max(cfg.patch.sizes),
+                       pad=cfg.patch.inference_pad, max_batch=None,
+                       position_convention=cfg.patch.position_convention, canvas_pad=self.pad,
+                       patch_training={"sizes": cfg.patch.sizes, "probs": cfg.patch.probs,
+                                       "batch": cfg.patch.batch, "pad": self.pad})
+        out["training"] = {"step": self.step, "steps": cfg.run.steps, "skipped": self.skipped,
+                           "elapsed_s": self.elapsed, "seed": cfg.run.seed, "world_size": self.dist.world,
+                           "precision": cfg.run.precision, "loss": asdict(cfg.loss)}
+        out["data"] = self.data.provenance()
+        out["train_config"] = asdict(cfg)
+        return out
+
+    def save(self) -> Path | None:
+        """Checkpoint the current step (all ranks take part: random states are gathered to rank 0)."""
+        rng, rng_meta = _rng_tensors(self.gens, self.dist.device)
+        if self.dist.active:
+            gathered = [None] * self.dist.world
+            torch.distributed.all_gather_object(gathered, ({k: v.cpu() for k, v in rng.items()}, rng_meta))
+        else:
+            gathered = [(rng, rng_meta)]
+        if not self.dist.main:
+            return None
+        optim_t, optim_meta = optimizer_state_to_tensors(self.optimizer.state_dict())
+        groups = {"model": self.net.unet.state_dict(), "ema": self.ema.unet.state_dict(), "optim": optim_t,
+                  "rng": {f"rank{r}_{k}": v for r, (t, _) in enumerate(gathered) for k, v in t.items()}}
+        config = self.checkpoint_config()
+        config["resume"] = {"optimizer": optim_meta, "rng": [m for _, m in gathered]}
+        rel = f"checkpoints/ckpt_step{self.step:07d}"
+        save_checkpoint(self.out / rel, groups, config)
+        write_json(self.out / LATEST_NAME, {"step": self.step, "checkpoint": rel})
+        return self.out / rel
+
+    def restore(self, stem: Path) -> None:
+        """Load model, EMA, optimizer, step and random states from checkpoint ``stem`` (checked to match)."""
+        groups, config = load_checkpoint(stem)
+        path = Path(str(stem) + ".json")
+        mine = json.loads(json.dumps(self.checkpoint_config()))   # tuples -> lists, as stored
+        for key in ("kind", "model", "sigma_data", "patch_training"):
+            if config.get(key) != mine.get(key):
+                raise CheckpointError(where(path, f"checkpoint {key!r} = {config.get(key)!r} does not match the "
+                                                  f"config ({mine.get(key)!r})"))
+        if config.get("data", {}).get("ids") != self.data.ids:
+            raise CheckpointError(where(path, "checkpoint was trained on other slices than data.* selects"))
+        try:
+            load_state_into(self.net.unet, get_group(groups, "model", path), path)
+            load_state_into(self.ema.unet, get_group(groups, "ema", path), path)
+            self.optimizer.load_state_dict(optimizer_state_from_tensors(get_group(groups, "optim", path),
+                                                                        config["resume"]["optimizer"]))
+            tr = config["training"]
+            self.step, self.skipped, self.elapsed = int(tr["step"]), int(tr["skipped"]), float(tr["elapsed_s"])
+            rng = get_group(groups, "rng", path)
+            metas = config["resume"]["rng"]
+            prefix = f"rank{self.dist.rank}_"
+            if tr["world_size"] == self.dist.world:
+                _set_rng({k[len(prefix):]: v for k, v in rng.items() if k.startswith(prefix)},
+                         metas[self.dist.rank], self.gens, self.dist.device)
+            else:  # cannot continue the same streams: reseed them deterministically from (seed, step, rank)
+                warnings.warn(f"{path}: saved with {tr['world_size']} processes, resumed with {self.dist.world}: "
+                              "random streams are reseeded, the run will not match an uninterrupted one")
+                _set_rng({k[len("rank0_"):]: v for k, v in rng.items() if k.startswith("rank0_")}, metas[0],
+                         self.gens, self.dist.device)
+                self.gens["local"].manual_seed(_rank_seed(self.cfg.run.seed + 1 + self.step, self.dist.rank))
+                torch.manual_seed(_rank_seed(self.cfg.run.seed + self.step, self.dist.rank))
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+            if isinstance(exc, PadisError):
+                raise
+            raise CheckpointError(where(path, f"cannot restore training state ({type(exc).__name__}: {exc})")) \
+                from None
+
+    # ---------------------------------------------------------------- one step
+    def train_step(self) -> dict:
+        cfg, dev = self.cfg, self.dist.device
+        self._in_step = True
+        t0 = time.perf_counter()
+        lr = learning_rate(self.step, cfg.optim, cfg.run.steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16)
+        patch_size = None
+        with autocast:
+            if cfg.kind == "padis":
+                patch_size, n = self.loss_fn.draw_patch_size(self.gens["shared"])
+                losses = self.loss_fn(self.ddp, self.images, self.gens["local"], patch_size, n)
+            else:
+                idx = torch.randint(self.images.shape[0], (cfg.run.batch // self.dist.world,),
+                                    generator=self.gens["local"], device=dev)
+                losses = self.loss_fn(self.ddp, self.images[idx], self.gens["local"])
+        loss = losses.float().mean()
+        loss.backward()
+        params = [p for p in self.net.parameters() if p.grad is not None]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip or float("inf"))
+        # gradients are all-reduced, so every rank sees the same norm and takes the same decision
+        finite = bool(torch.isfinite(grad_norm))
+        if finite:
+            self.optimizer.step()
+            _update_ema(self.ema, self.net, ema_beta(self.step + 1, cfg.ema))
+        else:
+            self.skipped += 1
+        self.step += 1
+        self._in_step = False
+        seconds = time.perf_counter() - t0
+        self.elapsed += seconds
+        return {"step": self.step, "loss": float(loss.detach()), "lr": lr, "seconds": round(seconds, 6),
+                "elapsed": round(self.elapsed, 3), "skipped": self.skipped,
+                "grad_norm": float(grad_norm) if finite else None, "patch_size": patch_size}
+
+    # ---------------------------------------------------------------- preview
+    def preview(self) -> Path:
+        """Unconditional sample from the EMA weights (few Heun steps, small image) saved as a magnitude PNG."""
+        import matplotlib
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        from ..prior.denoiser import EDMDenoiser, PaDISDenoiser
+
+        cfg, dev = self.cfg, self.dist.device
+        size = cfg.run.sample_size or min(self.images.shape[-1], 128)
+        g = torch.Generator(dev).manual_seed(cfg.run.seed)      # own generator: training streams untouched
+        if cfg.kind == "padis":
+            ps = min(max(cfg.patch.sizes), size)
+            ps -= ps % downsampling_factor(self.model_config)
+            den = PaDISDenoiser(self.ema, patch_size=ps, pad=ps, position_convention=cfg.patch.position_convention,
+                                canvas_pad=self.pad)
+        else:
+            den = EDMDenoiser(self.ema)
+        x = edm_heun_sample(den, (1, 2, size, size), cfg.run.sample_steps, g, device=dev)
+        mag = torch.linalg.vector_norm(x[0].float(), dim=0).cpu().numpy()
+        path = self.out / "samples" / f"step{self.step:07d}.png"
+        with atomic_path(path) as tmp:
+            plt.imsave(tmp, mag, cmap="gray", vmin=0, vmax=max(float(np.percentile(mag, 99.5)), 1e-6), format="png")
+        return path
+
+    # ---------------------------------------------------------------- loop
+    def run(self, resume: bool = False, callback: Callable[[int, dict], None] | None = None) -> dict:
+        cfg, main = self.cfg, self.dist.main
+        log_path = self.out / LOG_NAME
+        stem = latest_checkpoint(self.out) if resume else None
+        if resume:
+            if stem is None:
+                raise CheckpointError(where(self.out / LATEST_NAME, "no checkpoint to resume from"))
+            self.restore(stem)
+        elif (self.out / LATEST_NAME).exists() or log_path.exists():
+            raise ConfigError(where(self.out, "output folder already holds a training run; pass --resume "
+                                              "to continue it or choose another --out"))
+        if self.dist.active:
+            torch.distributed.barrier()   # every rank has checked the folder before rank 0 writes to it
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            write_text(self.out / CONFIG_NAME, yaml.safe_dump(asdict(cfg), sort_keys=False))
+            _truncate_log(log_path, self.step)
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.run.steps, initial=self.step, disable=not (self.progress and main), desc="train",
+                   dynamic_ncols=True)
+        last_saved = self.step if resume else None
+        try:
+            with _StopFlag() as stop, (open(log_path, "a") if main else contextlib.nullcontext()) as log:
+                while self.step < cfg.run.steps:
+                    record = self.train_step()
+                    if callback is not None:
+                        callback(self.step, record)
+                    stop_now = stop.raised
+                    if self.dist.active:   # one all-reduce: mean loss for the log + anyone asked to stop
+                        t = torch.tensor([record["loss"], float(stop_now)], device=self.dist.device)
+                        torch.distributed.all_reduce(t)
+                        record["loss"], stop_now = float(t[0]) / self.dist.world, bool(t[1] > 0)
+                    if main and (self.step % cfg.run.log_every == 0 or self.step == cfg.run.steps):
+                        log.write(json.dumps(record) + "\n")
+                        log.flush()
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{record['loss']:.4g}", skipped=self.skipped, refresh=False)
+                    if self.step % cfg.run.checkpoint_every == 0 or self.step == cfg.run.steps or stop_now:
+                        if main:
+                            log.flush()
+                        self.save()
+                        last_saved = self.step
+                    if main and cfg.run.sample_every and self.step % cfg.run.sample_every == 0:
+                        self.preview()
+                    if stop_now:
+                        raise KeyboardInterrupt(f"interrupted: checkpoint saved at step {self.step}")
+        except KeyboardInterrupt:
+            # raised between steps (e.g. by a callback) the state is consistent: keep it; raised inside a step
+            # the random streams have moved on, so the last checkpoint stays the resume point
+            if last_saved != self.step and self.step > 0 and not self._in_step and not self.dist.active:
+                self.save()
+            raise
+        finally:
+            bar.close()
+        stem = latest_checkpoint(self.out) if main else None
+        return {"out": str(self.out), "step": self.step, "skipped": self.skipped, "elapsed_s": self.elapsed,
+                "checkpoint": str(stem) if stem else None}
+
+
+def train(cfg: TrainConfig, out_dir=None, resume: bool = False, progress: bool | None = None,
+          callback: Callable[[int, dict], None] | None = None) -> dict:
+    """Train a prior as configured; return ``{"out", "step", "skipped", "elapsed_s", "checkpoint"}``.
+
+    ``resume=True`` continues from ``<out>/latest.json`` exactly (weights, EMA, Adam, step, random states).
+    SIGINT/SIGTERM finish the current step, write a checkpoint and raise :class:`KeyboardInterrupt`.
+    ``callback(step, record)`` runs after every step (on every rank, before logging and checkpointing).
+    """
+    trainer = Trainer(cfg, out_dir, progress)
+    try:
+        return trainer.run(resume=resume, callback=callback)
+    finally:
+        if trainer.dist.owns_group and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
