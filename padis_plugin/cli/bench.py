@@ -1,0 +1,55 @@
+"""``padis-bench``: run a benchmark config (solvers x slices x masks -> results.json, summary.md, figures).
+
+Examples::
+
+    padis-bench --list-solvers
+    padis-bench --config configs/wavelet_l1_r4.yaml --out results/wl1_r4
+    padis-bench --config configs/paper_table5_data_efficiency.yaml --set data.path=data/test_384.h5
+    torchrun --nproc_per_node=4 -m padis_plugin.cli.bench --config ...   # slices sharded over 4 GPUs
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import PadisError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="padis-bench", description=__doc__.split("\n")[0])
+    p.add_argument("--list-solvers", action="store_true", help="print the registered solver names and exit")
+    p.add_argument("--config", help="benchmark YAML file (see configs/)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set masks.accelerations=[4,8] (repeatable)")
+    p.add_argument("--out", help="output folder (default: output.dir of the config, else results/<name>)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="discard results in --out that were made with a different config")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.list_solvers:
+            from ..registry import available_solvers
+            print("\n".join(available_solvers()))
+            return 0
+        if not args.config:
+            raise PadisError("give --config FILE.yaml (or --list-solvers)")
+        from ..bench import load_bench_config, run_benchmark
+        cfg = load_bench_config(args.config, args.overrides, out=args.out)
+        results = run_benchmark(cfg, overwrite=args.overwrite, progress=not args.no_progress, source=args.config)
+        if results is not None:
+            print(f"wrote {cfg.output_dir / 'results.json'} and {cfg.output_dir / 'summary.md'}")
+        return 0
+    except PadisError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; finished items are saved, rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

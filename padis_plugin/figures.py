@@ -1,0 +1,60 @@
+"""Benchmark figures (matplotlib, Agg backend, written atomically): per-slice reconstructions with
+error maps, and pixel-wise standard-deviation heatmaps (magma, vmin 0, as in the paper's Table 1 maps)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .atomic import atomic_path  # noqa: E402
+
+
+def _save(fig, path: Path, dpi=110):
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+
+
+def slice_figure(path, reference, panels, title="", mask=None, error_scale=0.25):
+    """Top row: |reference| then |x_hat| of each solver (PSNR/SSIM in the title); bottom row: the
+    sampling mask then ||x_hat| - |ref|| error maps on one shared scale (``error_scale`` x max|ref|).
+
+    :param panels: list of (label, complex (H, W) recon, record with ``psnr``/``ssim``).
+    """
+    ref = np.abs(np.asarray(reference))
+    vmax = float(np.percentile(ref, 99.5)) or float(ref.max()) or 1.0
+    n = 1 + len(panels)
+    fig, axes = plt.subplots(2, n, figsize=(2.4 * n, 5.0), squeeze=False)
+    axes[0, 0].imshow(ref, cmap="gray", vmin=0, vmax=vmax)
+    axes[0, 0].set_title("reference", fontsize=8)
+    if mask is not None:
+        axes[1, 0].imshow(np.asarray(mask), cmap="gray", vmin=0, vmax=1)
+        axes[1, 0].set_title(f"mask ({float(np.mean(mask)):.1%})", fontsize=8)
+    err_max = error_scale * float(ref.max() or 1.0)
+    for j, (label, recon, rec) in enumerate(panels, start=1):
+        mag = np.abs(recon)
+        axes[0, j].imshow(mag, cmap="gray", vmin=0, vmax=vmax)
+        axes[0, j].set_title(f"{label}\n{rec['psnr']:.2f} dB, SSIM {rec['ssim']:.3f}", fontsize=8)
+        im = axes[1, j].imshow(np.abs(mag - ref), cmap="inferno", vmin=0, vmax=err_max)
+        axes[1, j].set_title(f"|error| (0-{err_max:.2g})", fontsize=8)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    if panels:
+        fig.colorbar(im, ax=axes[1, -1], fraction=0.046, pad=0.02)
+    fig.suptitle(title, fontsize=9)
+    _save(fig, Path(path))
+
+
+def std_heatmap(path, std_map, title="", vmax=None):
+    """Pixel-wise standard deviation map, magma colour map from 0 (``vmax`` None: the map's maximum)."""
+    std_map = np.asarray(std_map)
+    fig, ax = plt.subplots(figsize=(3.6, 3.4))
+    im = ax.imshow(std_map, cmap="magma", vmin=0, vmax=vmax if vmax is not None else float(std_map.max() or 1.0))
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=8)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    _save(fig, Path(path))

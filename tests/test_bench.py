@@ -1,0 +1,258 @@
+"""padis-bench: results/summary/figures, resume after an interruption, atomic outputs, paired differences,
+uncertainty maps, bad inputs, and sharding over two gloo processes. Tiny synthetic data (32 x 32, 4 coils)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from padis_plugin.bench import generator_seed, item_key, load_bench_config, run_benchmark
+from padis_plugin.cli.bench import main
+from padis_plugin.data.prepared import write_prepared
+from padis_plugin.masks import cartesian_mask
+from padis_plugin.metrics import image_metrics, paired_difference
+from padis_plugin.physics import slice_problem
+from padis_plugin.registry import register_solver
+
+FAKE = "test-fake-noisy"
+CALLS = {"n": 0, "raise_at": None}
+
+
+class FakeSolver(torch.nn.Module):
+    """Zero-filled plus generator noise: deterministic given the generator, counts its calls."""
+
+    nfe = 3
+
+    def __init__(self, scale=0.05):
+        super().__init__()
+        self.scale = float(scale)
+
+    def forward(self, y, physics, generator=None):
+        CALLS["n"] += 1
+        if CALLS["raise_at"] is not None and CALLS["n"] >= CALLS["raise_at"]:
+            raise KeyboardInterrupt
+        x = physics.A_adjoint(y)
+        return x + self.scale * torch.randn(x.shape, generator=generator, device=x.device)
+
+
+try:
+    register_solver(FAKE)(lambda params=None, device="cpu": FakeSolver(**(params or {})))
+except Exception:  # already registered (module imported twice)
+    pass
+
+
+@pytest.fixture(autouse=True)
+def _reset_calls():
+    CALLS.update(n=0, raise_at=None)
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory):
+    from conftest import make_slice
+
+    slices = []
+    for i, contrast in enumerate(["T1", "T2", "T1"]):
+        s = make_slice(n=32, coils=4, acs=8, seed=i)
+        slices.append(dataclasses.replace(s, id=f"vol{i}:0", contrast=contrast, patient_id=f"p{i}"))
+    return write_prepared(tmp_path_factory.mktemp("data") / "tiny.h5", slices)
+
+
+def _config(tmp_path, data_file, solvers=None, name="c.yaml", **extra):
+    cfg = {"name": "tiny", "device": "cpu", "data": {"path": str(data_file)},
+           "masks": {"accelerations": [4], "acs_lines": 4, "seeds": [0]},
+           "solvers": solvers or [{"name": FAKE, "label": "Fake"}], "output": {"figures": False}, **extra}
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _run(path, out, *more):
+    return main(["--config", str(path), "--out", str(out), "--no-progress", *more])
+
+
+def test_list_solvers(capsys):
+    assert main(["--list-solvers"]) == 0
+    names = capsys.readouterr().out.splitlines()
+    assert {"zero-filled", "wavelet-l1", FAKE} <= set(names)
+
+
+def test_run_writes_consistent_results(tmp_path, data_file):
+    solvers = [{"name": "zero-filled", "label": "ZF"}, {"name": FAKE, "label": "Fake", "training_size": 25}]
+    path = _config(tmp_path, data_file, solvers, reference="ZF", output={"figures": True},
+                   masks={"accelerations": [4, 8], "acs_lines": 4, "seeds": [0, 1]})
+    out = tmp_path / "out"
+    assert _run(path, out) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["dataset"]["n_slices"] == 3 and set(res["versions"]) >= {"torch", "deepinv", "padis_plugin", "numpy"}
+    assert res["device"]["type"] == "cpu" and res["device"]["cpu"]
+    assert res["config"]["solvers"][1]["training_size"] == 25
+    rows = res["results"]
+    assert len(rows) == 3 * 2 * 2 * 2
+    assert {"id", "contrast", "patient", "R", "seed", "psnr", "ssim", "nrmse", "seconds", "nfe"} <= set(rows[0])
+    # one zero-filled item recomputed by hand
+    from padis_plugin.data.prepared import PreparedDataset
+    slc = PreparedDataset(data_file)["vol1:0"]
+    y, physics, x_ref = slice_problem(slc, cartesian_mask(32, 8, 4, 1))
+    want = image_metrics(physics.A_adjoint(y), x_ref)
+    got = next(r for r in rows if r["id"] == "vol1:0" and r["solver"] == "ZF" and r["R"] == 8 and r["seed"] == 1)
+    assert got["contrast"] == "T2" and got["patient"] == "p1" and got["nfe"] == 0
+    for m in ("psnr", "ssim", "nrmse"):
+        assert got[m] == pytest.approx(want[m], rel=1e-6)
+    # means and paired differences by hand
+    fake4 = [r for r in rows if r["solver"] == "Fake" and r["R"] == 4]
+    zf4 = {(r["id"], r["seed"]): r for r in rows if r["solver"] == "ZF" and r["R"] == 4}
+    mean = next(m for m in res["means"] if m["solver"] == "Fake" and m["R"] == 4 and m["contrast"] == "all")
+    assert mean["n"] == 6 and mean["psnr"] == pytest.approx(np.mean([r["psnr"] for r in fake4]))
+    t2 = next(m for m in res["means"] if m["solver"] == "Fake" and m["R"] == 4 and m["contrast"] == "T2")
+    assert t2["n"] == 2 and mean["nfe"] == 3
+    d = [r["psnr"] - zf4[(r["id"], r["seed"])]["psnr"] for r in fake4]
+    pair = next(p for p in res["paired"] if p["a"] == "Fake" and p["b"] == "ZF" and p["R"] == 4
+                and p["contrast"] == "all")
+    assert pair["n"] == 6 and pair["psnr"] == pytest.approx(np.mean(d)) and pair["psnr_sd"] == pytest.approx(np.std(d))
+    assert (pair["psnr"], pair["psnr_sd"]) == pytest.approx(paired_difference(
+        [r["psnr"] for r in fake4], [zf4[(r["id"], r["seed"])]["psnr"] for r in fake4]))
+    # summary: one table per R with an S column, per-contrast breakdown, paired differences
+    md = (out / "summary.md").read_text()
+    assert "## R = 4 (all contrasts, N = 6)" in md and "## R = 8" in md and "| Solver | S | PSNR (dB)" in md
+    assert "by contrast" in md and "Fake - ZF" in md and f"{mean['psnr']:.2f} ± {mean['psnr_sd']:.2f}" in md
+    # figures per slice and R, nothing temporary left behind
+    assert sorted(p.name for p in (out / "figures").iterdir()) == sorted(
+        f"vol{i}_0_R{r}.png" for i in range(3) for r in (4, 8))
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name]
+
+
+def test_generator_seed_is_stable_and_used(tmp_path, data_file):
+    assert generator_seed(0, "a:1", 4, 0) == generator_seed(0, "a:1", 4.0, 0)
+    assert len({generator_seed(0, "a:1", 4, s) for s in range(5)} | {generator_seed(1, "a:1", 4, 0)}) == 6
+    out = tmp_path / "out"
+    assert _run(_config(tmp_path, data_file), out) == 0
+    rows = json.loads((out / "results.json").read_text())["results"]
+    assert rows[0]["generator_seed"] == generator_seed(0, rows[0]["id"], 4, 0)
+
+
+def test_resume_after_interrupt_skips_finished_items(tmp_path, data_file):
+    path = _config(tmp_path, data_file, masks={"accelerations": [4], "acs_lines": 4, "seeds": [0, 1]})
+    ref_out, out = tmp_path / "ref", tmp_path / "out"
+    assert _run(path, ref_out) == 0
+    total = CALLS["n"]
+    assert total == 6
+    CALLS.update(n=0, raise_at=4)  # interrupted during the 4th item
+    assert _run(path, out) == 130
+    assert not (out / "results.json").exists() and not (out / "summary.md").exists()
+    finished = [json.loads(x) for x in (out / "partial" / "rank0.jsonl").read_text().splitlines()]
+    assert len(finished) == 3
+    CALLS.update(n=0, raise_at=None)
+    assert _run(path, out) == 0
+    assert CALLS["n"] == total - 3  # finished items were not recomputed
+    a = json.loads((ref_out / "results.json").read_text())["results"]
+    b = json.loads((out / "results.json").read_text())["results"]
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(a) == strip(b)
+    # a finished run reruns without computing anything
+    CALLS.update(n=0)
+    assert _run(path, out) == 0 and CALLS["n"] == 0
+
+
+def test_changed_config_is_refused_unless_overwrite(tmp_path, data_file, capsys):
+    out = tmp_path / "out"
+    assert _run(_config(tmp_path, data_file), out) == 0
+    changed = _config(tmp_path, data_file, seed=5, name="d.yaml")
+    capsys.readouterr()
+    assert _run(changed, out) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "different configuration" in err and len(err.strip().splitlines()) == 1
+    assert _run(changed, out, "--overwrite") == 0
+    assert json.loads((out / "results.json").read_text())["config"]["seed"] == 5
+
+
+def test_failure_leaves_no_final_outputs(tmp_path, data_file):
+    out = tmp_path / "out"
+    CALLS["raise_at"] = 2
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(load_bench_config(_config(tmp_path, data_file), out=out), progress=False)
+    names = {p.name for p in out.iterdir()}
+    assert "results.json" not in names and "summary.md" not in names
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name]
+
+
+def test_uncertainty_maps(tmp_path, data_file):
+    solvers = [{"name": FAKE, "label": "Fake"}, {"name": "zero-filled", "label": "ZF"}]
+    path = _config(tmp_path, data_file, solvers,
+                   uncertainty={"enabled": True, "seeds": 3, "solvers": ["Fake"], "crop": [24, 24]})
+    out = tmp_path / "out"
+    assert _run(path, out) == 0
+    res = json.loads((out / "results.json").read_text())
+    per = res["uncertainty"]["per_slice"]
+    assert len(per) == 3 and {u["solver"] for u in per} == {"Fake"}
+    assert len([r for r in res["results"] if r["solver"] == "Fake"]) == 9  # 3 slices x 3 masks
+    assert len([r for r in res["results"] if r["solver"] == "ZF"]) == 3    # only the benchmark's mask seed
+    for u in per:
+        std = np.load(out / u["map"])
+        assert std.shape == (32, 32) and (std >= 0).all() and u["mean_std_brain"] > 0
+        assert (out / u["map"].replace(".npy", ".png")).is_file()
+    # the in-brain mean matches a recomputation from the saved recons
+    from padis_plugin.bench import recon_path
+    from padis_plugin.data.prepared import PreparedDataset
+    from padis_plugin.metrics import brain_mask, center_crop, pixelwise_std
+    u = per[0]
+    stack = np.stack([np.load(recon_path(out, u["id"], "Fake", 4, s)) for s in range(3)])
+    std = center_crop(pixelwise_std(stack), (24, 24))
+    ref = center_crop(PreparedDataset(data_file)[u["id"]].reference, (24, 24))
+    assert u["mean_std_brain"] == pytest.approx(float(std[brain_mask(ref)].mean()), rel=1e-5)
+    assert res["uncertainty"]["means"][0]["n"] == 3
+    assert "## Uncertainty" in (out / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("change, needle", [
+    ({"solvers": [{"name": "no-such-solver"}]}, "solvers.0.name"),
+    ({"masks": {"accelerations": [20]}}, "outside [1, 16]"),
+    ({"data": {"path": "missing/data.h5"}}, "dataset not found"),
+    ({"masks": {"acs_lines": 4, "accelerations": [4], "file": "MASK"}}, "does not match the k-space"),
+    ({"masks": {"acs_lines": 30, "accelerations": [4]}}, "acs_lines"),
+    ({"solvers": [{"name": "wavelet-l1", "params": {"lamda": 1}}]}, "lamda"),
+    ({"bogus": 1}, "unknown key 'bogus'"),
+])
+def test_bad_inputs_exit_2_with_one_line(tmp_path, data_file, capsys, change, needle):
+    if "masks" in change and change["masks"].get("file") == "MASK":
+        np.save(tmp_path / "mask.npy", np.ones((16, 16), np.float32))
+        change = {"masks": {**change["masks"], "file": str(tmp_path / "mask.npy")}}
+    path = _config(tmp_path, data_file, **change) if "solvers" not in change else \
+        _config(tmp_path, data_file, change["solvers"])
+    out = tmp_path / "out"
+    assert _run(path, out) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and needle in err and len(err.splitlines()) == 1, err
+    assert not out.exists()
+
+
+def test_missing_config_and_no_args(tmp_path, capsys):
+    assert main(["--config", str(tmp_path / "nope.yaml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+    assert main([]) == 2
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="torchrun")
+def test_torchrun_two_gloo_processes_merge(tmp_path, data_file):
+    path = _config(tmp_path, data_file, [{"name": "zero-filled"}])
+    out, single = tmp_path / "ddp", tmp_path / "single"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "padis_plugin.cli.bench", "--config", str(path), "--out", str(out), "--no-progress"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=170)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.name for p in (out / "partial").iterdir()) == ["rank0.jsonl", "rank1.jsonl"]
+    assert _run(path, single) == 0
+    a = json.loads((out / "results.json").read_text())
+    b = json.loads((single / "results.json").read_text())
+    assert a["device"]["world_size"] == 2 and len(a["results"]) == 3
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(a["results"]) == strip(b["results"])
+    assert item_key("vol0:0", "zero-filled", 4, 0) in (out / "partial" / "rank0.jsonl").read_text()

@@ -1,0 +1,123 @@
+"""YAML -> dataclass loading: unknown keys, types, --set overrides, the shipped benchmark configs."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+from padis_plugin.config import (BenchConfig, apply_overrides, from_dict, load_config, load_yaml, parse_value,
+                                 to_dict)
+from padis_plugin.errors import ConfigError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def _write(tmp_path, data, name="c.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_unknown_key_names_dotted_key_and_file(tmp_path):
+    path = _write(tmp_path, {"solvers": [{"name": "zero-filled"}], "masks": {"acceleration": [4]}})
+    with pytest.raises(ConfigError, match=r"c\.yaml: unknown key 'masks\.acceleration'"):
+        load_config(BenchConfig, path)
+    path = _write(tmp_path, {"solvers": [{"name": "zero-filled", "param": {}}]})
+    with pytest.raises(ConfigError, match=r"c\.yaml: unknown key 'solvers\.0\.param'"):
+        load_config(BenchConfig, path)
+
+
+def test_type_errors_name_the_key(tmp_path):
+    path = _write(tmp_path, {"solvers": [{"name": "zero-filled"}], "data": {"max_slices": "two"}})
+    with pytest.raises(ConfigError, match=r"'data\.max_slices' must be an integer"):
+        load_config(BenchConfig, path)
+    with pytest.raises(ConfigError, match="missing required key 'solvers.0.name'"):
+        from_dict(BenchConfig, {"solvers": [{"label": "x"}]}, source="x.yaml")
+
+
+def test_set_overrides_nested_keys_with_types(tmp_path):
+    path = _write(tmp_path, {"solvers": [{"name": "zero-filled"}, {"name": "wavelet-l1", "params": {"lambda": 1}}],
+                             "masks": {"accelerations": [4]}})
+    cfg = load_config(BenchConfig, path, ["masks.accelerations=[4, 7.5]", "data.max_slices=3", "seed=12",
+                                          "solvers.1.params.lambda=1e-3", "solvers.1.label=WL1",
+                                          "data.contrasts=[T1]", "uncertainty.enabled=true", "crop=null",
+                                          "data.path=some/file.h5"])
+    assert cfg.masks.accelerations == [4.0, 7.5]
+    assert cfg.data.max_slices == 3 and cfg.seed == 12
+    assert cfg.solvers[1].params == {"lambda": 1e-3} and isinstance(cfg.solvers[1].params["lambda"], float)
+    assert cfg.solvers[1].display == "WL1" and cfg.data.contrasts == ["T1"]
+    assert cfg.uncertainty.enabled is True and cfg.crop is None and cfg.data.path == "some/file.h5"
+    # the input dict is not modified
+    raw = {"a": {"b": 1}}
+    assert apply_overrides(raw, ["a.b=2"]) == {"a": {"b": 2}} and raw == {"a": {"b": 1}}
+
+
+@pytest.mark.parametrize("bad", ["novalue", "=3", "a..b=1", "solvers.5.name=x"])
+def test_bad_overrides(bad):
+    with pytest.raises(ConfigError, match="--set"):
+        apply_overrides({"solvers": [{"name": "a"}]}, [bad])
+
+
+def test_yaml_scientific_floats_and_errors(tmp_path):
+    assert parse_value("1e-4") == 1e-4 and parse_value("3") == 3 and parse_value("[1, 2]") == [1, 2]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: invalid YAML"):
+        load_yaml(bad)
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_yaml(tmp_path / "missing.yaml")
+    lst = _write(tmp_path, [1, 2], "list.yaml")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_yaml(lst)
+
+
+def test_cross_field_checks(tmp_path):
+    base = {"solvers": [{"name": "zero-filled"}, {"name": "zero-filled"}]}
+    with pytest.raises(ConfigError, match="duplicate label"):
+        from_dict(BenchConfig, base, source="x.yaml")
+    ok = {"solvers": [{"name": "zero-filled"}, {"name": "sense"}]}
+    with pytest.raises(ConfigError, match=r"x\.yaml: 'masks\.accelerations\.0': R=17 is outside \[1, 16\]"):
+        from_dict(BenchConfig, {**ok, "masks": {"accelerations": [17]}}, source="x.yaml")
+    with pytest.raises(ConfigError, match="unknown solver label 'EDM'"):
+        from_dict(BenchConfig, {**ok, "pairs": [["sense", "EDM"]]}, source="x.yaml")
+    with pytest.raises(ConfigError, match="'reference': unknown solver label"):
+        from_dict(BenchConfig, {**ok, "reference": "nope"}, source="x.yaml")
+
+
+@dataclass
+class Inner:
+    lr: float = 1e-3
+    sizes: list[int] = field(default_factory=lambda: [16, 32])
+
+
+@dataclass
+class Outer:
+    name: str
+    inner: Inner = field(default_factory=Inner)
+    extra: dict = field(default_factory=dict)
+
+
+def test_generic_dataclasses_and_round_trip():
+    obj = from_dict(Outer, {"name": "x", "inner": {"lr": 2}}, source="t.yaml")
+    assert obj.inner.lr == 2.0 and isinstance(obj.inner.lr, float) and obj.inner.sizes == [16, 32]
+    assert from_dict(Outer, to_dict(obj)) == obj
+    with pytest.raises(ConfigError, match=r"t\.yaml: 'inner\.sizes\.1' must be an integer"):
+        from_dict(Outer, {"name": "x", "inner": {"sizes": [1, "a"]}}, source="t.yaml")
+    with pytest.raises(ConfigError, match=r"'inner\.lr' must be a number, got bool"):
+        from_dict(Outer, {"name": "x", "inner": {"lr": True}}, source="t.yaml")
+
+
+BENCH_CONFIGS = ["wavelet_l1_r4.yaml", "wavelet_l1_r7.yaml", "paper_table5_data_efficiency.yaml",
+                 "paper_table3_acceleration.yaml", "paper_table4_cross_contrast.yaml", "paper_table1_uncertainty.yaml"]
+
+
+@pytest.mark.parametrize("name", BENCH_CONFIGS)
+def test_shipped_configs_load(name):
+    from importlib.metadata import entry_points
+
+    cfg = load_config(BenchConfig, CONFIGS / name)
+    names = {ep.name for ep in entry_points(group="padis_plugin.solvers")}
+    assert all(s.name in names for s in cfg.solvers)
+    assert cfg.data.path == "bundled-demo"  # runnable as shipped; real data via --set data.path=...
