@@ -28,6 +28,7 @@ def test_third_party_entry_point_and_broken_one(monkeypatch):
         metadata.EntryPoint("broken", "no_such_module_xyz:make", registry.GROUP),
     ])
     monkeypatch.setattr(registry.metadata, "entry_points", lambda group: eps if group == registry.GROUP else [])
+    monkeypatch.setattr(registry, "_REGISTERED", {})  # other tests register in-process solvers
     assert registry.available_solvers() == ["broken", "my-zf", "zero-filled"]
     assert isinstance(registry.build_solver("my-zf"), ZeroFilled)
     with pytest.raises(ConfigError, match="no_such_module_xyz"):
