@@ -6,7 +6,7 @@
 # select them by patient id, so one prepared file holds every split.
 set -euo pipefail
 src=${1:?brain_slices.h5 path}
-out=${2:-data/protocol}
+out=${2:-outputs/protocol}
 mkdir -p "$out"
 padis-simulate "$src" --out "$out/raw" --coils 8 --snr-db 30 --matrix 128 --readout-oversampling 2 --seed 0
 padis-prepare "$out/raw" --out "$out/prepared_128.h5" --size 128 --slices all --noise-region 10 --seed 0
