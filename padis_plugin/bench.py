@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import platform
-import re
 import shutil
 import time
 import warnings
@@ -32,7 +31,8 @@ from tqdm.auto import tqdm
 
 from .atomic import atomic_path, write_json, write_text
 from .config import BUNDLED_DEMO, BenchConfig, SolverEntry, apply_overrides, from_dict, load_yaml, to_dict
-from .data.prepared import PreparedDataset
+from .data.files import safe_name
+from .data.prepared import PreparedDataset, is_prepared
 from .errors import ConfigError, DataError, where
 from .masks import cartesian_mask
 from .metrics import brain_mask, center_crop, image_metrics, pixelwise_std, to_complex_numpy
@@ -82,11 +82,6 @@ def item_key(slice_id, label, acceleration, seed) -> str:
     return f"{slice_id}|{label}|R{float(acceleration):g}|seed{int(seed)}"
 
 
-def safe_name(text: str) -> str:
-    """File-name-safe version of an id or label."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "x"
-
-
 def solver_seeds(cfg: BenchConfig, entry: SolverEntry) -> list[int]:
     """Mask seeds of one solver: the benchmark's, plus the uncertainty seeds when it takes part."""
     seeds = list(cfg.masks.seeds)
@@ -126,7 +121,7 @@ def resolve_data(cfg: BenchConfig, progress=True) -> Path:
     if not src.exists():
         raise DataError(where(src, "dataset not found (give a prepared .h5, a fastMRI file or folder, or "
                                    f"'{BUNDLED_DEMO}'; set it with --set data.path=...)"))
-    if src.is_file() and _is_prepared(src):
+    if src.is_file() and is_prepared(src):
         return src
     from .data.prepare import default_cache_dir, prepare
     cache = Path(data.cache_dir).expanduser() if data.cache_dir else default_cache_dir()
@@ -136,15 +131,6 @@ def resolve_data(cfg: BenchConfig, progress=True) -> Path:
         return out
     return Path(prepare(src, out, size=data.size, slices=data.slices, contrasts=data.contrasts,
                         cache_dir=data.cache_dir, progress=progress))
-
-
-def _is_prepared(path: Path) -> bool:
-    import h5py
-    try:
-        with h5py.File(path, "r") as f:
-            return f.attrs.get("format") == "padis-prepared"
-    except OSError:
-        raise DataError(where(path, "not a readable HDF5 file")) from None
 
 
 def open_dataset(cfg: BenchConfig, path) -> PreparedDataset:

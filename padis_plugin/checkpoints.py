@@ -7,13 +7,13 @@ caught). Both files are written atomically. Every failure to read raises :class:
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import torch
 
 from padis_plugin.atomic import atomic_path, write_json
+from padis_plugin.data.files import sha256_file
 from padis_plugin.errors import CheckpointError, where
 
 FORMAT = "padis-checkpoint"
@@ -26,14 +26,6 @@ def checkpoint_paths(path_or_stem) -> tuple[Path, Path]:
     p = Path(path_or_stem)
     stem = p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
     return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_checkpoint(stem, groups: dict[str, dict[str, torch.Tensor]], config: dict, fp16: bool = False) -> Path:
@@ -59,7 +51,7 @@ def save_checkpoint(stem, groups: dict[str, dict[str, torch.Tensor]], config: di
             flat[f"{g}.{name}"] = t.contiguous().clone()  # clone: safetensors refuses shared storage
     with atomic_path(st_path) as tmp:
         save_file(flat, str(tmp))
-        digest = _sha256(tmp)
+        digest = sha256_file(tmp)
     meta = {"format": FORMAT, "version": VERSION, "groups": sorted(groups), "fp16": bool(fp16),
             "tensors": st_path.name, "sha256": digest}
     write_json(js_path, {**config, _RESERVED: meta})
@@ -79,7 +71,7 @@ def load_checkpoint(path_or_stem, device="cpu", verify: bool = True) -> tuple[di
     meta = config.pop(_RESERVED)
     if not st_path.is_file():
         raise CheckpointError(where(st_path, "checkpoint tensor file not found"))
-    if verify and meta.get("sha256") and _sha256(st_path) != meta["sha256"]:
+    if verify and meta.get("sha256") and sha256_file(st_path) != meta["sha256"]:
         raise CheckpointError(where(st_path, "tensor file does not match the hash in its JSON (corrupt or replaced)"))
     try:
         flat = load_file(str(st_path), device=str(device))

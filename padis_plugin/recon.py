@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .atomic import atomic_path, write_json
-from .data.prepared import FORMAT, PreparedDataset
+from .data.prepared import PreparedDataset, is_prepared
 from .errors import CheckpointError, ConfigError, DataError, where
 from .masks import cartesian_mask
 from .metrics import image_metrics, to_complex_numpy
@@ -29,14 +29,6 @@ DEMO_STEPS, DEMO_INNER = 20, 5  # demo schedule: 100 network evaluations instead
 
 
 # -- data -----------------------------------------------------------------------------------------------------
-def _is_prepared(path: Path) -> bool:
-    try:
-        with h5py.File(path, "r") as f:
-            return f.attrs.get("format") == FORMAT
-    except OSError as exc:
-        raise DataError(where(path, f"not a readable HDF5 file ({exc})")) from None
-
-
 def _prepared_cache(src: Path, size: int, slice_id, cache_dir) -> Path:
     """Prepare a raw fastMRI file once per (file, size, slices) into the cache; returns the prepared file."""
     from .data.prepare import default_cache_dir, prepare
@@ -59,7 +51,7 @@ def load_slice(input_path, slice_id=None, size=384, cache_dir=None):
     path = Path(input_path)
     if not path.is_file():
         raise DataError(where(path, "no such file"))
-    if not _is_prepared(path):
+    if not is_prepared(path):
         if slice_id is not None and not str(slice_id).lstrip("-").isdigit():
             raise ConfigError(where(path, f"raw fastMRI input: --slice must be a slice index, got {slice_id!r}"))
         path = _prepared_cache(path, size, slice_id, cache_dir)

@@ -30,7 +30,7 @@ from padis_plugin.config import load_config
 from padis_plugin.errors import PadisError
 from padis_plugin.prior.network import build_unet, count_parameters
 from padis_plugin.prior.precond import EDMPrecond
-from padis_plugin.train.loop import TrainConfig
+from padis_plugin.train.config import TrainConfig
 from padis_plugin.train.loss import EDMLoss, PatchEDMLoss, edm_weight
 
 

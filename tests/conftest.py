@@ -1,4 +1,5 @@
-"""Shared fixtures: small in-memory prepared slices simulated from a bundled real brain slice (no pipeline)."""
+"""Shared fixtures: small in-memory prepared slices simulated from a bundled real brain slice (no pipeline),
+randomly initialised tiny checkpoints, and a one-thread setting for tests of small tensors."""
 from __future__ import annotations
 
 import os
@@ -13,19 +14,13 @@ import h5py
 import numpy as np
 import pytest
 import sigpy.mri
+import torch
 from skimage.transform import resize
 
+from padis_plugin.data.fastmri_format import fft2c, ifft2c
 from padis_plugin.data.prepared import PreparedSlice
 
 DEMO_KEY = "openneuro_ds002748__sub-29__T1w__z088"
-
-
-def _fft2c(x):
-    return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
-
-
-def _ifft2c(k):
-    return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
 
 
 @lru_cache(maxsize=4)
@@ -48,11 +43,11 @@ def make_slice(n: int = 64, coils: int = 8, acs: int = 24, seed: int = 0) -> Pre
     image = _brain_magnitude(n) * np.exp(1j * phase)
     maps = sigpy.mri.birdcage_maps((coils, n, n))
     maps = maps / np.sqrt(np.sum(np.abs(maps) ** 2, axis=0, keepdims=True))
-    kspace = _fft2c(maps * image)
+    kspace = fft2c(maps * image)
     low = np.zeros_like(kspace)
     c0 = (n - acs) // 2
     low[:, c0:c0 + acs, c0:c0 + acs] = kspace[:, c0:c0 + acs, c0:c0 + acs]
-    norm = float(np.percentile(np.sqrt(np.sum(np.abs(_ifft2c(low)) ** 2, axis=0)), 99))
+    norm = float(np.percentile(np.sqrt(np.sum(np.abs(ifft2c(low)) ** 2, axis=0)), 99))
     return PreparedSlice(
         id=f"demo:{n}:{seed}", kspace=(kspace / norm).astype(np.complex64), coil_maps=maps.astype(np.complex64),
         reference=(image / norm).astype(np.complex64), norm=1.0, source_file="<memory>", slice_index=0,
@@ -70,3 +65,25 @@ def tiny_slice() -> PreparedSlice:
 def slice_factory():
     """``make_slice(n=64, coils=8, acs=24, seed=0)`` for tests that need another size or several slices."""
     return make_slice
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op torch thread for a module of tiny-tensor tests: on the shared 2-core machine extra threads
+    only contend (measured 4x slower). Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory) -> dict[str, str]:
+    """Randomly initialised tiny PaDIS (patch 16, pad 16) and EDM checkpoints: ``{"padis": path, "edm": path}``."""
+    from padis_plugin.prior import EDMDenoiser, EDMPrecond, PaDISDenoiser, build_unet
+
+    d = tmp_path_factory.mktemp("ckpt")
+    torch.manual_seed(0)
+    padis = PaDISDenoiser(EDMPrecond(build_unet("padis-tiny")), patch_size=16, pad=16).save_pretrained(d / "padis")
+    edm = EDMDenoiser(EDMPrecond(build_unet("edm-tiny"))).save_pretrained(d / "edm")
+    return {"padis": str(padis), "edm": str(edm)}

@@ -9,13 +9,7 @@ from padis_plugin.solvers.diffpir import PaDISDiffPIR
 from padis_plugin.solvers.dps import EDMDPS, PaDISDPS, SamplerDivergedError, VEDPS, make_edm_dps, make_padis_dps
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: threads only add overhead on the shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class GaussianDenoiser(Denoiser):
@@ -162,20 +156,8 @@ def test_invalid_options():
             VEDPS(GaussianDenoiser(), **kw)
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoints(tmp_path_factory):
-    """Randomly initialised tiny PaDIS and EDM checkpoints (paths)."""
-    from padis_plugin.prior import EDMDenoiser, EDMPrecond, PaDISDenoiser, build_unet
-
-    d = tmp_path_factory.mktemp("ckpt")
-    torch.manual_seed(0)
-    padis = PaDISDenoiser(EDMPrecond(build_unet("padis-tiny")), patch_size=16, pad=16)
-    edm = EDMDenoiser(EDMPrecond(build_unet("edm-tiny")))
-    return str(padis.save_pretrained(d / "padis-tiny")), str(edm.save_pretrained(d / "edm-tiny"))
-
-
 def test_factories_run_tiny_networks(tiny_checkpoints):
-    padis_ckpt, edm_ckpt = tiny_checkpoints
+    padis_ckpt, edm_ckpt = tiny_checkpoints["padis"], tiny_checkpoints["edm"]
     y, physics = _problem(H=32, C=2)
     common = dict(steps=2, inner=2, progress=False)
     padis = make_padis_dps(dict(checkpoint=padis_ckpt, patch_size=16, pad=8, **common))

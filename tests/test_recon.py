@@ -13,25 +13,13 @@ from padis_plugin.recon import make_problem, reconstruct
 from padis_plugin.registry import available_solvers, build_solver
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors on a shared 2-core machine: extra threads only contend (measured 4x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """Randomly initialised tiny PaDIS / EDM checkpoints and the (cached) bundled demo file."""
-    from padis_plugin.prior import EDMDenoiser, EDMPrecond, PaDISDenoiser, build_unet
-
-    d = tmp_path_factory.mktemp("ckpt")
-    torch.manual_seed(0)
-    padis = PaDISDenoiser(EDMPrecond(build_unet("padis-tiny")), patch_size=16, pad=16).save_pretrained(d / "padis")
-    edm = EDMDenoiser(EDMPrecond(build_unet("edm-tiny"))).save_pretrained(d / "edm")
-    return {"padis": str(padis), "edm": str(edm), "data": demo_dataset()}
+def tiny(tiny_checkpoints):
+    """The shared tiny PaDIS / EDM checkpoints and the (cached) bundled demo file."""
+    return {**tiny_checkpoints, "data": demo_dataset()}
 
 
 def test_demo_cli_end_to_end(tiny, tmp_path, capsys):

@@ -21,18 +21,13 @@ from padis_plugin.errors import CheckpointError, ConfigError, DataError
 from padis_plugin.prior.patches import patch_positions
 from padis_plugin.train import (EDMLoss, PatchEDMLoss, TrainConfig, load_training_images, read_log,
                                 select_subset, train)
-from padis_plugin.train.loop import Trainer, learning_rate
+from padis_plugin.train.config import learning_rate
+from padis_plugin.train.loop import Trainer
 
 N = 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The test machine is small and shared: one intra-op thread is faster than oversubscription."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _make_dataset(path, n_patients=4, per_patient=2, n=N, seed=0) -> Path:

@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from ..errors import PadisError
+from ._common import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,27 +29,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _run(args) -> int:
+    if args.list_solvers:
+        from ..registry import available_solvers
+        print("\n".join(available_solvers()))
+        return 0
+    if not args.config:
+        raise PadisError("give --config FILE.yaml (or --list-solvers)")
+    from ..bench import load_bench_config, run_benchmark
+    cfg = load_bench_config(args.config, args.overrides, out=args.out)
+    results = run_benchmark(cfg, overwrite=args.overwrite, progress=not args.no_progress, source=args.config)
+    if results is not None:
+        print(f"wrote {cfg.output_dir / 'results.json'} and {cfg.output_dir / 'summary.md'}")
+    return 0
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if args.list_solvers:
-            from ..registry import available_solvers
-            print("\n".join(available_solvers()))
-            return 0
-        if not args.config:
-            raise PadisError("give --config FILE.yaml (or --list-solvers)")
-        from ..bench import load_bench_config, run_benchmark
-        cfg = load_bench_config(args.config, args.overrides, out=args.out)
-        results = run_benchmark(cfg, overwrite=args.overwrite, progress=not args.no_progress, source=args.config)
-        if results is not None:
-            print(f"wrote {cfg.output_dir / 'results.json'} and {cfg.output_dir / 'summary.md'}")
-        return 0
-    except PadisError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted; finished items are saved, rerun the same command to resume", file=sys.stderr)
-        return 130
+    return run_cli(lambda: _run(args),
+                   interrupted="error: interrupted; finished items are saved, rerun the same command to resume")
 
 
 if __name__ == "__main__":

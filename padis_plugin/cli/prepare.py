@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import PadisError
+from ._common import OneLineParser, run_cli
 
 _EPILOG = """\
 Per slice: coil images (centred orthonormal iFFT), readout cropped and phase encode zero-padded/cropped to
@@ -14,11 +14,6 @@ everything divided by the 99th percentile of the RSS of the ACS x ACS low-pass i
 --cache-dir (default $PADIS_CACHE or ~/.cache/padis_plugin). Already undersampled input keeps its sampling
 mask; it is not whitened unless --whiten is given.
 """
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one-line message, exit 2, like our data errors
-        self.exit(2, f"error: {message}\n")
 
 
 def _slices(text: str):
@@ -41,7 +36,7 @@ def _region(text: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="padis-prepare", description=__doc__.split(":", 1)[1].strip(), epilog=_EPILOG,
+    p = OneLineParser(prog="padis-prepare", description=__doc__.split(":", 1)[1].strip(), epilog=_EPILOG,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("src", help="fastMRI-format .h5 file or folder of them")
     p.add_argument("--out", required=True, help="prepared HDF5 file to write")
@@ -65,21 +60,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def _run(args) -> int:
     from ..data.prepare import prepare  # after parsing: --help stays fast
 
-    try:
-        out = prepare(args.src, args.out, size=args.size, slices=args.slices, contrasts=args.contrast,
-                      seed=args.seed, cache_dir=args.cache_dir, cache=not args.no_cache,
-                      progress=not args.no_progress, acs=args.acs, norm_acs=args.norm_acs,
-                      noise_region=args.noise_region,
-                      whiten=args.whiten, cg_iters=args.cg_iters)
-    except PadisError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    out = prepare(args.src, args.out, size=args.size, slices=args.slices, contrasts=args.contrast,
+                  seed=args.seed, cache_dir=args.cache_dir, cache=not args.no_cache,
+                  progress=not args.no_progress, acs=args.acs, norm_acs=args.norm_acs,
+                  noise_region=args.noise_region,
+                  whiten=args.whiten, cg_iters=args.cg_iters)
     print(f"wrote {out}")
     return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_cli(lambda: _run(args))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import ConfigError, PadisError
+from ..errors import ConfigError
+from ._common import run_cli
 
 DPS_SOLVERS = ("padis-dps", "edm-dps")
 
@@ -52,39 +53,39 @@ def _params(overrides) -> dict:
     return params
 
 
+def _run(args) -> int:
+    if args.device.startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda requested but CUDA is not available")
+    if args.input is None:
+        from ..recon import run_demo
+        run_demo(args.demo_out, steps=args.steps, inner=args.inner, device=args.device,
+                 padis_checkpoint=args.padis_checkpoint, edm_checkpoint=args.edm_checkpoint,
+                 acceleration=args.acceleration, acs_lines=args.acs, seed=args.seed,
+                 slice_id=args.slice_id, progress=not args.no_progress)
+        return 0
+    from ..recon import reconstruct
+    params = _params(args.overrides)
+    if args.solver in DPS_SOLVERS:  # --steps/--inner/--no-progress also apply to a single DPS run
+        for key, value in (("steps", args.steps), ("inner", args.inner)):
+            if value is not None:
+                params.setdefault(key, value)
+    if args.no_progress and args.solver in DPS_SOLVERS + ("padis-diffpir",):
+        params.setdefault("progress", False)
+    rec = reconstruct(args.input, args.slice_id, args.solver, params, acceleration=args.acceleration,
+                      seed=args.seed, acs_lines=args.acs, out=args.out, png=args.png, device=args.device,
+                      mask_seed=args.mask_seed)
+    m = rec["metrics"]
+    summary = (f"PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, NRMSE {m['nrmse']:.4f}" if m
+               else "no reference (acquired undersampled)")
+    print(f"{rec['solver']} on {rec['slice']}: {summary}; {rec['seconds']:.1f} s, {rec['nfe']} network evaluations")
+    return 0
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if args.device.startswith("cuda"):
-            import torch
-            if not torch.cuda.is_available():
-                raise ConfigError("--device cuda requested but CUDA is not available")
-        if args.input is None:
-            from ..recon import run_demo
-            run_demo(args.demo_out, steps=args.steps, inner=args.inner, device=args.device,
-                     padis_checkpoint=args.padis_checkpoint, edm_checkpoint=args.edm_checkpoint,
-                     acceleration=args.acceleration, acs_lines=args.acs, seed=args.seed,
-                     slice_id=args.slice_id, progress=not args.no_progress)
-            return 0
-        from ..recon import reconstruct
-        params = _params(args.overrides)
-        if args.solver in DPS_SOLVERS:  # --steps/--inner/--no-progress also apply to a single DPS run
-            for key, value in (("steps", args.steps), ("inner", args.inner)):
-                if value is not None:
-                    params.setdefault(key, value)
-        if args.no_progress and args.solver in DPS_SOLVERS + ("padis-diffpir",):
-            params.setdefault("progress", False)
-        rec = reconstruct(args.input, args.slice_id, args.solver, params, acceleration=args.acceleration,
-                          seed=args.seed, acs_lines=args.acs, out=args.out, png=args.png, device=args.device,
-                          mask_seed=args.mask_seed)
-        m = rec["metrics"]
-        summary = (f"PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, NRMSE {m['nrmse']:.4f}" if m
-                   else "no reference (acquired undersampled)")
-        print(f"{rec['solver']} on {rec['slice']}: {summary}; {rec['seconds']:.1f} s, {rec['nfe']} network evaluations")
-        return 0
-    except PadisError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: _run(args))
 
 
 if __name__ == "__main__":

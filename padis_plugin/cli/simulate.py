@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import PadisError
+from ._common import OneLineParser, run_cli
 
 _EPILOG = """\
 SNR: 20*log10(mean |coil image| over the object / complex noise std), on the noiseless coil images.
@@ -30,13 +30,8 @@ def _matrix(text: str):
     return values[0] if len(values) == 1 else tuple(values)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one-line message, exit 2, like our data errors
-        self.exit(2, f"error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="padis-simulate", description=__doc__.split(":", 1)[1].strip().replace("real", "Real", 1), epilog=_EPILOG,
+    p = OneLineParser(prog="padis-simulate", description=__doc__.split(":", 1)[1].strip().replace("real", "Real", 1), epilog=_EPILOG,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("src", nargs="?", help="HDF5 with a slices/ group, one HDF5 dataset or a .npy (S,H,W) stack")
     p.add_argument("--out", required=True, help="output folder")
@@ -60,6 +55,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _run(args) -> int:
+    if args.raw_npy is not None:
+        from ..data.raw_ingest import ingest_npy_kspace
+
+        stem = Path(args.raw_npy).stem
+        paths = [ingest_npy_kspace(args.raw_npy, Path(args.out) / f"{stem}.h5",
+                                   patient_id=args.patient_id or stem, acquisition=args.acquisition,
+                                   axes=args.axes)]
+    else:
+        from ..data.simulate import simulate_files
+
+        paths = simulate_files(
+            args.src, args.out, coils=args.coils, snr_db=args.snr_db, matrix=args.matrix, seed=args.seed,
+            subjects=args.subjects, contrasts=args.contrasts, progress=not args.no_progress,
+            readout_oversampling=args.readout_oversampling, noise_correlation=args.noise_correlation,
+            subject=args.subject, contrast=args.contrast, dataset=args.dataset)
+    for path in paths:
+        print(path)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -69,28 +85,7 @@ def main(argv=None) -> int:
         parser.error("--coils must be >= 1")
     if not 0.0 <= args.noise_correlation < 1.0:
         parser.error("--noise-correlation must be in [0, 1)")
-    try:
-        if args.raw_npy is not None:
-            from ..data.raw_ingest import ingest_npy_kspace
-
-            stem = Path(args.raw_npy).stem
-            paths = [ingest_npy_kspace(args.raw_npy, Path(args.out) / f"{stem}.h5",
-                                       patient_id=args.patient_id or stem, acquisition=args.acquisition,
-                                       axes=args.axes)]
-        else:
-            from ..data.simulate import simulate_files
-
-            paths = simulate_files(
-                args.src, args.out, coils=args.coils, snr_db=args.snr_db, matrix=args.matrix, seed=args.seed,
-                subjects=args.subjects, contrasts=args.contrasts, progress=not args.no_progress,
-                readout_oversampling=args.readout_oversampling, noise_correlation=args.noise_correlation,
-                subject=args.subject, contrast=args.contrast, dataset=args.dataset)
-    except PadisError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    for path in paths:
-        print(path)
-    return 0
+    return run_cli(lambda: _run(args))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import PadisError
+from ._common import OneLineParser, run_cli
 
 _EPILOG = """\
 Examples:
@@ -19,13 +19,8 @@ and exits with status 130; --resume continues exactly where it stopped.
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one-line message, exit 2, like our config errors
-        self.exit(2, f"error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="padis-train", description=__doc__.split(":", 1)[1].strip(), epilog=_EPILOG,
+    p = OneLineParser(prog="padis-train", description=__doc__.split(":", 1)[1].strip(), epilog=_EPILOG,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="training YAML (see configs/train_*.yaml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -36,23 +31,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def _run(args) -> int:
     from ..config import load_config
-    from ..train.loop import TrainConfig, train
+    from ..train import TrainConfig, train
 
-    try:
-        cfg = load_config(TrainConfig, args.config, args.overrides)
-        result = train(cfg, out_dir=args.out, resume=args.resume, progress=False if args.no_progress else None)
-    except PadisError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as exc:
-        print(f"{exc or 'interrupted'}; continue with --resume", file=sys.stderr)
-        return 130
+    cfg = load_config(TrainConfig, args.config, args.overrides)
+    result = train(cfg, out_dir=args.out, resume=args.resume, progress=False if args.no_progress else None)
     if result.get("checkpoint"):
         print(f"step {result['step']}: {result['checkpoint']}.safetensors (skipped steps: {result['skipped']})")
     return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_cli(lambda: _run(args), interrupted="{reason}; continue with --resume")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
 """Files shipped in ``padis_plugin/bundled/`` and the demo dataset prepared from the bundled brain slices."""
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from importlib.resources import files
 from pathlib import Path
 
 from ..errors import DataError, PadisError, where
+from .files import sha256_file
 from .prepared import VERSION, PreparedDataset
 
 DEMO_SOURCE = "brain_demo_slices.h5"
@@ -26,7 +26,7 @@ def demo_recipe(size: int = 128) -> dict:
     return {
         "version": DEMO_VERSION,
         "source": DEMO_SOURCE,
-        "source_sha256": _sha256(bundled_path(DEMO_SOURCE)),
+        "source_sha256": sha256_file(bundled_path(DEMO_SOURCE)),
         "size": int(size),
         "coils": 8,
         "snr_db": 30.0,                         # simulate.py definition: mean coil magnitude over noise SD
@@ -76,7 +76,3 @@ def _version(path: Path) -> bool:
 
     with h5py.File(path, "r") as f:
         return int(f.attrs.get("version", -1)) == VERSION
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -114,6 +114,16 @@ def write_prepared(path, slices: list[PreparedSlice], params: dict | None = None
     return path
 
 
+def is_prepared(path) -> bool:
+    """Whether an existing file is a prepared HDF5 file (root attribute ``format``); :class:`DataError` if it is
+    not readable as HDF5."""
+    try:
+        with h5py.File(path, "r") as f:
+            return f.attrs.get("format") == FORMAT
+    except OSError as exc:
+        raise DataError(where(path, f"not a readable HDF5 file ({exc})")) from None
+
+
 def _open(path) -> h5py.File:
     path = Path(path)
     if not path.is_file():

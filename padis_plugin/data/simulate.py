@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import DataError, where
 from .fastmri_format import acquisition_for, center_crop, fft2c, ifft2c, normalize_contrast, write_fastmri_h5
+from .files import safe_name
 
 _STUDY_SUFFIX = re.compile(r"__study\d+$")
 
@@ -231,10 +232,6 @@ def load_source_slices(src, subject: str | None = None, contrast: str | None = N
         raise DataError(where(path, f"not a readable HDF5 file (truncated or corrupt): {e}")) from None
 
 
-def _safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
-
-
 def simulate_files(src, out_dir, coils: int = 8, snr_db: float | None = 30.0, matrix=None, seed: int = 0,
                    subjects=None, contrasts=None, progress: bool = True, readout_oversampling: int = 1,
                    noise_correlation: float = 0.0, subject: str | None = None, contrast: str | None = None,
@@ -280,7 +277,7 @@ def simulate_files(src, out_dir, coils: int = 8, snr_db: float | None = 30.0, ma
             "source_file": str(src), "source_slice_index": np.asarray([s.slice_index for s in group]),
             "source_keys": json.dumps([s.key for s in group]),
         }
-        path = out_dir / f"{_safe_name(subj)}_{_safe_name(con)}.h5"
+        path = out_dir / f"{safe_name(subj)}_{safe_name(con)}.h5"
         written.append(write_fastmri_h5(path, kspace, target, acquisition=acquisition_for(con),
                                         patient_id=patient_of(subj), extra_attrs=attrs))
     return written

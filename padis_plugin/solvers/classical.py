@@ -11,7 +11,7 @@ from deepinv.optim import FISTA
 from deepinv.optim.data_fidelity import L2
 from deepinv.optim.prior import WaveletPrior
 
-from ..errors import ConfigError
+from .params import check_params
 
 # Swept over {3e-4, 1e-3, 3e-3, 1e-2} on noise-free simulated 8-coil 128x128 T1/T2 brain slices at the
 # prepared normalisation (low-resolution 99th percentile ~ 1), R = 4 and 8, ACS 12, 100 iterations:
@@ -70,12 +70,7 @@ class WaveletL1(Reconstructor):
 
 
 def _params(name: str, params: dict | None, defaults: dict) -> dict:
-    params = dict(params or {})
-    unknown = sorted(set(params) - set(defaults))
-    if unknown:
-        raise ConfigError(f"solver '{name}': unknown parameter(s) {', '.join(unknown)}; "
-                          f"allowed: {', '.join(sorted(defaults))}")
-    return {**defaults, **params}
+    return {**defaults, **check_params(name, params, defaults)}
 
 
 def make_zero_filled(params: dict | None = None, device="cpu") -> ZeroFilled:

@@ -15,7 +15,8 @@ from deepinv.physics import LinearPhysics
 from deepinv.sampling import DiffPIR
 
 from ..errors import DataError
-from .dps import _load, check_params
+from .dps import _load
+from .params import check_params
 
 
 class _UnitRangeDenoiser(Denoiser):

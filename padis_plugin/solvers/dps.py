@@ -13,6 +13,7 @@ from deepinv.models import Reconstructor
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
+from .params import check_params
 from .schedules import edm_sigmas
 
 NOISE_CONVENTIONS = ("channel", "complex")
@@ -192,12 +193,15 @@ class PaDISDPS(VEDPS):
     r"""PaDIS-MRI: :class:`VEDPS` with a patch denoiser (:class:`~padis_plugin.prior.PaDISDenoiser`).
 
     Sets the denoiser's patch size P and padding M (both 64 in the paper: 49 non-overlapping 64 x 64 patches
-    per 384 x 384 image with random offsets). Noise is omitted on the whole last level (``skip_noise="level"``).
+    per 384 x 384 image with random offsets); ``None`` keeps the denoiser's own, i.e. what its checkpoint
+    was trained for. Noise is omitted on the whole last level (``skip_noise="level"``).
     """
 
-    def __init__(self, denoiser, patch_size=64, pad=64, max_batch=None, **kwargs):
+    def __init__(self, denoiser, patch_size=None, pad=None, max_batch=None, **kwargs):
         kwargs.setdefault("skip_noise", "level")
         super().__init__(denoiser, **kwargs)
+        patch_size = denoiser.patch_size if patch_size is None else patch_size
+        pad = denoiser.pad if pad is None else pad
         multiple = getattr(getattr(getattr(denoiser, "precond", None), "unet", None), "multiple", 1)
         if int(patch_size) < 1 or int(patch_size) % multiple or int(pad) < 0:
             raise ConfigError(f"patch_size must be a positive multiple of {multiple} and pad >= 0, "
@@ -225,16 +229,6 @@ _SAMPLER_KEYS = ("steps", "inner", "sigma_max", "sigma_min", "rho", "zeta", "noi
                  "progress")
 
 
-def check_params(name, params, allowed) -> dict:
-    """Copy of ``params`` (``None`` -> {}); unknown keys -> :class:`ConfigError` listing the allowed ones."""
-    params = dict(params or {})
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        raise ConfigError(f"solver {name}: unknown parameter(s) {', '.join(unknown)}; "
-                          f"allowed: {', '.join(sorted(allowed))}")
-    return params
-
-
 def _sampler_kwargs(params, device):
     kw = {k: params[k] for k in _SAMPLER_KEYS if k in params}
     for k in ("steps", "inner"):
@@ -257,11 +251,12 @@ def _load(kind, checkpoint, device, **overrides):
 def make_padis_dps(params: dict | None = None, device="cpu") -> PaDISDPS:
     """``padis-dps``: PaDIS-MRI patch VE-DPS. Keys: checkpoint (path or shipped name, default
     ``padis-s25``), steps, inner, sigma_max, sigma_min, rho, zeta, pad, patch_size, noise_convention,
-    skip_noise, max_batch, progress, position_convention, canvas_pad (the last two: see PaDISDenoiser)."""
+    skip_noise, max_batch, progress, position_convention, canvas_pad (the last two: see PaDISDenoiser).
+    ``patch_size`` and ``pad`` default to the checkpoint's own inference settings."""
     p = check_params("padis-dps", params, PADIS_PARAMS)
     overrides = {k: p[k] for k in ("position_convention", "canvas_pad") if k in p}
     den = _load("padis", p.get("checkpoint", "padis-s25"), device, **overrides)
-    return PaDISDPS(den, patch_size=p.get("patch_size", 64), pad=p.get("pad", 64), max_batch=p.get("max_batch"),
+    return PaDISDPS(den, patch_size=p.get("patch_size"), pad=p.get("pad"), max_batch=p.get("max_batch"),
                     **_sampler_kwargs(p, device))
 
 

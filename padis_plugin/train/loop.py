@@ -1,4 +1,6 @@
-"""Training loop for the PaDIS patch prior and the whole-image EDM prior: :class:`TrainConfig` and :func:`train`.
+"""Training loop for the PaDIS patch prior and the whole-image EDM prior: :class:`Trainer` and :func:`train`.
+
+The configuration (:class:`.config.TrainConfig`) and its learning-rate / EMA schedules live in :mod:`.config`.
 
 One step: (PaDIS) draw a patch size, cut that many random positioned patches, or (EDM) draw a batch of whole
 images; EDM loss (:mod:`.loss`) averaged over the samples; backward; clip the gradient norm; skip the update if
@@ -24,15 +26,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import math
 import os
 import signal
 import threading
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -42,190 +43,13 @@ from ..atomic import atomic_path, write_json, write_text
 from ..checkpoints import (get_group, load_checkpoint, load_state_into, optimizer_state_from_tensors,
                            optimizer_state_to_tensors, save_checkpoint)
 from ..errors import CheckpointError, ConfigError, PadisError, where
-from ..prior.network import build_unet, downsampling_factor, resolve_model_config
-from ..prior.patches import CONVENTIONS
+from ..prior.network import build_unet, downsampling_factor
 from ..prior.precond import EDMPrecond
+from .config import TrainConfig, ema_beta, learning_rate
 from .data import TrainingImages, load_training_images
 from .loss import EDMLoss, PatchEDMLoss
 
-KINDS = ("padis", "edm")
 LOG_NAME, LATEST_NAME, CONFIG_NAME = "train_log.jsonl", "latest.json", "resolved_config.yaml"
-
-
-# ------------------------------------------------------------------------------------------------ config
-@dataclass
-class ModelSection:
-    """Network: a name in :data:`padis_plugin.prior.network.MODEL_CONFIGS` plus optional key overrides."""
-
-    name: str = "padis-paper"
-    overrides: dict[str, Any] = field(default_factory=dict)
-    sigma_data: float = 0.5
-
-
-@dataclass
-class DataSection:
-    """Training slices: a prepared file (or ``bundled-demo``), a seeded subset of ``num_slices`` (S)."""
-
-    path: str = "bundled-demo"
-    num_slices: int | None = None          # S; None = every matching slice
-    seed: int = 0                          # subset selection seed (recorded in checkpoints)
-    patients: list[str] | None = None      # training pool (e.g. the train split); None = all
-    contrasts: list[str] | None = None     # e.g. [T2] for the cross-contrast experiment
-    one_per_patient: bool = True
-
-
-@dataclass
-class PatchSection:
-    """PaDIS patch sampling (ignored for ``kind: edm``); published 16/32/64, 0.2/0.3/0.5, 256/128/64."""
-
-    sizes: list[int] = field(default_factory=lambda: [16, 32, 64])
-    probs: list[float] = field(default_factory=lambda: [0.2, 0.3, 0.5])
-    batch: list[int] = field(default_factory=lambda: [256, 128, 64])   # patches per step (all ranks together)
-    pad: int | None = None                 # zero padding per side; None = N // 4
-    position_convention: str = "image"
-    inference_patch_size: int | None = None  # written to checkpoints for the denoiser; None = max(sizes)
-    inference_pad: int = 64                  # grid-offset range M of the inference denoiser
-
-
-@dataclass
-class LossSection:
-    p_mean: float = -1.2
-    p_std: float = 1.2
-
-
-@dataclass
-class OptimSection:
-    """Adam with linear warm-up over ``warmup_steps`` then ``constant`` or ``cosine`` (down to ``min_lr``)."""
-
-    lr: float = 1e-4
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
-    warmup_steps: int = 1000
-    schedule: str = "constant"
-    min_lr: float = 0.0
-    # max global gradient norm; null = off (published: none). The loss is a sum over pixels, so typical norms
-    # grow with the patch/image area: pick the value from the grad_norm column of a short run's log.
-    grad_clip: float | None = None
-
-
-@dataclass
-class EMASection:
-    """EMA of the weights, :math:`\\beta = 0.5^{1/h}` per step with half-life
-    :math:`h = \\min(\\text{halflife\\_steps}, \\text{rampup}\\cdot\\text{step})` (EDM's ramp-up; null = none)."""
-
-    halflife_steps: float = 4000.0
-    rampup: float | None = 0.05
-
-
-@dataclass
-class RunSection:
-    steps: int = 100000
-    batch: int = 4                         # whole images per step (kind: edm; all ranks together)
-    seed: int = 2025                       # training randomness (patches, sigmas, noise, dropout)
-    device: str = "auto"                   # auto | cpu | cuda | cuda:N (under torchrun: cuda:LOCAL_RANK)
-    precision: str = "fp32"                # fp32 | bf16 (autocast, CUDA only; fp32 on CPU with a warning)
-    out: str = "runs/train"
-    checkpoint_every: int = 1000
-    log_every: int = 1
-    sample_every: int = 0                  # 0 = no preview samples
-    sample_steps: int = 18                 # Heun steps of the preview sampler
-    sample_size: int | None = None         # preview image side; None = min(N, 128)
-    progress: bool = True
-
-
-@dataclass
-class TrainConfig:
-    """Everything a training run needs; load with ``padis_plugin.config.load_config(TrainConfig, path)``."""
-
-    kind: str = "padis"
-    model: ModelSection = field(default_factory=ModelSection)
-    data: DataSection = field(default_factory=DataSection)
-    patch: PatchSection = field(default_factory=PatchSection)
-    loss: LossSection = field(default_factory=LossSection)
-    optim: OptimSection = field(default_factory=OptimSection)
-    ema: EMASection = field(default_factory=EMASection)
-    run: RunSection = field(default_factory=RunSection)
-
-    def model_config(self) -> dict:
-        return resolve_model_config(self.model.name, **self.model.overrides)
-
-    def validate(self, source=None, prefix: str = "") -> None:
-        """Cross-field checks; :class:`ConfigError` naming ``source`` and the dotted key."""
-        def bad(key, problem):
-            raise ConfigError(where(source, f"'{f'{prefix}.{key}' if prefix else key}' {problem}"))
-
-        if self.kind not in KINDS:
-            bad("kind", f"must be one of {KINDS}, got {self.kind!r}")
-        try:
-            mc = self.model_config()
-        except ConfigError as exc:
-            bad("model", f"is invalid: {exc}")
-        want_in = 4 if self.kind == "padis" else 2
-        if mc["in_channels"] != want_in or mc["out_channels"] != 2:
-            bad("model.name", f"{self.model.name!r} has {mc['in_channels']} inputs / {mc['out_channels']} outputs; "
-                              f"kind {self.kind!r} needs {want_in} / 2")
-        if self.model.sigma_data <= 0:
-            bad("model.sigma_data", "must be > 0")
-        if self.data.num_slices is not None and self.data.num_slices < 1:
-            bad("data.num_slices", "must be >= 1 or null")
-        p = self.patch
-        if self.kind == "padis":
-            if not p.sizes or not len(p.sizes) == len(p.probs) == len(p.batch):
-                bad("patch", "sizes, probs and batch must be non-empty lists of equal length")
-            multiple = downsampling_factor(mc)
-            for i, s in enumerate(p.sizes):
-                if s < 1 or s % multiple:
-                    bad(f"patch.sizes.{i}", f"= {s} must be a positive multiple of {multiple} for this network")
-            if any(q < 0 for q in p.probs) or abs(sum(p.probs) - 1) > 1e-6:
-                bad("patch.probs", f"must be non-negative and sum to 1, got {p.probs} (sum {sum(p.probs):g})")
-            if any(b < 1 for b in p.batch):
-                bad("patch.batch", "must all be >= 1")
-            if p.pad is not None and p.pad < 0:
-                bad("patch.pad", "must be >= 0 or null")
-            if p.position_convention not in CONVENTIONS:
-                bad("patch.position_convention", f"must be one of {CONVENTIONS}")
-            if p.inference_patch_size is not None and p.inference_patch_size % multiple:
-                bad("patch.inference_patch_size", f"must be a multiple of {multiple}")
-        o = self.optim
-        if not o.lr > 0:
-            bad("optim.lr", f"must be > 0, got {o.lr}")
-        if len(o.betas) != 2 or not all(0 <= b < 1 for b in o.betas):
-            bad("optim.betas", "must be two numbers in [0, 1)")
-        if not o.eps > 0 or o.warmup_steps < 0 or not 0 <= o.min_lr <= o.lr:
-            bad("optim", "needs eps > 0, warmup_steps >= 0 and 0 <= min_lr <= lr")
-        if o.schedule not in ("constant", "cosine"):
-            bad("optim.schedule", f"must be 'constant' or 'cosine', got {o.schedule!r}")
-        if o.grad_clip is not None and not o.grad_clip > 0:
-            bad("optim.grad_clip", "must be > 0 or null")
-        if not self.ema.halflife_steps > 0 or (self.ema.rampup is not None and not self.ema.rampup > 0):
-            bad("ema", "needs halflife_steps > 0 and rampup > 0 or null")
-        r = self.run
-        for key in ("steps", "batch", "checkpoint_every", "log_every", "sample_steps"):
-            if getattr(r, key) < 1:
-                bad(f"run.{key}", "must be >= 1")
-        if r.sample_every < 0:
-            bad("run.sample_every", "must be >= 0")
-        if r.precision not in ("fp32", "bf16"):
-            bad("run.precision", f"must be 'fp32' or 'bf16', got {r.precision!r}")
-        if not (r.device in ("auto", "cpu", "cuda") or r.device.startswith("cuda:")):
-            bad("run.device", f"must be auto, cpu, cuda or cuda:N, got {r.device!r}")
-
-
-def learning_rate(step: int, optim: OptimSection, total_steps: int) -> float:
-    """Learning rate of (0-based) ``step``: linear warm-up to ``lr`` over ``warmup_steps``, then constant or
-    cosine decay to ``min_lr`` at ``total_steps`` (unlike the published ramp, the warm-up ends)."""
-    if step < optim.warmup_steps:
-        return optim.lr * (step + 1) / optim.warmup_steps
-    if optim.schedule == "constant":
-        return optim.lr
-    t = (step - optim.warmup_steps) / max(total_steps - optim.warmup_steps, 1)
-    return optim.min_lr + 0.5 * (optim.lr - optim.min_lr) * (1 + math.cos(math.pi * min(t, 1.0)))
-
-
-def ema_beta(step: int, ema: EMASection) -> float:
-    """EMA decay after ``step`` completed steps: :math:`0.5^{1/h}`, :math:`h = \\min(h_{max}, r\\,\\text{step})`."""
-    h = ema.halflife_steps if ema.rampup is None else min(ema.halflife_steps, ema.rampup * step)
-    return 0.5 ** (1.0 / max(h, 1e-8))
 
 
 # ------------------------------------------------------------------------------------------- distribution
