@@ -87,3 +87,9 @@ def cartesian_masks(shape, acceleration: float, acs_lines: int = 24, seeds=(0,))
     if not seeds:
         raise ConfigError("cartesian_masks needs at least one seed")
     return torch.stack([cartesian_mask(shape, acceleration, acs_lines, s) for s in seeds])
+
+
+def default_acs_lines(width: int) -> int:
+    """The paper's 24 fully sampled lines on a 384-wide grid, scaled to ``width`` (8 at 128)."""
+    return max(1, int(round(24 * width / 384)))
+

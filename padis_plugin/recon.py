@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from .atomic import atomic_path, write_json
 from .data.prepared import PreparedDataset, is_prepared
 from .errors import CheckpointError, ConfigError, DataError, where
-from .masks import cartesian_mask
+from .masks import cartesian_mask, default_acs_lines
 from .metrics import image_metrics, to_complex_numpy
 from .physics import slice_problem
 from .registry import build_solver
@@ -69,8 +69,10 @@ def load_slice(input_path, slice_id=None, size=384, cache_dir=None):
                                 + (" ..." if len(ds) > 8 else "")))
 
 
-def make_problem(slc, acceleration=4.0, acs_lines=24, mask_seed=0, device="cpu"):
+def make_problem(slc, acceleration=4.0, acs_lines=None, mask_seed=0, device="cpu"):
     """``(y, physics, x_ref, mask)``: the slice's own mask if it was acquired undersampled, else a Cartesian one."""
+    if acs_lines is None:
+        acs_lines = default_acs_lines(slc.size)
     mask = None if slc.undersampled else cartesian_mask(slc.size, acceleration, acs_lines, seed=mask_seed)
     y, physics, x_ref = slice_problem(slc, mask, device=device)
     mask = physics.mask[0, 0].detach().cpu().numpy()
@@ -132,7 +134,7 @@ def _figure(path, zero_filled, recon, reference, mask, title, label, record):
 
 # -- entry points ---------------------------------------------------------------------------------------------
 def reconstruct(input_path, slice_id=None, solver="padis-dps", params=None, acceleration=4.0, seed=0,
-                acs_lines=24, out=None, png=None, device="cpu", mask_seed=0, size=384, cache_dir=None) -> dict:
+                acs_lines=None, out=None, png=None, device="cpu", mask_seed=0, size=384, cache_dir=None) -> dict:
     """Reconstruct one slice with a registered solver; returns the run record.
 
     :param input_path: prepared HDF5 file, or a raw fastMRI ``.h5`` (prepared on the fly into the cache at
@@ -142,7 +144,7 @@ def reconstruct(input_path, slice_id=None, solver="padis-dps", params=None, acce
     :param dict params: solver parameters (unknown keys -> :class:`ConfigError`).
     :param float acceleration: R of the Cartesian mask (ignored for data acquired undersampled).
     :param int seed: seed of the solver's ``torch.Generator``.
-    :param int acs_lines: fully sampled central lines of the mask.
+    :param int acs_lines: fully sampled central lines of the mask (None: 24 at N = 384, scaled to N).
     :param out: ``.npy`` or ``.h5`` output (complex image), written atomically; ``None``: not saved.
     :param png: figure (reference if fully sampled, zero-filled, reconstruction, error map); ``None``: none.
     :param int mask_seed: seed of the mask's random lines.
@@ -152,6 +154,7 @@ def reconstruct(input_path, slice_id=None, solver="padis-dps", params=None, acce
     if out is not None and Path(out).suffix not in (".npy", ".h5", ".hdf5"):
         raise ConfigError(where(out, "output must end in .npy or .h5"))  # fail before the slow part
     slc = load_slice(input_path, slice_id, size=size, cache_dir=cache_dir)
+    acs_lines = default_acs_lines(slc.size) if acs_lines is None else acs_lines
     y, physics, x_ref, mask = make_problem(slc, acceleration, acs_lines, mask_seed, device)
     model = build_solver(solver, params, device)
     x_hat, seconds, nfe = _run(model, y, physics, seed, device)
@@ -187,7 +190,7 @@ def _demo_checkpoint(name_or_path, option):
 
 
 def run_demo(out_dir="padis_demo_output", steps=None, inner=None, device="cpu", padis_checkpoint="padis-s25",
-             edm_checkpoint="edm-s25", acceleration=4.0, acs_lines=24, seed=0, slice_id=None, solvers=DEMO_SOLVERS,
+             edm_checkpoint="edm-s25", acceleration=4.0, acs_lines=None, seed=0, slice_id=None, solvers=DEMO_SOLVERS,
              cache_dir=None, progress=True, echo=print) -> dict:
     """Demo: one bundled demo slice (128 x 128, 8 coils), zero-filled / wavelet-l1 / edm-dps / padis-dps.
 
@@ -205,6 +208,7 @@ def run_demo(out_dir="padis_demo_output", steps=None, inner=None, device="cpu", 
             "edm-dps": _demo_checkpoint(edm_checkpoint, "--edm-checkpoint") if "edm-dps" in solvers else None}
     ds = PreparedDataset(demo_dataset(cache_dir=cache_dir, progress=progress))
     slc = ds[ds.ids[-1] if slice_id is None else slice_id]  # last bundled slice: the demo's held-out one
+    acs_lines = default_acs_lines(slc.size) if acs_lines is None else acs_lines
     y, physics, x_ref, mask = make_problem(slc, acceleration, acs_lines, 0, device)
     reference = to_complex_numpy(x_ref[0].cpu())
     echo(f"demo: slice {slc.id} ({slc.size}x{slc.size}), R={acceleration}, ACS {acs_lines}, seed {seed}; "

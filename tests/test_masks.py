@@ -40,3 +40,9 @@ def test_invalid(kwargs):
     args = dict(shape=64, acceleration=4, acs_lines=8) | kwargs
     with pytest.raises(ConfigError):
         cartesian_mask(**args)
+
+
+def test_default_acs_lines_scales_the_paper_fraction():
+    from padis_plugin.masks import default_acs_lines
+
+    assert default_acs_lines(384) == 24 and default_acs_lines(128) == 8 and default_acs_lines(16) == 1

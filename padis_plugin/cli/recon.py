@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="solver parameter, e.g. --set zeta=3 --set checkpoint=ckpt/padis (repeatable)")
     p.add_argument("--acceleration", type=float, default=4.0, help="undersampling factor R (default 4)")
-    p.add_argument("--acs", type=int, default=24, help="fully sampled central lines (default 24)")
+    p.add_argument("--acs", type=int, default=None,
+                   help="fully sampled central lines (default: 24 at N = 384, scaled to the grid: 8 at 128)")
     p.add_argument("--seed", type=int, default=0, help="solver random seed (default 0)")
     p.add_argument("--mask-seed", type=int, default=0, help="mask random seed (default 0)")
     p.add_argument("--out", help="output .npy or .h5 (complex image)")
