@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo-out", default="padis_demo_output", help="demo output folder (default ./padis_demo_output)")
     p.add_argument("--padis-checkpoint", default="padis-s25", help="demo PaDIS checkpoint (path or shipped name)")
     p.add_argument("--edm-checkpoint", default="edm-s25", help="demo EDM checkpoint (path or shipped name)")
-    p.add_argument("--steps", type=int, help="DPS noise levels K (demo default 20, solver default 104)")
+    p.add_argument("--steps", type=int, help="DPS noise levels K (demo default 40, solver default 104)")
     p.add_argument("--inner", type=int, help="DPS inner iterations L (demo default 5, solver default 10)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
