@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from padis_plugin.errors import ConfigError
-from padis_plugin.solvers.schedules import edm_sigmas
+from padis_plugin.prior.schedules import edm_sigmas
 
 
 def test_paper_schedule_endpoints_monotone_and_length():

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
 from .params import check_params
-from .schedules import edm_sigmas
+from ..prior.schedules import edm_sigmas
 
 NOISE_CONVENTIONS = ("channel", "complex")
 SKIP_NOISE = ("level", "last")
@@ -28,7 +28,7 @@ class VEDPS(Reconstructor):
     r"""Variance-exploding DPS with L Langevin iterations per noise level (PaDIS-MRI Algorithm 1, spec §4.2).
 
     Starting from the warm start :math:`x = A^H y`, for each noise level :math:`\sigma_i` of
-    :func:`~padis_plugin.solvers.schedules.edm_sigmas` (``steps`` levels) and ``inner`` times per level:
+    :func:`~padis_plugin.prior.schedules.edm_sigmas` (``steps`` levels) and ``inner`` times per level:
 
     .. math::
 

@@ -45,6 +45,7 @@ from ..checkpoints import (get_group, load_checkpoint, load_state_into, optimize
 from ..errors import CheckpointError, ConfigError, PadisError, where
 from ..prior.network import build_unet, downsampling_factor
 from ..prior.precond import EDMPrecond
+from ..prior.schedules import edm_sigmas
 from .config import TrainConfig, ema_beta, learning_rate
 from .data import TrainingImages, load_training_images
 from .loss import EDMLoss, PatchEDMLoss
@@ -176,9 +177,7 @@ def latest_checkpoint(out_dir) -> Path | None:
 def edm_heun_sample(denoiser, shape, steps: int = 18, generator: torch.Generator | None = None,
                     sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0, device="cpu"):
     """Deterministic EDM sampler (Karras et al. 2022, Algorithm 1: Heun, Karras sigma schedule) for previews."""
-    i = torch.arange(steps, dtype=torch.float64)
-    sigmas = (sigma_max ** (1 / rho) + i / max(steps - 1, 1) * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
-    sigmas = torch.cat([sigmas, torch.zeros(1, dtype=torch.float64)]).tolist()
+    sigmas = edm_sigmas(steps, sigma_max, sigma_min, rho).tolist() + [0.0]
     x = torch.randn(shape, generator=generator, device=generator.device if generator else device).to(device)
     x = x * sigmas[0]
     for s, s_next in zip(sigmas[:-1], sigmas[1:]):
