@@ -2,9 +2,10 @@
 
 One *item* is (slice id, solver label, R, mask seed). Each finished item is appended as one JSON line to
 ``<out>/partial/rank<r>.jsonl`` (flushed and fsynced), so an interrupted run resumes where it stopped:
-finished keys are skipped when the resolved config (``<out>/resolved_config.json``) is unchanged, and a
-changed config is refused unless ``overwrite``. Final outputs (``results.json``, ``summary.md``, figures,
-uncertainty maps) are written atomically.
+finished keys are skipped. When the config changes (a solver added, another's parameters changed), every
+finished item whose :func:`item_fingerprint` is unchanged is kept, from the partial files or from a previous
+``results.json``, and only the rest is computed; ``overwrite`` starts afresh. Final outputs (``results.json``,
+``summary.md``, figures, uncertainty maps) are written atomically.
 
 Under ``torchrun --nproc_per_node=K`` the slices are sharded round-robin (rank r takes slices r::K, one
 GPU each on CUDA); every rank writes its own partial file and rank 0 merges them after a barrier.
@@ -58,6 +59,23 @@ def config_hash(cfg: BenchConfig) -> str:
     d = to_dict(cfg)
     d.pop("output", None)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# What one item's result depends on besides its key (slice id, label, R, mask seed): the slice filters,
+# the lists of R and seeds, the pairs, uncertainty and output settings only choose or report items.
+_ITEM_INDEPENDENT = {"data": ("contrasts", "patients", "ids", "max_slices"), "masks": ("accelerations", "seeds")}
+
+
+def item_fingerprint(config: dict, label: str) -> str | None:
+    """Hash of everything that determines the items of solver ``label`` under ``config`` (a
+    :func:`to_dict` config); None when the config has no such solver."""
+    entry = next((e for e in config.get("solvers", []) if (e.get("label") or e.get("name")) == label), None)
+    if entry is None:
+        return None
+    parts = {"seed": config.get("seed"), "device": config.get("device"), "crop": config.get("crop"), "solver": entry}
+    for section, independent in _ITEM_INDEPENDENT.items():
+        parts[section] = {k: v for k, v in (config.get(section) or {}).items() if k not in independent}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def generator_seed(seed: int, slice_id: str, acceleration: float, mask_seed: int) -> int:
@@ -262,6 +280,31 @@ def read_partial(out: Path) -> dict[str, dict]:
     return records
 
 
+def _previous_records(out: Path) -> dict[str, dict]:
+    """Finished records of a previous run: its partial files, else the items of its ``results.json``."""
+    records = read_partial(out)
+    if records or not (out / "results.json").is_file():
+        return records
+    try:
+        rows = json.loads((out / "results.json").read_text()).get("results") or []
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return {}
+    for row in rows:
+        key = item_key(row["id"], row["solver"], row["R"], row["seed"])
+        records[key] = {"kind": "item", "key": key, **row}
+    return records
+
+
+def reusable_records(out: Path, previous_config: dict | None, cfg: BenchConfig) -> dict[str, dict]:
+    """The previous run's item records that ``cfg`` would compute identically (same fingerprint)."""
+    if previous_config is None:
+        return {}
+    new = to_dict(cfg)
+    same = {e.display for e in cfg.solvers
+            if item_fingerprint(new, e.display) == item_fingerprint(previous_config, e.display)}
+    return {k: r for k, r in _previous_records(out).items() if r.get("kind") == "item" and r.get("solver") in same}
+
+
 class PartialWriter:
     """Appends one JSON line per finished record, flushed and fsynced (a crash loses at most the line
     being written, which the reader then ignores)."""
@@ -287,26 +330,38 @@ class PartialWriter:
 
 
 def _prepare_output(out: Path, cfg: BenchConfig, h: str, overwrite: bool, rank: int, source):
-    """Refuse to mix runs with different configs; with ``overwrite`` clear our own outputs (rank 0)."""
+    """Keep every finished item of a previous run in ``out`` that this config would compute identically
+    (all of them when the config is unchanged, none with ``overwrite``); rank 0 clears the rest.
+    Figures and recons of kept items stay: a figure is drawn only when missing."""
     resolved = out / RESOLVED
     previous = None
     if resolved.is_file():
         try:
-            previous = json.loads(resolved.read_text()).get("hash")
+            previous = json.loads(resolved.read_text())
         except (OSError, json.JSONDecodeError):
-            previous = "<unreadable>"
+            previous = {}
     elif (out / "results.json").exists() or (out / PARTIAL_DIR).exists():
-        previous = "<unknown>"
-    if previous is not None and previous != h and not overwrite:
-        raise ConfigError(where(out, f"holds results of a different configuration (hash {previous} != {h}); "
-                                     "use another --out or pass --overwrite"))
+        previous = {}
+    if previous == {} and not overwrite:
+        raise ConfigError(where(out, "holds results of an unknown configuration (no readable "
+                                     f"{RESOLVED}); use another --out or pass --overwrite"))
     if rank != 0:
         return
-    if previous is not None and previous != h:
-        for name in (PARTIAL_DIR, "recons", "figures", "uncertainty"):
+    if previous is not None and (overwrite or previous.get("hash") != h):
+        kept = {} if overwrite else reusable_records(out, previous.get("config"), cfg)
+        for name in (PARTIAL_DIR, "uncertainty") + (() if kept else ("recons", "figures")):
             shutil.rmtree(out / name, ignore_errors=True)
         for name in ("results.json", "summary.md", RESOLVED):
             (out / name).unlink(missing_ok=True)
+        if kept:
+            print(f"{out}: configuration changed; reusing {len(kept)} finished item(s) whose solver, data and "
+                  "mask settings are unchanged")
+    elif previous is not None and not read_partial(out):
+        kept = _previous_records(out)  # same config, partial files gone (a fresh clone of committed results)
+    else:
+        kept = {}
+    if kept:
+        write_text(out / PARTIAL_DIR / "rank0.jsonl", "".join(json.dumps(r) + "\n" for r in kept.values()))
     out.mkdir(parents=True, exist_ok=True)
     write_json(resolved, {"hash": h, "config": to_dict(cfg)})
 
@@ -358,6 +413,8 @@ def run_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=None)
 
         mine = ds.ids[rank::world]
         done = read_partial(out)
+        for it in _needing_recons(cfg, out, mine, done):
+            del done[it.key]  # finished, but its recon is gone and an uncertainty map still needs it
         writer = PartialWriter(out / PARTIAL_DIR / f"rank{rank}.jsonl")
         todo = [it for it in plan(cfg, mine) if it.key not in done]
         bar = tqdm(total=len(todo), desc=f"bench[{rank}]" if world > 1 else "bench", unit="item",
@@ -433,6 +490,15 @@ def _run_slice(cfg, ds, sid, masks, solvers, device, out, done, writer, bar):
                                      mask=masks(r, first_seed).numpy())
     for lab, r in pending_unc:
         writer.append(_uncertainty(cfg, out, sid, lab, r, ref, meta, done))
+
+
+def _needing_recons(cfg, out, slice_ids, done) -> list[Item]:
+    """Finished items whose saved recon an uncertainty map still to be computed needs, but which is missing."""
+    labels = uncertainty_labels(cfg)
+    return [it for it in plan(cfg, slice_ids)
+            if it.key in done and it.label in labels and it.seed in cfg.uncertainty.seed_list
+            and _unc_key(it.slice_id, it.label, it.acceleration) not in done
+            and not recon_path(out, it.slice_id, it.label, it.acceleration, it.seed).is_file()]
 
 
 def _sync(device):

@@ -161,16 +161,61 @@ def test_resume_after_interrupt_skips_finished_items(tmp_path, data_file):
     assert _run(path, out) == 0 and CALLS["n"] == 0
 
 
-def test_changed_config_is_refused_unless_overwrite(tmp_path, data_file, capsys):
+def _rows(out):
+    return {(r["id"], r["solver"]): r for r in json.loads((out / "results.json").read_text())["results"]}
+
+
+def test_changed_config_reuses_unchanged_solvers_only(tmp_path, data_file, capsys):
     out = tmp_path / "out"
-    assert _run(_config(tmp_path, data_file), out) == 0
-    changed = _config(tmp_path, data_file, seed=5, name="d.yaml")
+    two = [{"name": FAKE, "label": "Fake"}, {"name": FAKE, "label": "Other", "params": {"scale": 0.1}}]
+    assert _run(_config(tmp_path, data_file, two), out) == 0 and CALLS["n"] == 6
+    before = _rows(out)
+    # one solver's parameters change and one solver is added: only their items run
+    changed = [two[0], {**two[1], "params": {"scale": 0.2}}, {"name": "zero-filled", "label": "ZF"}]
+    CALLS.update(n=0)
     capsys.readouterr()
-    assert _run(changed, out) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and "different configuration" in err and len(err.strip().splitlines()) == 1
-    assert _run(changed, out, "--overwrite") == 0
+    assert _run(_config(tmp_path, data_file, changed, name="d.yaml"), out) == 0
+    assert CALLS["n"] == 3 and "reusing 3 finished item(s)" in capsys.readouterr().out
+    after = _rows(out)
+    assert all(after[k] == before[k] for k in before if k[1] == "Fake")  # timings too: not recomputed
+    assert all(after[k]["psnr"] != before[k]["psnr"] for k in before if k[1] == "Other")
+    assert len(after) == 9
+    # the global seed changes every item
+    CALLS.update(n=0)
+    assert _run(_config(tmp_path, data_file, changed, name="e.yaml", seed=5), out) == 0 and CALLS["n"] == 6
     assert json.loads((out / "results.json").read_text())["config"]["seed"] == 5
+    # --overwrite recomputes everything
+    CALLS.update(n=0)
+    assert _run(_config(tmp_path, data_file, changed, name="e.yaml", seed=5), out, "--overwrite") == 0
+    assert CALLS["n"] == 6
+
+
+def test_committed_results_are_reused_without_partial_files(tmp_path, data_file):
+    """A fresh clone has results.json and resolved_config.json but no partial files or recons."""
+    import shutil
+    out = tmp_path / "out"
+    path = _config(tmp_path, data_file)
+    assert _run(path, out) == 0
+    before = _rows(out)
+    shutil.rmtree(out / "partial")
+    CALLS.update(n=0)
+    assert _run(path, out) == 0 and CALLS["n"] == 0 and _rows(out) == before
+    shutil.rmtree(out / "partial")  # and extended by one solver
+    more = _config(tmp_path, data_file, [{"name": FAKE, "label": "Fake"}, {"name": FAKE, "label": "Big",
+                                          "params": {"scale": 0.5}}], name="d.yaml")
+    assert _run(more, out) == 0 and CALLS["n"] == 3
+    assert all(_rows(out)[k] == v for k, v in before.items())
+
+
+def test_unknown_results_folder_is_refused_unless_overwrite(tmp_path, data_file, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text("{}")
+    capsys.readouterr()
+    assert _run(_config(tmp_path, data_file), out) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "unknown configuration" in err and len(err.strip().splitlines()) == 1
+    assert _run(_config(tmp_path, data_file), out, "--overwrite") == 0
 
 
 def test_failure_leaves_no_final_outputs(tmp_path, data_file):
@@ -198,6 +243,14 @@ def test_uncertainty_maps(tmp_path, data_file):
         std = np.load(out / u["map"])
         assert std.shape == (32, 32) and (std >= 0).all() and u["mean_std_brain"] > 0
         assert (out / u["map"].replace(".npy", ".png")).is_file()
+    # results kept, recons and partial files gone (a fresh clone): only the items the maps need are rerun
+    import shutil
+    for name in ("partial", "recons", "uncertainty"):
+        shutil.rmtree(out / name)
+    CALLS.update(n=0)
+    assert _run(path, out) == 0 and CALLS["n"] == 9
+    again = json.loads((out / "results.json").read_text())["uncertainty"]["per_slice"]
+    assert [u["mean_std_brain"] for u in again] == pytest.approx([u["mean_std_brain"] for u in per])
     # the in-brain mean matches a recomputation from the saved recons
     from padis_plugin.bench import recon_path
     from padis_plugin.data.prepared import PreparedDataset
