@@ -414,7 +414,7 @@ def run_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=None)
         mine = ds.ids[rank::world]
         done = read_partial(out)
         for it in _needing_recons(cfg, out, mine, done):
-            del done[it.key]  # finished, but its recon is gone and an uncertainty map still needs it
+            del done[it.key]  # finished, but its recon is gone and a map or figure still needs it
         writer = PartialWriter(out / PARTIAL_DIR / f"rank{rank}.jsonl")
         todo = [it for it in plan(cfg, mine) if it.key not in done]
         bar = tqdm(total=len(todo), desc=f"bench[{rank}]" if world > 1 else "bench", unit="item",
@@ -493,11 +493,17 @@ def _run_slice(cfg, ds, sid, masks, solvers, device, out, done, writer, bar):
 
 
 def _needing_recons(cfg, out, slice_ids, done) -> list[Item]:
-    """Finished items whose saved recon an uncertainty map still to be computed needs, but which is missing."""
-    labels = uncertainty_labels(cfg)
-    return [it for it in plan(cfg, slice_ids)
-            if it.key in done and it.label in labels and it.seed in cfg.uncertainty.seed_list
-            and _unc_key(it.slice_id, it.label, it.acceleration) not in done
+    """Finished items whose saved recon is gone but still needed: by an uncertainty map still to be
+    computed, or by a slice figure still to be drawn (a reused run's recons may not have been kept)."""
+    labels, first_seed = uncertainty_labels(cfg), cfg.masks.seeds[0]
+
+    def needed(it: Item) -> bool:
+        if it.label in labels and it.seed in cfg.uncertainty.seed_list:
+            if _unc_key(it.slice_id, it.label, it.acceleration) not in done:
+                return True
+        return cfg.output.figures and it.seed == first_seed and not figure_path(out, it.slice_id, it.acceleration).exists()
+
+    return [it for it in plan(cfg, slice_ids) if it.key in done and needed(it)
             and not recon_path(out, it.slice_id, it.label, it.acceleration, it.seed).is_file()]
 
 

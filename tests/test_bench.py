@@ -207,6 +207,19 @@ def test_committed_results_are_reused_without_partial_files(tmp_path, data_file)
     assert all(_rows(out)[k] == v for k, v in before.items())
 
 
+def test_missing_figure_reruns_only_the_items_it_needs(tmp_path, data_file):
+    import shutil
+    out = tmp_path / "out"
+    path = _config(tmp_path, data_file, output={"figures": True, "save_recons": False})
+    assert _run(path, out) == 0 and CALLS["n"] == 3
+    shutil.rmtree(out / "partial")
+    shutil.rmtree(out / "recons")
+    (out / "figures" / "vol1_0_R4.png").unlink()
+    CALLS.update(n=0)
+    assert _run(path, out) == 0 and CALLS["n"] == 1  # the one slice whose figure was missing
+    assert (out / "figures" / "vol1_0_R4.png").is_file()
+
+
 def test_unknown_results_folder_is_refused_unless_overwrite(tmp_path, data_file, capsys):
     out = tmp_path / "out"
     out.mkdir()
