@@ -58,3 +58,26 @@ def std_heatmap(path, std_map, title="", vmax=None):
     ax.set_title(title, fontsize=8)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
     _save(fig, Path(path))
+
+
+def loss_curves(path, runs, window=100, title=""):
+    """Training loss per step (faint) and its running mean over ``window`` steps, one log-scale panel per
+    run (patch and whole-image losses live on different scales).
+
+    :param runs: ``{label: (steps, losses)}``.
+    """
+    fig, axes = plt.subplots(1, len(runs), figsize=(3.6 * len(runs), 3.0), squeeze=False)
+    for ax, (label, (steps, losses)) in zip(axes[0], runs.items()):
+        steps, losses = np.asarray(steps), np.asarray(losses, dtype=float)
+        w = max(1, min(window, len(losses)))
+        smooth = np.convolve(losses, np.ones(w) / w, mode="valid")
+        ax.plot(steps, losses, color="0.8", lw=0.5)
+        ax.plot(steps[w - 1:], smooth, color="C0", lw=1.2, label=f"mean of {w} steps")
+        ax.set_yscale("log")
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(which="both", labelsize=7)
+        ax.legend(fontsize=7)
+    axes[0, 0].set_ylabel("loss", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    _save(fig, Path(path))

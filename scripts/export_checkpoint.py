@@ -10,7 +10,7 @@ from pathlib import Path
 
 from padis_plugin.checkpoints import read_checkpoint_config
 from padis_plugin.prior import load_prior
-from padis_plugin.train.loop import latest_checkpoint
+from padis_plugin.train.loop import latest_checkpoint, loss_tenths, read_log
 
 OUT_DIR = Path(__file__).resolve().parents[1] / "padis_plugin" / "bundled" / "checkpoints"
 
@@ -30,12 +30,14 @@ def main(argv=None):
     prior = load_prior(ckpt)  # EMA weights when present
     training = config.get("training", {})
     data = config.get("data", {})
+    log = read_log(args.run)
     provenance = {
         "shipped_name": args.name,
         "training": {k: training.get(k) for k in ("step", "steps", "elapsed_s", "seed", "world_size", "precision")},
         "data": {"path": data.get("path"), "num_slices": data.get("num_slices"), "seed": data.get("seed"),
                  "patients": data.get("patients"), "ids": data.get("ids")},
         "trained_on": args.device_note,
+        "loss": loss_tenths(log) if log else None,  # convergence: first / middle / last tenth of the steps
         "weights": "EMA, fp16",
     }
     stem = args.out_dir / args.name

@@ -121,3 +121,22 @@ def test_shipped_configs_load(name):
     names = {ep.name for ep in entry_points(group="padis_plugin.solvers")}
     assert all(s.name in names for s in cfg.solvers)
     assert cfg.data.path == "bundled-demo"  # runnable as shipped; real data via --set data.path=...
+
+
+RESULTS_CONFIGS = sorted(p.name for p in CONFIGS.glob("results_*.yaml") if not p.name.startswith("results_train"))
+
+
+@pytest.mark.parametrize("name", RESULTS_CONFIGS)
+def test_results_configs_name_registered_solvers_and_shipped_checkpoints(name):
+    """The configs behind the README's measured results run as committed: every solver is registered and
+    every checkpoint they name is shipped in the package."""
+    from importlib.metadata import entry_points
+
+    from padis_plugin.prior.denoiser import BUNDLED_CHECKPOINTS, resolve_checkpoint
+
+    cfg = load_config(BenchConfig, CONFIGS / name)
+    names = {ep.name for ep in entry_points(group="padis_plugin.solvers")}
+    assert all(s.name in names for s in cfg.solvers)
+    for s in cfg.solvers:
+        if "checkpoint" in s.params:
+            assert resolve_checkpoint(s.params["checkpoint"]).parent == BUNDLED_CHECKPOINTS

@@ -275,3 +275,14 @@ def test_torchrun_two_processes_on_gloo(data_path, tmp_path):
     assert [r["step"] for r in read_log(tmp_path / "ddp")] == [1, 2]
     _, config = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "ckpt_step0000002")
     assert config["training"]["world_size"] == 2 and len(config["resume"]["rng"]) == 2
+
+
+def test_loss_tenths_and_loss_curve_figure(tmp_path):
+    from padis_plugin.figures import loss_curves
+    from padis_plugin.train.loop import loss_tenths
+
+    log = [{"step": i + 1, "loss": float(l)} for i, l in enumerate([10.0] * 10 + [5.0] * 80 + [1.0] * 10)]
+    assert loss_tenths(log) == {"first_tenth": 10.0, "middle_tenth": 5.0, "last_tenth": 1.0}
+    png = tmp_path / "loss.png"
+    loss_curves(png, {"a": ([r["step"] for r in log], [r["loss"] for r in log]), "b": ([1, 2], [3.0, 2.0])})
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

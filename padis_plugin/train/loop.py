@@ -161,6 +161,15 @@ def read_log(out_dir) -> list[dict]:
     return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.is_file() else []
 
 
+def loss_tenths(log: list[dict]) -> dict[str, float]:
+    """Mean loss over the first, middle and last tenth of a run's log: a convergence summary."""
+    losses = np.asarray([r["loss"] for r in log], dtype=float)
+    n = max(1, len(losses) // 10)
+    mid = len(losses) // 2 - n // 2
+    return {"first_tenth": float(losses[:n].mean()), "middle_tenth": float(losses[mid:mid + n].mean()),
+            "last_tenth": float(losses[-n:].mean())}
+
+
 def latest_checkpoint(out_dir) -> Path | None:
     """Stem of the checkpoint ``latest.json`` points to (None when there is none); CheckpointError if broken."""
     pointer = Path(out_dir) / LATEST_NAME
