@@ -295,14 +295,16 @@ def _previous_records(out: Path) -> dict[str, dict]:
     return records
 
 
-def reusable_records(out: Path, previous_config: dict | None, cfg: BenchConfig) -> dict[str, dict]:
-    """The previous run's item records that ``cfg`` would compute identically (same fingerprint)."""
+def reusable_records(out: Path, previous_config: dict | None, cfg: BenchConfig) -> tuple[dict[str, dict], bool]:
+    """The previous run's item records that ``cfg`` would compute identically (same fingerprint), and
+    whether its figures stay true: no solver they show was changed or dropped (added ones are only missing)."""
     if previous_config is None:
-        return {}
+        return {}, False
     new = to_dict(cfg)
-    same = {e.display for e in cfg.solvers
-            if item_fingerprint(new, e.display) == item_fingerprint(previous_config, e.display)}
-    return {k: r for k, r in _previous_records(out).items() if r.get("kind") == "item" and r.get("solver") in same}
+    old_labels = {e.get("label") or e.get("name") for e in previous_config.get("solvers", [])}
+    same = {lab for lab in old_labels if item_fingerprint(new, lab) == item_fingerprint(previous_config, lab)}
+    kept = {k: r for k, r in _previous_records(out).items() if r.get("kind") == "item" and r.get("solver") in same}
+    return kept, bool(kept) and same == old_labels
 
 
 class PartialWriter:
@@ -331,8 +333,8 @@ class PartialWriter:
 
 def _prepare_output(out: Path, cfg: BenchConfig, h: str, overwrite: bool, rank: int, source):
     """Keep every finished item of a previous run in ``out`` that this config would compute identically
-    (all of them when the config is unchanged, none with ``overwrite``); rank 0 clears the rest.
-    Figures and recons of kept items stay: a figure is drawn only when missing."""
+    (all of them when the config is unchanged, none with ``overwrite``); rank 0 clears the rest. Recons of
+    kept items stay, and so do the figures unless a solver they show changed (a figure is drawn when missing)."""
     resolved = out / RESOLVED
     previous = None
     if resolved.is_file():
@@ -348,8 +350,9 @@ def _prepare_output(out: Path, cfg: BenchConfig, h: str, overwrite: bool, rank: 
     if rank != 0:
         return
     if previous is not None and (overwrite or previous.get("hash") != h):
-        kept = {} if overwrite else reusable_records(out, previous.get("config"), cfg)
-        for name in (PARTIAL_DIR, "uncertainty") + (() if kept else ("recons", "figures")):
+        kept, figures_valid = ({}, False) if overwrite else reusable_records(out, previous.get("config"), cfg)
+        stale = [PARTIAL_DIR, "uncertainty"] + ([] if kept else ["recons"]) + ([] if figures_valid else ["figures"])
+        for name in stale:
             shutil.rmtree(out / name, ignore_errors=True)
         for name in ("results.json", "summary.md", RESOLVED):
             (out / name).unlink(missing_ok=True)

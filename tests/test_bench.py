@@ -220,6 +220,20 @@ def test_missing_figure_reruns_only_the_items_it_needs(tmp_path, data_file):
     assert (out / "figures" / "vol1_0_R4.png").is_file()
 
 
+def test_figures_are_redrawn_when_a_solver_they_show_changes(tmp_path, data_file):
+    out = tmp_path / "out"
+    fig = out / "figures" / "vol0_0_R4.png"
+    one = [{"name": FAKE, "label": "Fake"}]
+    assert _run(_config(tmp_path, data_file, one, output={"figures": True}), out) == 0
+    first = fig.read_bytes()
+    added = one + [{"name": "zero-filled", "label": "ZF"}]  # only added: the old figure is not wrong, it stays
+    assert _run(_config(tmp_path, data_file, added, name="d.yaml", output={"figures": True}), out) == 0
+    assert fig.read_bytes() == first
+    changed = [{**one[0], "params": {"scale": 0.3}}, added[1]]  # a shown solver changed: redrawn
+    assert _run(_config(tmp_path, data_file, changed, name="e.yaml", output={"figures": True}), out) == 0
+    assert fig.is_file() and fig.read_bytes() != first
+
+
 def test_unknown_results_folder_is_refused_unless_overwrite(tmp_path, data_file, capsys):
     out = tmp_path / "out"
     out.mkdir()
