@@ -24,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config key, e.g. --set masks.accelerations=[4,8] (repeatable)")
     p.add_argument("--out", help="output folder (default: output.dir of the config, else results/<name>)")
     p.add_argument("--overwrite", action="store_true",
-                   help="discard results in --out that were made with a different config")
+                   help="discard every result in --out and start afresh (by default a changed config "
+                        "reuses the finished items it would compute identically)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
