@@ -349,6 +349,7 @@ def _prepare_output(out: Path, cfg: BenchConfig, h: str, overwrite: bool, rank: 
                                      f"{RESOLVED}); use another --out or pass --overwrite"))
     if rank != 0:
         return
+    kept = {}
     if previous is not None and (overwrite or previous.get("hash") != h):
         kept, figures_valid = ({}, False) if overwrite else reusable_records(out, previous.get("config"), cfg)
         stale = [PARTIAL_DIR, "uncertainty"] + ([] if kept else ["recons"]) + ([] if figures_valid else ["figures"])
@@ -361,8 +362,6 @@ def _prepare_output(out: Path, cfg: BenchConfig, h: str, overwrite: bool, rank: 
                   "mask settings are unchanged")
     elif previous is not None and not read_partial(out):
         kept = _previous_records(out)  # same config, partial files gone (a fresh clone of committed results)
-    else:
-        kept = {}
     if kept:
         write_text(out / PARTIAL_DIR / "rank0.jsonl", "".join(json.dumps(r) + "\n" for r in kept.values()))
     out.mkdir(parents=True, exist_ok=True)
@@ -501,10 +500,11 @@ def _needing_recons(cfg, out, slice_ids, done) -> list[Item]:
     labels, first_seed = uncertainty_labels(cfg), cfg.masks.seeds[0]
 
     def needed(it: Item) -> bool:
-        if it.label in labels and it.seed in cfg.uncertainty.seed_list:
-            if _unc_key(it.slice_id, it.label, it.acceleration) not in done:
-                return True
-        return cfg.output.figures and it.seed == first_seed and not figure_path(out, it.slice_id, it.acceleration).exists()
+        for_map = (it.label in labels and it.seed in cfg.uncertainty.seed_list
+                   and _unc_key(it.slice_id, it.label, it.acceleration) not in done)
+        for_figure = (cfg.output.figures and it.seed == first_seed
+                      and not figure_path(out, it.slice_id, it.acceleration).exists())
+        return for_map or for_figure
 
     return [it for it in plan(cfg, slice_ids) if it.key in done and needed(it)
             and not recon_path(out, it.slice_id, it.label, it.acceleration, it.seed).is_file()]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -192,7 +193,6 @@ def test_changed_config_reuses_unchanged_solvers_only(tmp_path, data_file, capsy
 
 def test_committed_results_are_reused_without_partial_files(tmp_path, data_file):
     """A fresh clone has results.json and resolved_config.json but no partial files or recons."""
-    import shutil
     out = tmp_path / "out"
     path = _config(tmp_path, data_file)
     assert _run(path, out) == 0
@@ -208,7 +208,6 @@ def test_committed_results_are_reused_without_partial_files(tmp_path, data_file)
 
 
 def test_missing_figure_reruns_only_the_items_it_needs(tmp_path, data_file):
-    import shutil
     out = tmp_path / "out"
     path = _config(tmp_path, data_file, output={"figures": True, "save_recons": False})
     assert _run(path, out) == 0 and CALLS["n"] == 3
@@ -271,7 +270,6 @@ def test_uncertainty_maps(tmp_path, data_file):
         assert std.shape == (32, 32) and (std >= 0).all() and u["mean_std_brain"] > 0
         assert (out / u["map"].replace(".npy", ".png")).is_file()
     # results kept, recons and partial files gone (a fresh clone): only the items the maps need are rerun
-    import shutil
     for name in ("partial", "recons", "uncertainty"):
         shutil.rmtree(out / name)
     CALLS.update(n=0)
