@@ -19,6 +19,7 @@ from padis_plugin.prior.network import build_unet
 from padis_plugin.prior.patches import (CONVENTIONS, crop_to_image, draw_offset, extract_patches, make_grid,
                                         patch_positions, stitch_patches)
 from padis_plugin.prior.precond import EDMPrecond
+from padis_plugin.rng import randn
 
 BUNDLED_CHECKPOINTS = Path(__file__).resolve().parent.parent / "bundled" / "checkpoints"
 
@@ -27,13 +28,6 @@ def _make_generator(generator, seed):
     if generator is None and seed is not None:
         generator = torch.Generator().manual_seed(int(seed))
     return generator
-
-
-def _randn(shape, generator, device, dtype) -> torch.Tensor:
-    """Standard normal draw from ``generator`` (any device) delivered on ``device``."""
-    if generator is None:
-        return torch.randn(shape, device=device, dtype=dtype)
-    return torch.randn(shape, generator=generator, device=generator.device, dtype=dtype).to(device)
 
 
 def _noisy_pad(x: torch.Tensor, pads: tuple, sigma: torch.Tensor, generator) -> torch.Tensor:
@@ -48,7 +42,7 @@ def _noisy_pad(x: torch.Tensor, pads: tuple, sigma: torch.Tensor, generator) -> 
     canvas = F.pad(x, pads)
     band = torch.ones(canvas.shape[-2:], device=x.device, dtype=x.dtype)
     band[top:top + x.shape[-2], left:left + x.shape[-1]] = 0
-    noise = _randn(canvas.shape, generator, x.device, x.dtype)
+    noise = randn(canvas.shape, generator, x.device, x.dtype)
     return canvas + noise * band * sigma.to(x.dtype).view(-1, 1, 1, 1)
 
 
@@ -124,6 +118,17 @@ class PaDISDenoiser(Denoiser):
 
     def set_generator(self, generator: torch.Generator | None) -> None:
         self.generator = generator
+
+    def with_settings(self, **changes) -> "PaDISDenoiser":
+        """A new denoiser sharing these weights with some of ``patch_size``, ``pad``, ``max_batch``,
+        ``position_convention``, ``canvas_pad`` changed (validated as in the constructor)."""
+        allowed = ("patch_size", "pad", "max_batch", "position_convention", "canvas_pad")
+        unknown = sorted(set(changes) - set(allowed))
+        if unknown:
+            raise ConfigError(f"with_settings: unknown setting(s) {unknown}; allowed: {list(allowed)}")
+        kw = {k: getattr(self, k) for k in allowed}
+        kw.update(changes)
+        return type(self)(self.precond, generator=self.generator, **kw)
 
     @property
     def config(self) -> dict:

@@ -15,7 +15,8 @@ from deepinv.physics import LinearPhysics
 from deepinv.sampling import DiffPIR
 
 from ..errors import DataError
-from .dps import _load
+from ..rng import first_generator
+from .prior_loading import load_denoiser
 from .params import check_params
 
 
@@ -57,7 +58,7 @@ class PaDISDiffPIR(Reconstructor):
         """Reconstruct (B, 2, H, W); all randomness from ``generator`` (its first element if a list)."""
         if not torch.isfinite(y).all():
             raise DataError("DiffPIR: the measurements y hold non-finite values")
-        g = generator[0] if isinstance(generator, (list, tuple)) else generator
+        g = first_generator(generator)
         with torch.no_grad():
             x0 = physics.A_adjoint(y)
         if not torch.isfinite(x0).all():
@@ -93,7 +94,7 @@ def make_padis_diffpir(params: dict | None = None, device="cpu") -> PaDISDiffPIR
     overrides.setdefault("pad", 64)
     if p.get("max_batch") is not None:
         overrides["max_batch"] = int(p["max_batch"])
-    den = _load("padis", p.get("checkpoint", "padis-s25"), device, **overrides)
+    den = load_denoiser("padis", p.get("checkpoint", "padis-s25"), device, **overrides)
     return PaDISDiffPIR(den, iterations=int(p.get("iterations", 100)), sigma=float(p.get("sigma", 0.05)),
                         zeta=float(p.get("zeta", 0.3)), lambda_=float(p.get("lambda", 7.0)), scale=p.get("scale"),
                         progress=bool(p.get("progress", True)), device=device)

@@ -1,0 +1,76 @@
+"""Parts every diffusion sampler shares: the noise schedule (given or built), input guards, the network-call
+count and the warm start. A sampler is a :class:`deepinv.models.Reconstructor` called as
+``sampler(y, physics, generator=None, x_init=None)``; after a call ``nfe`` holds its number of network calls."""
+from __future__ import annotations
+
+import torch
+from deepinv.models import Reconstructor
+
+from ..errors import ConfigError, DataError
+from ..prior.schedules import edm_sigmas
+from ..rng import check_batch, denoise_fn, randn
+
+
+class SamplerDivergedError(RuntimeError):
+    """The sampler's iterate became non-finite (NaN/Inf), usually from too large a data-consistency step."""
+
+
+def as_sigmas(sigmas) -> torch.Tensor:
+    """A given schedule as a float64 1-D tensor of positive, non-increasing levels."""
+    s = torch.as_tensor(sigmas, dtype=torch.float64).reshape(-1).clone()
+    if s.numel() < 1 or not torch.isfinite(s).all() or (s <= 0).any() or (s[1:] > s[:-1]).any():
+        raise ConfigError(f"sigmas must be a non-empty, positive, non-increasing sequence, got {s.tolist()}")
+    return s
+
+
+class DiffusionSampler(Reconstructor):
+    """Base of the samplers: ``sigmas`` (a tensor, e.g. a slice of a longer schedule) or the Karras schedule
+    :func:`~padis_plugin.prior.schedules.edm_sigmas` of ``steps`` levels from ``sigma_max`` to ``sigma_min``."""
+
+    name = "sampler"
+
+    def __init__(self, denoiser, steps=50, sigma_max=10.0, sigma_min=0.003, rho=7.0, sigmas=None,
+                 progress=False, device="cpu"):
+        super().__init__(device=device)
+        self.denoiser = denoiser
+        self.sigmas = edm_sigmas(steps, sigma_max, sigma_min, rho) if sigmas is None else as_sigmas(sigmas)
+        self.steps = len(self.sigmas)
+        self.sigma_max, self.sigma_min, self.rho = float(self.sigmas[0]), float(self.sigmas[-1]), rho
+        self.progress = progress
+        self.nfe = 0
+
+    def _start(self, y, physics, generator, x_init):
+        """Checks the inputs; returns ``(A^H y, x_init or None, counting denoiser)``. ``x_init`` may be a tensor
+        or deepinv's shape tuple (then ``None``: the sampler's own start on that shape)."""
+        if not torch.isfinite(y).all():
+            raise DataError(f"{self.name}: the measurements y hold non-finite values")
+        with torch.no_grad():
+            x_adj = physics.A_adjoint(y)
+        if not torch.isfinite(x_adj).all():
+            raise DataError(f"{self.name}: A^H y is non-finite (bad coil maps or mask)")
+        if isinstance(x_init, (tuple, list, torch.Size)):
+            if tuple(x_init) != tuple(x_adj.shape):
+                raise ConfigError(f"{self.name}: x_init shape {tuple(x_init)} != image shape {tuple(x_adj.shape)}")
+            x_init = None
+        elif x_init is not None:
+            x_init = torch.as_tensor(x_init).to(x_adj)
+            if x_init.shape != x_adj.shape or not torch.isfinite(x_init).all():
+                raise DataError(f"{self.name}: x_init must be a finite tensor of shape {tuple(x_adj.shape)}")
+        check_batch(generator, x_adj.shape[0], self.name)
+        self.nfe = 0
+        denoise = denoise_fn(self.denoiser, generator)
+
+        def counted(x, sigma):
+            self.nfe += 1
+            return denoise(x, sigma)
+
+        return x_adj, x_init, counted
+
+    def _check_finite(self, x, i, detail=""):
+        if not torch.isfinite(x).all():
+            raise SamplerDivergedError(f"{self.name}: the iterate became non-finite at noise level {i + 1}/"
+                                       f"{self.steps} (sigma={float(self.sigmas[i]):.4g}){detail}")
+
+    @staticmethod
+    def noise(x, generator):
+        return randn(x.shape, generator, x.device, x.dtype)

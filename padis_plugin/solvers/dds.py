@@ -1,0 +1,104 @@
+r"""DDS, Decomposed Diffusion Sampling (Chung, Lee and Ye, ICLR 2024, Algorithm 1), in variance-exploding form.
+
+Needs only :math:`D(x, \sigma)`: no backpropagation through the network. Per noise level :math:`\sigma_i`:
+
+.. math::
+
+    x_0 = D(x, \sigma_i), \qquad e = (x - x_0)/\sigma_i, \qquad
+    \hat x_0 = \mathrm{CG}_m\big[(I + \gamma A^H A)\,u = x_0 + \gamma A^H y;\ u^{(0)} = x_0\big] \\
+    x \leftarrow \hat x_0 + \sigma_{i+1}\big(\eta\, n + \sqrt{1 - \eta^2}\, e\big), \qquad n \sim \mathcal N(0, I)
+
+and :math:`\hat x_0` of the last level is the output. The CG early stop (m iterations from :math:`x_0`) is part
+of the method: it keeps the update in the Krylov subspace around the denoised estimate. Unlike the published
+code, the CG here is Hermitian and :math:`A^H y` enters the right-hand side as one complex image.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError
+from .base import DiffusionSampler
+from .data_consistency import make_data_consistency
+
+STARTS = ("noise", "adjoint")
+
+
+class DDS(DiffusionSampler):
+    r"""DDS sampler on any deepinv denoiser and any :class:`~deepinv.physics.LinearPhysics`.
+
+    :param denoiser: ``D(x, sigma)`` on (B, 2, H, W) images (:class:`~padis_plugin.prior.PaDISDenoiser`,
+        :class:`~padis_plugin.prior.EDMDenoiser` or any deepinv denoiser).
+    :param int steps: noise levels K = network calls (50); or give ``sigmas``.
+    :param float sigma_max, sigma_min, rho: the Karras schedule (10, 0.003, 7: the prior's PaDIS-MRI range).
+    :param float eta: share of fresh noise in the re-noising (0: deterministic DDIM; DDS uses 0.85).
+    :param float gamma: data weight of the proximal step (1 balances prior and data for unit-RSS coil maps and
+        an orthonormal FFT, where :math:`\|A^H A\| \le 1`).
+    :param int cg_iters: CG iterations per level m (5; 0 disables data consistency).
+    :param str data_consistency: ``"prox"`` (above) or ``"projection"`` (noiseless: CG on
+        :math:`A^H A u = A^H y` from :math:`x_0`).
+    :param str start: ``"noise"`` (:math:`\sigma_0 n`, DDS) or ``"adjoint"`` (:math:`A^H y + \sigma_0 n`).
+    """
+
+    name = "DDS"
+
+    def __init__(self, denoiser, steps=50, sigma_max=10.0, sigma_min=0.003, rho=7.0, sigmas=None, eta=0.85,
+                 gamma=1.0, cg_iters=5, data_consistency="prox", start="noise", progress=False, device="cpu"):
+        if not 0.0 <= eta <= 1.0:
+            raise ConfigError(f"DDS: eta must be in [0, 1], got {eta}")
+        if start not in STARTS:
+            raise ConfigError(f"DDS: start must be one of {STARTS}, got {start!r}")
+        if data_consistency not in ("prox", "projection"):
+            raise ConfigError(f"DDS: data_consistency must be 'prox' or 'projection', got {data_consistency!r}")
+        super().__init__(denoiser, steps, sigma_max, sigma_min, rho, sigmas=sigmas, progress=progress,
+                         device=device)
+        self.eta, self.gamma, self.cg_iters, self.start = float(eta), float(gamma), int(cg_iters), start
+        self.data_step = make_data_consistency(data_consistency, gamma=gamma, iters=cg_iters)
+
+    def forward(self, y, physics, generator=None, x_init=None, **kwargs):
+        """Sample; returns the data-consistent denoised estimate of the last level, (B, 2, H, W)."""
+        x_adj, x_init, denoise = self._start(y, physics, generator, x_init)
+        sigmas = self.sigmas.tolist()
+        if x_init is not None:
+            x = x_init.clone()
+        else:
+            x = sigmas[0] * self.noise(x_adj, generator) + (x_adj if self.start == "adjoint" else 0.0)
+        keep = math.sqrt(1.0 - self.eta ** 2)
+        with torch.no_grad():
+            for i in tqdm(range(self.steps), desc=self.name, disable=not self.progress, leave=False):
+                x0 = denoise(x, sigmas[i])
+                x0c = self.data_step(x0, y, physics)
+                self._check_finite(x0c, i)
+                if i == self.steps - 1:
+                    return x0c
+                e = (x - x0) / sigmas[i]
+                fresh = self.noise(x, generator) if self.eta > 0 else 0.0
+                x = x0c + sigmas[i + 1] * (self.eta * fresh + keep * e)
+
+
+# -- factories (entry points of the ``padis_plugin.solvers`` group) ------------------------------------------
+DDS_PARAMS = {"steps": int, "sigma_max": float, "sigma_min": float, "rho": float, "eta": float, "gamma": float,
+              "cg_iters": int, "data_consistency": ("prox", "projection"), "start": STARTS, "progress": bool}
+
+
+def _make(kind, name, params, device):
+    from .params import typed_params
+    from .prior_loading import EDM_PRIOR_KEYS, PADIS_PRIOR_KEYS, prior_from_params
+
+    p = typed_params(name, params, {**(PADIS_PRIOR_KEYS if kind == "padis" else EDM_PRIOR_KEYS), **DDS_PARAMS})
+    den = prior_from_params(kind, p, device)
+    return DDS(den, **{k: v for k, v in p.items() if k in DDS_PARAMS}, device=device)
+
+
+def make_padis_dds(params: dict | None = None, device="cpu") -> DDS:
+    """``padis-dds``: DDS with the PaDIS patch prior. Keys: checkpoint (``padis-s25``), steps, sigma_max,
+    sigma_min, rho, eta, gamma, cg_iters, data_consistency, start, progress, patch_size, pad, max_batch,
+    position_convention, canvas_pad (patch settings default to the checkpoint's)."""
+    return _make("padis", "padis-dds", params, device)
+
+
+def make_edm_dds(params: dict | None = None, device="cpu") -> DDS:
+    """``edm-dds``: DDS with the whole-image EDM prior. Keys: checkpoint (``edm-s25``) and the DDS keys."""
+    return _make("edm", "edm-dds", params, device)

@@ -1,0 +1,26 @@
+"""The prior a solver factory samples with: a shipped name or checkpoint path -> a frozen deepinv denoiser."""
+from __future__ import annotations
+
+# Keys every prior-based factory accepts to choose and configure its denoiser.
+PATCH_KEYS = {"patch_size": int, "pad": int, "max_batch": int}
+PADIS_PRIOR_KEYS = {"checkpoint": str, **PATCH_KEYS, "position_convention": ("image", "published"),
+                    "canvas_pad": int}
+EDM_PRIOR_KEYS = {"checkpoint": str}
+DEFAULT_CHECKPOINT = {"padis": "padis-s25", "edm": "edm-s25"}
+
+
+def load_denoiser(kind: str, checkpoint, device, **overrides):
+    """``PaDISDenoiser`` (kind ``padis``) or ``EDMDenoiser`` (``edm``) in eval mode with frozen weights
+    (gradients flow to the image only, never to the weights)."""
+    from ..prior import EDMDenoiser, PaDISDenoiser  # prior/ sits below solvers/
+
+    cls = PaDISDenoiser if kind == "padis" else EDMDenoiser
+    den = cls.from_pretrained(checkpoint, device=device, **overrides)
+    return den.to(device).eval().requires_grad_(False)
+
+
+def prior_from_params(kind: str, p: dict, device):
+    """The denoiser named by a factory's checked params (``checkpoint`` and, for PaDIS, the patch settings;
+    ``None`` patch settings keep the checkpoint's own)."""
+    overrides = {k: p[k] for k in ("position_convention", "canvas_pad", *PATCH_KEYS) if k in p} if kind == "padis" else {}
+    return load_denoiser(kind, p.get("checkpoint", DEFAULT_CHECKPOINT[kind]), device, **overrides)
