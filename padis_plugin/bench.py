@@ -66,12 +66,15 @@ def config_hash(cfg: BenchConfig) -> str:
 _ITEM_INDEPENDENT = {"data": ("contrasts", "patients", "ids", "max_slices"), "masks": ("accelerations", "seeds")}
 
 
-def item_fingerprint(config: dict, label: str) -> str | None:
+def item_fingerprint(config: dict, label: str, ignore_label: bool = False) -> str | None:
     """Hash of everything that determines the items of solver ``label`` under ``config`` (a
-    :func:`to_dict` config); None when the config has no such solver."""
+    :func:`to_dict` config); None when the config has no such solver. ``ignore_label`` leaves the label (and
+    the reported training size) out, to match a solver across configs that name it differently."""
     entry = next((e for e in config.get("solvers", []) if (e.get("label") or e.get("name")) == label), None)
     if entry is None:
         return None
+    if ignore_label:
+        entry = {k: v for k, v in entry.items() if k not in ("label", "training_size")}
     parts = {"seed": config.get("seed"), "device": config.get("device"), "crop": config.get("crop"), "solver": entry}
     for section, independent in _ITEM_INDEPENDENT.items():
         parts[section] = {k: v for k, v in (config.get(section) or {}).items() if k not in independent}
@@ -307,6 +310,31 @@ def reusable_records(out: Path, previous_config: dict | None, cfg: BenchConfig) 
     return kept, bool(kept) and same == old_labels
 
 
+def borrowed_records(cfg: BenchConfig, source=None) -> dict[str, dict]:
+    """Items of the ``output.reuse_from`` folders that ``cfg`` would compute identically, relabelled to
+    this config's labels (each record notes where it came from)."""
+    new = to_dict(cfg)
+    borrowed = {}
+    for src in cfg.output.reuse_from:
+        folder = Path(src.dir)
+        try:
+            other = json.loads((folder / RESOLVED).read_text())["config"]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError):
+            raise ConfigError(where(source, f"output.reuse_from: {folder} holds no readable {RESOLVED}")) from None
+        records = _previous_records(folder)
+        for label, theirs in src.solvers.items():
+            if item_fingerprint(new, label, True) is None:
+                raise ConfigError(where(source, f"output.reuse_from: '{label}' is not a solver of this config"))
+            if item_fingerprint(new, label, True) != item_fingerprint(other, theirs, True):
+                warnings.warn(f"{folder}: solver '{theirs}' differs from '{label}' here; not reused")
+                continue
+            for rec in records.values():
+                if rec.get("kind") == "item" and rec.get("solver") == theirs:
+                    key = item_key(rec["id"], label, rec["R"], rec["seed"])
+                    borrowed[key] = {**rec, "key": key, "solver": label, "reused_from": str(folder)}
+    return borrowed
+
+
 class PartialWriter:
     """Appends one JSON line per finished record, flushed and fsynced (a crash loses at most the line
     being written, which the reader then ignores)."""
@@ -362,6 +390,10 @@ def _prepare_output(out: Path, cfg: BenchConfig, h: str, overwrite: bool, rank: 
                   "mask settings are unchanged")
     elif previous is not None and not read_partial(out):
         kept = _previous_records(out)  # same config, partial files gone (a fresh clone of committed results)
+    borrowed = {k: r for k, r in borrowed_records(cfg, source).items() if k not in kept and k not in read_partial(out)}
+    if borrowed:
+        print(f"{out}: taking {len(borrowed)} finished item(s) from output.reuse_from")
+        kept = {**kept, **borrowed} if kept or not read_partial(out) else {**read_partial(out), **borrowed}
     if kept:
         write_text(out / PARTIAL_DIR / "rank0.jsonl", "".join(json.dumps(r) + "\n" for r in kept.values()))
     out.mkdir(parents=True, exist_ok=True)

@@ -331,10 +331,21 @@ class UncertaintyConfig:
 
 
 @dataclass
+class ReuseSource:
+    """Finished items of another results folder to take over instead of recomputing them: ``solvers`` maps a
+    label of this config to the label it has there; an item is taken only when its solver entry (less the
+    label), data, mask and seed settings are the same there, so it would be computed identically here."""
+
+    dir: str
+    solvers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class OutputConfig:
     dir: str | None = None                # default results/<name>
     figures: bool = True                  # one PNG per slice and R (first mask seed)
     save_recons: bool = True              # recons/*.npy (complex64), needed by figures and uncertainty
+    reuse_from: list[ReuseSource] = field(default_factory=list)
 
 
 @dataclass

@@ -207,6 +207,28 @@ def test_committed_results_are_reused_without_partial_files(tmp_path, data_file)
     assert all(_rows(out)[k] == v for k, v in before.items())
 
 
+def test_reuse_from_takes_identical_items_of_another_folder_under_a_new_label(tmp_path, data_file, capsys):
+    """output.reuse_from: items of another results folder whose solver settings match are taken over (relabelled),
+    a solver whose settings differ there is computed here."""
+    first = tmp_path / "first"
+    two = [{"name": FAKE, "label": "Fake"}, {"name": FAKE, "label": "Other", "params": {"scale": 0.1}}]
+    assert _run(_config(tmp_path, data_file, two), first) == 0
+    before = _rows(first)
+    mine = [{"name": FAKE, "label": "Fake renamed"}, {"name": FAKE, "label": "Other here", "params": {"scale": 0.3}}]
+    reuse = {"figures": False, "reuse_from": [{"dir": str(first), "solvers": {"Fake renamed": "Fake",
+                                                                              "Other here": "Other"}}]}
+    CALLS.update(n=0)
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match="differs"):
+        assert _run(_config(tmp_path, data_file, mine, name="r.yaml", output=reuse), tmp_path / "second") == 0
+    assert CALLS["n"] == 3 and "taking 3 finished item(s)" in capsys.readouterr().out
+    after = _rows(tmp_path / "second")
+    for (sid, label), row in before.items():
+        if label == "Fake":
+            assert after[(sid, "Fake renamed")]["psnr"] == row["psnr"]
+            assert after[(sid, "Fake renamed")]["reused_from"] == str(first)
+
+
 def test_missing_figure_reruns_only_the_items_it_needs(tmp_path, data_file):
     out = tmp_path / "out"
     path = _config(tmp_path, data_file, output={"figures": True, "save_recons": False})

@@ -28,13 +28,14 @@ def test_demo_cli_end_to_end(tiny, tmp_path, capsys):
                "--demo-out", str(out), "--no-progress"])
     assert rc == 0
     results = json.loads((out / "demo_results.json").read_text())
-    assert list(results) == ["zero-filled", "wavelet-l1", "edm-dps", "padis-dps"]
+    assert list(results) == ["zero-filled", "wavelet-l1", "edm-dds", "padis-dds"]
     for r in results.values():
         assert set(r) == {"psnr", "ssim", "nrmse", "seconds", "nfe"} and np.isfinite(r["psnr"])
-    assert results["padis-dps"]["nfe"] == 2 and results["zero-filled"]["nfe"] == 0
+    assert results["padis-dds"]["nfe"] == 2 and results["zero-filled"]["nfe"] == 0
     assert (out / "demo.png").stat().st_size > 0 and (out / "demo_config.json").is_file()
     printed = capsys.readouterr().out
-    assert "2 levels x 1 inner" in printed and "padis-dps" in printed and "PSNR" in printed
+    assert "DDS" in printed and "2 network calls" in printed and "padis-dds" in printed and "PSNR" in printed
+    assert "wavelet-L1" in printed  # says which sampler beat wavelet-L1 (or that none did)
 
 
 def test_demo_missing_checkpoint_is_a_clear_error(tmp_path, capsys):

@@ -16,6 +16,7 @@ from ..errors import ConfigError
 from ._common import run_cli
 
 DPS_SOLVERS = ("padis-dps", "edm-dps")
+STEP_SOLVERS = DPS_SOLVERS + ("padis-dds", "edm-dds", "padis-daps", "edm-daps")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,8 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo-out", default="padis_demo_output", help="demo output folder (default ./padis_demo_output)")
     p.add_argument("--padis-checkpoint", default="padis-s25", help="demo PaDIS checkpoint (path or shipped name)")
     p.add_argument("--edm-checkpoint", default="edm-s25", help="demo EDM checkpoint (path or shipped name)")
-    p.add_argument("--steps", type=int, help="DPS noise levels K (demo default 40, solver default 104)")
-    p.add_argument("--inner", type=int, help="DPS inner iterations L (demo default 5, solver default 10)")
+    p.add_argument("--steps", type=int, help="noise levels K of a diffusion sampler (demo: DDS, 30; padis-dps default 104)")
+    p.add_argument("--inner", type=int, help="VE-DPS inner iterations L (default 10; not used by DDS/DAPS)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -68,11 +69,12 @@ def _run(args) -> int:
         return 0
     from ..recon import reconstruct
     params = _params(args.overrides)
-    if args.solver in DPS_SOLVERS:  # --steps/--inner/--no-progress also apply to a single DPS run
-        for key, value in (("steps", args.steps), ("inner", args.inner)):
-            if value is not None:
-                params.setdefault(key, value)
-    if args.no_progress and args.solver in DPS_SOLVERS + ("padis-diffpir",):
+    if args.solver in STEP_SOLVERS:  # --steps (and --inner for DPS) also apply to a single run
+        if args.steps is not None:
+            params.setdefault("steps", args.steps)
+        if args.inner is not None and args.solver in DPS_SOLVERS:
+            params.setdefault("inner", args.inner)
+    if args.no_progress and args.solver in STEP_SOLVERS + ("padis-diffpir",):
         params.setdefault("progress", False)
     rec = reconstruct(args.input, args.slice_id, args.solver, params, acceleration=args.acceleration,
                       seed=args.seed, acs_lines=args.acs, out=args.out, png=args.png, device=args.device,
