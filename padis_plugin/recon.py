@@ -26,9 +26,8 @@ from .registry import build_solver
 
 DEMO_SOLVERS = ("zero-filled", "wavelet-l1", "edm-dds", "padis-dds")
 # Fast mode: DDS needs only D(x, sigma), no backprop (the paper's VE-DPS makes 104 x 10 calls with backprop).
-# DEMO_PARAMS holds the settings tuned on the validation patients (configs/results_fast_tuning.yaml).
+# padis-dds / edm-dds default to the settings tuned on the validation patients (configs/results_fast_tuning.yaml).
 DEMO_STEPS, DEMO_INNER = 30, 1
-DEMO_PARAMS = {"gamma": 10.0, "eta": 0.85, "cg_iters": 5}
 DIFFUSION_SOLVERS = {"padis-dps": "padis", "edm-dps": "edm", "padis-dds": "padis", "edm-dds": "edm",
                      "padis-daps": "padis", "edm-daps": "edm"}
 
@@ -247,8 +246,6 @@ def _demo_params(name, checkpoint, steps, inner, progress) -> dict:
     params = {"checkpoint": checkpoint, "steps": steps, "progress": progress}
     if name.endswith("-dps"):
         params["inner"] = inner
-    elif name.endswith("-dds"):
-        params.update(DEMO_PARAMS)
     return params
 
 

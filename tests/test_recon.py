@@ -11,6 +11,8 @@ from padis_plugin.data.bundled import demo_dataset
 from padis_plugin.data.prepared import PreparedDataset
 from padis_plugin.recon import make_problem, reconstruct
 from padis_plugin.registry import available_solvers, build_solver
+from padis_plugin.masks import cartesian_mask
+from padis_plugin.physics import slice_problem
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -78,6 +80,8 @@ def _two_step_params(name, tiny):
         return {"checkpoint": tiny[name.split("-")[0]], "steps": 2, "inner": 1, "progress": False}
     if name == "padis-diffpir":
         return {"checkpoint": tiny["padis"], "iterations": 2, "progress": False}
+    if name in ("padis-dds", "edm-dds", "padis-daps", "edm-daps"):
+        return {"checkpoint": tiny[name.split("-")[0]], "steps": 2}
     if name in ("sense", "wavelet-l1"):
         return {"iterations": 2}
     return {}
@@ -91,7 +95,8 @@ def test_every_registered_solver_runs_two_steps_through_padis_bench(tiny, tmp_pa
     from padis_plugin.cli.bench import main as bench_main
 
     names = available_solvers()
-    assert {"zero-filled", "sense", "wavelet-l1", "padis-dps", "edm-dps", "padis-diffpir"} <= set(names)
+    assert {"zero-filled", "sense", "wavelet-l1", "padis-dps", "edm-dps", "padis-diffpir", "padis-dds", "edm-dds",
+            "padis-daps", "edm-daps"} <= set(names)
     config = {
         "name": "every-solver", "device": "cpu",
         "data": {"path": "bundled-demo", "max_slices": 1},
@@ -105,3 +110,17 @@ def test_every_registered_solver_runs_two_steps_through_padis_bench(tiny, tmp_pa
     rows = results["results"]
     assert {r["name"] for r in rows} == set(names) and len(rows) == len(names)
     assert all(np.isfinite(r["psnr"]) for r in rows)
+    assert all(r["nfe"] == 2 for r in rows if r["name"] not in ("zero-filled", "sense", "wavelet-l1"))
+
+
+@pytest.mark.parametrize("name", ["zero-filled", "sense", "padis-dps", "edm-dps", "padis-diffpir", "padis-dds",
+                                  "edm-dds", "padis-daps", "edm-daps"])
+def test_registered_solver_shape_and_determinism_under_a_generator(tiny, name):
+    """The shared check: (B, 2, H, W) output, same generator -> same output, nfe reported."""
+    slc = PreparedDataset(tiny["data"])[0]
+    y, physics, x_ref = slice_problem(slc, cartesian_mask(slc.size, 4, 8, 0))
+    solver = build_solver(name, _two_step_params(name, tiny))
+    a = solver(y, physics, generator=torch.Generator().manual_seed(0))
+    b = solver(y, physics, generator=torch.Generator().manual_seed(0))
+    assert a.shape == x_ref.shape and torch.equal(a, b)
+    assert isinstance(getattr(solver, "nfe", None), int)

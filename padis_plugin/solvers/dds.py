@@ -79,6 +79,10 @@ class DDS(DiffusionSampler):
 
 
 # -- factories (entry points of the ``padis_plugin.solvers`` group) ------------------------------------------
+# Defaults of the registered solvers, tuned on the validation patients (configs/results_fast_tuning.yaml) for
+# data normalised as padis-prepare does (99th percentile of the ACS image = 1, unit-RSS maps): a stronger data
+# weight than DDS's gamma = 1 and fresh noise at every level (eta = 1). The DDS class keeps the published values.
+TUNED = {"gamma": 100.0, "eta": 1.0}
 DDS_PARAMS = {"steps": int, "sigma_max": float, "sigma_min": float, "rho": float, "eta": float, "gamma": float,
               "cg_iters": int, "data_consistency": ("prox", "projection"), "start": STARTS, "progress": bool}
 
@@ -89,12 +93,12 @@ def _make(kind, name, params, device):
 
     p = typed_params(name, params, {**(PADIS_PRIOR_KEYS if kind == "padis" else EDM_PRIOR_KEYS), **DDS_PARAMS})
     den = prior_from_params(kind, p, device)
-    return DDS(den, **{k: v for k, v in p.items() if k in DDS_PARAMS}, device=device)
+    return DDS(den, **{**TUNED, **{k: v for k, v in p.items() if k in DDS_PARAMS}}, device=device)
 
 
 def make_padis_dds(params: dict | None = None, device="cpu") -> DDS:
-    """``padis-dds``: DDS with the PaDIS patch prior. Keys: checkpoint (``padis-s25``), steps, sigma_max,
-    sigma_min, rho, eta, gamma, cg_iters, data_consistency, start, progress, patch_size, pad, max_batch,
+    """``padis-dds``: DDS with the PaDIS patch prior. Keys: checkpoint (``padis-s25``), steps (50), sigma_max,
+    sigma_min, rho, eta (1, tuned), gamma (100, tuned), cg_iters (5), data_consistency, start, progress, patch_size, pad, max_batch,
     position_convention, canvas_pad (patch settings default to the checkpoint's)."""
     return _make("padis", "padis-dds", params, device)
 

@@ -1,0 +1,57 @@
+"""Quality against time: mean PSNR over the slices against mean seconds per slice (log x), one line per sampler
+and prior, one panel per acceleration, from a padis-bench results.json (e.g. configs/results_frontier.yaml).
+
+    python scripts/plot_frontier.py scripts/results/frontier/results.json scripts/results/frontier/frontier.png
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections import defaultdict
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from padis_plugin.atomic import atomic_path  # noqa: E402
+
+
+def family(row) -> str:
+    """Sampler and prior of a row: the label without its trailing call count ("PaDIS DDS 50" -> "PaDIS DDS")."""
+    return re.sub(r"\s+\d+$", "", row["solver"])
+
+
+def main(results_path, out_path):
+    res = json.loads(open(results_path).read())
+    means = [m for m in res["means"] if m["contrast"] == "all"]
+    rs = sorted({m["R"] for m in means})
+    fig, axes = plt.subplots(1, len(rs), figsize=(5.5 * len(rs), 4.2), squeeze=False)
+    for ax, r in zip(axes[0], rs):
+        lines = defaultdict(list)
+        for m in means:
+            if m["R"] == r:
+                lines[family(m)].append((max(m["seconds"], 0.05), m["psnr"], int(m["nfe"])))
+        for name, pts in sorted(lines.items()):
+            pts.sort()
+            xs, ys, calls = zip(*pts)
+            style = "--" if "EDM" in name else "-"
+            marker = "s" if len(pts) == 1 else "o"
+            ax.plot(xs, ys, style, marker=marker, label=name)
+            for x, y, n in pts:
+                if n:
+                    ax.annotate(str(n), (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
+        ax.set_xscale("log")
+        ax.set_xlabel("seconds per slice (log; numbers: network calls)")
+        ax.set_ylabel("mean PSNR (dB)")
+        ax.set_title(f"R = {r:g}, {res['dataset']['n_slices']} test slices")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    with atomic_path(out_path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    print(f"wrote {out_path}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
