@@ -110,7 +110,8 @@ def test_every_registered_solver_runs_two_steps_through_padis_bench(tiny, tmp_pa
     rows = results["results"]
     assert {r["name"] for r in rows} == set(names) and len(rows) == len(names)
     assert all(np.isfinite(r["psnr"]) for r in rows)
-    assert all(r["nfe"] == 2 for r in rows if r["name"] not in ("zero-filled", "sense", "wavelet-l1"))
+    diffusion = {"padis-dps", "edm-dps", "padis-diffpir", "padis-dds", "edm-dds", "padis-daps", "edm-daps"}
+    assert all(r["nfe"] == 2 for r in rows if r["name"] in diffusion)  # (other tests may register more solvers)
 
 
 @pytest.mark.parametrize("name", ["zero-filled", "sense", "padis-dps", "edm-dps", "padis-diffpir", "padis-dds",

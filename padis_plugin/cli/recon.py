@@ -74,8 +74,8 @@ def _run(args) -> int:
             params.setdefault("steps", args.steps)
         if args.inner is not None and args.solver in DPS_SOLVERS:
             params.setdefault("inner", args.inner)
-    if args.no_progress and args.solver in STEP_SOLVERS + ("padis-diffpir",):
-        params.setdefault("progress", False)
+    if args.solver in STEP_SOLVERS + ("padis-diffpir",):  # library default: no bar; the CLI shows one
+        params.setdefault("progress", not args.no_progress)
     rec = reconstruct(args.input, args.slice_id, args.solver, params, acceleration=args.acceleration,
                       seed=args.seed, acs_lines=args.acs, out=args.out, png=args.png, device=args.device,
                       mask_seed=args.mask_seed)
