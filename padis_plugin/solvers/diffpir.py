@@ -15,7 +15,7 @@ from deepinv.physics import LinearPhysics
 from deepinv.sampling import DiffPIR
 
 from ..errors import DataError
-from ..rng import first_generator
+from ..rng import denoise_fn, first_generator
 from .prior_loading import load_denoiser
 from .params import check_params
 
@@ -30,8 +30,7 @@ class _UnitRangeDenoiser(Denoiser):
     def forward(self, u, sigma, **kwargs):
         self.nfe += 1
         x = self.scale * (2 * u - 1)
-        kw = {"generator": self.generator} if self.generator is not None else {}
-        return (self.denoiser(x, 2 * self.scale * sigma, **kw) / self.scale + 1) / 2
+        return (denoise_fn(self.denoiser, self.generator)(x, 2 * self.scale * sigma) / self.scale + 1) / 2
 
 
 class PaDISDiffPIR(Reconstructor):
