@@ -109,3 +109,16 @@ def test_dps_gradient_needs_the_iterate():
     y, physics, _ = _small_problem(8, 2)
     with pytest.raises(Exception, match="iterate"):
         DPSGradient(1.0)(torch.zeros(1, 2, 8, 8), y, physics)
+
+
+def test_x_init_accepts_deepinv_shape_tuple_or_tensor():
+    """deepinv's convention: ``x_init`` may be a shape (the sampler's own start) or a tensor."""
+    y, physics, _ = _small_problem(16, 2)
+    den = lambda x, sigma: 0.5 * x  # noqa: E731
+    sampler = VEDPS(den, steps=2, inner=1)
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    assert torch.equal(sampler(y, physics, generator=g(), x_init=(1, 2, 16, 16)), sampler(y, physics, generator=g()))
+    out = sampler(y, physics, generator=g(), x_init=torch.zeros(1, 2, 16, 16))
+    assert out.shape == (1, 2, 16, 16)
+    with pytest.raises(Exception, match="shape"):
+        sampler(y, physics, x_init=(1, 2, 8, 8))
