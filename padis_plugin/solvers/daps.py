@@ -47,7 +47,6 @@ def kspace_noise_level(y: torch.Tensor, physics, edge: float = 0.125) -> torch.T
     """
     h, w = y.shape[-2:]
     eh, ew = max(1, int(h * edge)), max(1, int(w * edge))
-    corner = torch.zeros(h, w, dtype=torch.bool, device=y.device)
     rows = torch.zeros(h, dtype=torch.bool, device=y.device)
     cols = torch.zeros(w, dtype=torch.bool, device=y.device)
     rows[:eh], rows[-eh:], cols[:ew], cols[-ew:] = True, True, True, True
