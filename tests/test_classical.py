@@ -34,3 +34,23 @@ def test_sense_fits_data(problem):
 def test_unknown_param(factory):
     with pytest.raises(ConfigError, match="allowed"):
         factory({"bogus": 1}, "cpu")
+
+
+@pytest.mark.parametrize("name,params,needle", [
+    ("wavelet-l1", {"lambda": "abc"}, "lambda must be a number"),
+    ("wavelet-l1", {"wavelet": "nosuch"}, "unknown wavelet"),
+    ("wavelet-l1", {"iterations": -5}, "iterations must be >= 1"),
+    ("wavelet-l1", {"level": -1}, "level must be >= 1"),
+    ("sense", {"iterations": "abc"}, "iterations must be an integer"),
+    ("padis-dps", {"steps": "abc"}, "steps must be an integer"),
+    ("padis-dps", {"zeta": "abc"}, "zeta must be a number"),
+    ("padis-dps", {"zeta": float("nan")}, "zeta must be finite"),
+    ("padis-dps", {"checkpoint": [1, 2]}, "checkpoint must be a string"),
+    ("edm-dps", {"noise_convention": "x"}, "noise_convention must be one of"),
+])
+def test_solver_parameters_of_the_wrong_type_are_clean_config_errors(name, params, needle):
+    from padis_plugin.errors import ConfigError
+    from padis_plugin.registry import build_solver
+
+    with pytest.raises(ConfigError, match=needle):
+        build_solver(name, params)

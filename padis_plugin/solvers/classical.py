@@ -11,7 +11,8 @@ from deepinv.optim import FISTA
 from deepinv.optim.data_fidelity import L2
 from deepinv.optim.prior import WaveletPrior
 
-from .params import check_params
+from ..errors import ConfigError
+from .params import typed_params
 
 # Swept over {3e-4, 1e-3, 3e-3, 1e-2} on noise-free simulated 8-coil 128x128 T1/T2 brain slices at the
 # prepared normalisation (low-resolution 99th percentile ~ 1), R = 4 and 8, ACS 12, 100 iterations:
@@ -69,23 +70,35 @@ class WaveletL1(Reconstructor):
             return algo(y, physics)
 
 
-def _params(name: str, params: dict | None, defaults: dict) -> dict:
-    return {**defaults, **check_params(name, params, defaults)}
+def _params(name: str, params: dict | None, defaults: dict, minimum: dict) -> dict:
+    """Defaults updated with the typed ``params``; numbers below their ``minimum`` -> ConfigError."""
+    spec = {k: type(v) for k, v in defaults.items()}
+    p = {**defaults, **typed_params(name, params, spec)}
+    for key, low in minimum.items():
+        if p[key] < low:
+            raise ConfigError(f"solver '{name}': {key} must be >= {low}, got {p[key]}")
+    return p
 
 
 def make_zero_filled(params: dict | None = None, device="cpu") -> ZeroFilled:
     """Factory for ``zero-filled`` (no parameters)."""
-    _params("zero-filled", params, {})
+    _params("zero-filled", params, {}, {})
     return ZeroFilled(device=device)
 
 
 def make_sense(params: dict | None = None, device="cpu") -> SENSE:
     """Factory for ``sense``: ``iterations`` (30), ``tol`` (1e-6)."""
-    return SENSE(**_params("sense", params, {"iterations": 30, "tol": 1e-6}), device=device)
+    return SENSE(**_params("sense", params, {"iterations": 30, "tol": 1e-6}, {"iterations": 1, "tol": 0.0}),
+                 device=device)
 
 
 def make_wavelet_l1(params: dict | None = None, device="cpu") -> WaveletL1:
-    """Factory for ``wavelet-l1``: ``lambda``, ``iterations`` (100), ``wavelet`` ('db4'), ``level`` (3)."""
-    p = _params("wavelet-l1", params, {"lambda": DEFAULT_LAMBDA, "iterations": 100, "wavelet": "db4", "level": 3})
+    """Factory for ``wavelet-l1``: ``lambda``, ``iterations`` (100), ``wavelet`` ('db4', a pywt name), ``level`` (3)."""
+    import pywt
+
+    p = _params("wavelet-l1", params, {"lambda": DEFAULT_LAMBDA, "iterations": 100, "wavelet": "db4", "level": 3},
+                {"lambda": 0.0, "iterations": 1, "level": 1})
+    if p["wavelet"] not in pywt.wavelist(kind="discrete"):
+        raise ConfigError(f"solver 'wavelet-l1': unknown wavelet {p['wavelet']!r} (a discrete pywt wavelet, e.g. db4)")
     return WaveletL1(lam=p["lambda"], iterations=p["iterations"], wavelet=p["wavelet"], level=p["level"],
                      device=device)

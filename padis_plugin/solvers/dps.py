@@ -13,8 +13,8 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError
 from .base import DiffusionSampler, SamplerDivergedError  # noqa: F401  (SamplerDivergedError: public here too)
 from .data_consistency import DPSGradient
-from .params import check_params
-from .prior_loading import load_denoiser
+from .params import typed_params
+from .prior_loading import EDM_PRIOR_KEYS, PADIS_PRIOR_KEYS, load_denoiser
 
 NOISE_CONVENTIONS = ("channel", "complex")
 SKIP_NOISE = ("level", "last")
@@ -170,23 +170,8 @@ class EDMDPS(VEDPS):
 
 
 # -- factories (entry points of the ``padis_plugin.solvers`` group) ------------------------------------------
-_COMMON = {"checkpoint", "steps", "inner", "sigma_max", "sigma_min", "rho", "zeta", "noise_convention",
-           "skip_noise", "progress"}
-PADIS_PARAMS = _COMMON | {"pad", "patch_size", "max_batch", "position_convention", "canvas_pad"}
-EDM_PARAMS = _COMMON | {"max_batch"}
-_SAMPLER_KEYS = ("steps", "inner", "sigma_max", "sigma_min", "rho", "zeta", "noise_convention", "skip_noise",
-                 "progress")
-
-
-def _sampler_kwargs(params, device):
-    kw = {k: params[k] for k in _SAMPLER_KEYS if k in params}
-    for k in ("steps", "inner"):
-        if k in kw:
-            kw[k] = int(kw[k])
-    for k in ("sigma_max", "sigma_min", "rho", "zeta"):
-        if k in kw:
-            kw[k] = float(kw[k])
-    return dict(kw, device=device)
+DPS_PARAMS = {"steps": int, "inner": int, "sigma_max": float, "sigma_min": float, "rho": float, "zeta": float,
+              "noise_convention": NOISE_CONVENTIONS, "skip_noise": SKIP_NOISE, "progress": bool}
 
 
 def make_padis_dps(params: dict | None = None, device="cpu") -> PaDISDPS:
@@ -194,18 +179,17 @@ def make_padis_dps(params: dict | None = None, device="cpu") -> PaDISDPS:
     ``padis-s25``), steps, inner, sigma_max, sigma_min, rho, zeta, pad, patch_size, noise_convention,
     skip_noise, max_batch, progress, position_convention, canvas_pad (the last two: see PaDISDenoiser).
     ``patch_size`` and ``pad`` default to the checkpoint's own inference settings."""
-    p = check_params("padis-dps", params, PADIS_PARAMS)
+    p = typed_params("padis-dps", params, {**PADIS_PRIOR_KEYS, **DPS_PARAMS})
     overrides = {k: p[k] for k in ("position_convention", "canvas_pad") if k in p}
     den = load_denoiser("padis", p.get("checkpoint", "padis-s25"), device, **overrides)
     return PaDISDPS(den, patch_size=p.get("patch_size"), pad=p.get("pad"), max_batch=p.get("max_batch"),
-                    **_sampler_kwargs(p, device))
+                    **{k: v for k, v in p.items() if k in DPS_PARAMS}, device=device)
 
 
 def make_edm_dps(params: dict | None = None, device="cpu") -> EDMDPS:
     """``edm-dps``: whole-image FastMRI-EDM VE-DPS baseline. Keys: checkpoint (default ``edm-s25``), steps,
-    inner, sigma_max, sigma_min, rho, zeta, noise_convention, skip_noise, max_batch, progress."""
-    p = check_params("edm-dps", params, EDM_PARAMS)
+    inner, sigma_max, sigma_min, rho, zeta, noise_convention, skip_noise, max_batch (accepted for config
+    compatibility; the whole-image denoiser makes one call per image), progress."""
+    p = typed_params("edm-dps", params, {**EDM_PRIOR_KEYS, "max_batch": int, **DPS_PARAMS})
     den = load_denoiser("edm", p.get("checkpoint", "edm-s25"), device)
-    if p.get("max_batch") is not None and hasattr(den, "max_batch"):
-        den.max_batch = int(p["max_batch"])
-    return EDMDPS(den, **_sampler_kwargs(p, device))
+    return EDMDPS(den, **{k: v for k, v in p.items() if k in DPS_PARAMS}, device=device)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 from ..errors import ConfigError
 
@@ -28,10 +29,10 @@ def _cast(name, key, value, kind):
         if not isinstance(value, bool):
             raise ConfigError(f"solver '{name}': {key} must be true or false, got {value!r}")
         return value
-    if kind is str:
-        if not isinstance(value, str):
+    if kind is str:  # names and paths
+        if not isinstance(value, (str, os.PathLike)):
             raise ConfigError(f"solver '{name}': {key} must be a string, got {value!r}")
-        return value
+        return str(value)
     try:
         if isinstance(value, bool) or isinstance(value, (list, dict)):
             raise TypeError
@@ -47,11 +48,14 @@ def _cast(name, key, value, kind):
 
 
 def typed_params(name: str, params: dict | None, spec: dict) -> dict:
-    """Check ``params`` against ``spec`` (key -> type or tuple of allowed values, with "auto"-style strings
-    allowed through ``(float, "auto")``-like tuples of a type and strings); returns only the keys given, cast."""
+    """Check ``params`` against ``spec`` (key -> int, float, bool, str, a tuple of allowed values, or a type
+    followed by allowed strings such as ``(float, "auto")``); returns the keys given, cast. A ``None`` value
+    means "the default" and is dropped."""
     p = check_params(name, params, spec)
     out = {}
     for key, value in p.items():
+        if value is None:
+            continue
         kind = spec[key]
         if isinstance(kind, tuple) and kind and isinstance(kind[0], type):  # (type, *allowed strings)
             out[key] = value if value in kind[1:] else _cast(name, key, value, kind[0])
