@@ -44,3 +44,13 @@ def test_register_solver(monkeypatch):
 
     assert "mine" in registry.available_solvers()
     assert registry.build_solver("mine", {"a": 1}) == ("mine", {"a": 1}, "cpu")
+
+
+def test_public_api_at_the_package_top():
+    import padis_plugin
+    from padis_plugin import DDS, DAPSExact, PaDISDenoiser, PaDISDPS, build_solver, cartesian_mask, load_prior  # noqa: F401
+
+    for name in padis_plugin.__all__:
+        assert getattr(padis_plugin, name) is not None
+    with pytest.raises(AttributeError):
+        padis_plugin.no_such_name  # noqa: B018
