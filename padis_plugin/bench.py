@@ -328,10 +328,12 @@ def borrowed_records(cfg: BenchConfig, source=None) -> dict[str, dict]:
             if item_fingerprint(new, label, True) != item_fingerprint(other, theirs, True):
                 warnings.warn(f"{folder}: solver '{theirs}' differs from '{label}' here; not reused")
                 continue
+            mine = next(e for e in cfg.solvers if e.display == label)
             for rec in records.values():
                 if rec.get("kind") == "item" and rec.get("solver") == theirs:
                     key = item_key(rec["id"], label, rec["R"], rec["seed"])
-                    borrowed[key] = {**rec, "key": key, "solver": label, "reused_from": str(folder)}
+                    borrowed[key] = {**rec, "key": key, "solver": label, "training_size": mine.training_size,
+                                     "reused_from": str(folder)}
     return borrowed
 
 
