@@ -392,10 +392,11 @@ def _prepare_output(out: Path, cfg: BenchConfig, h: str, overwrite: bool, rank: 
                   "mask settings are unchanged")
     elif previous is not None and not read_partial(out):
         kept = _previous_records(out)  # same config, partial files gone (a fresh clone of committed results)
-    borrowed = {k: r for k, r in borrowed_records(cfg, source).items() if k not in kept and k not in read_partial(out)}
+    finished = kept or read_partial(out)  # what rank0.jsonl must hold besides the borrowed items
+    borrowed = {k: r for k, r in borrowed_records(cfg, source).items() if k not in finished}
     if borrowed:
         print(f"{out}: taking {len(borrowed)} finished item(s) from output.reuse_from")
-        kept = {**kept, **borrowed} if kept or not read_partial(out) else {**read_partial(out), **borrowed}
+        kept = {**finished, **borrowed}
     if kept:
         write_text(out / PARTIAL_DIR / "rank0.jsonl", "".join(json.dumps(r) + "\n" for r in kept.values()))
     out.mkdir(parents=True, exist_ok=True)

@@ -73,9 +73,9 @@ class DDS(DiffusionSampler):
                 self._check_finite(x0c, i)
                 if i == self.steps - 1:
                     return x0c
-                e = (x - x0) / sigmas[i]
-                fresh = self.noise(x, generator) if self.eta > 0 else 0.0
-                x = x0c + sigmas[i + 1] * (self.eta * fresh + keep * e)
+                fresh = self.eta * self.noise(x, generator) if self.eta > 0 else 0.0
+                kept = keep * ((x - x0) / sigmas[i]) if keep > 0 else 0.0  # eta = 1: no reuse of the noise estimate
+                x = x0c + sigmas[i + 1] * (fresh + kept)
 
 
 # -- factories (entry points of the ``padis_plugin.solvers`` group) ------------------------------------------

@@ -22,5 +22,6 @@ def load_denoiser(kind: str, checkpoint, device, **overrides):
 def prior_from_params(kind: str, p: dict, device):
     """The denoiser named by a factory's checked params (``checkpoint`` and, for PaDIS, the patch settings;
     ``None`` patch settings keep the checkpoint's own)."""
-    overrides = {k: p[k] for k in ("position_convention", "canvas_pad", *PATCH_KEYS) if k in p} if kind == "padis" else {}
+    settings = PADIS_PRIOR_KEYS.keys() - {"checkpoint"} if kind == "padis" else ()
+    overrides = {k: p[k] for k in settings if k in p}
     return load_denoiser(kind, p.get("checkpoint", DEFAULT_CHECKPOINT[kind]), device, **overrides)
