@@ -5,7 +5,8 @@ import pytest
 
 from padis_plugin.cli.simulate import main
 from padis_plugin.data.fastmri_format import ifft2c, read_fastmri_slices
-from padis_plugin.data.simulate import birdcage_coil_maps, object_mask, simulate_files, simulate_slice
+from padis_plugin.data.simulate import (birdcage_coil_maps, object_mask, simulate_files, simulate_slice,
+                                        to_physical_grid)
 from padis_plugin.errors import DataError
 
 
@@ -98,6 +99,37 @@ def test_same_seed_same_files_different_seed_differs(slices_h5, tmp_path):
     a, b, c = kspace(0, "a"), kspace(0, "b"), kspace(1, "c")
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)
+
+
+def test_physical_grid_keeps_anatomy_size():
+    # A 40 x 30 object at 0.5 mm is 20 x 15 mm: on a 1 mm grid it covers 20 x 15 pixels, centred.
+    image = np.ones((40, 30))
+    out = to_physical_grid(image, (0.5, 0.5), 1.0, 32)
+    assert out.shape == (32, 32)
+    rows, cols = np.nonzero(out > 0.5)
+    assert (rows.max() - rows.min() + 1, cols.max() - cols.min() + 1) == (20, 15)
+    assert rows.min() == 6 and cols.min() == 8
+    # Larger than the field of view: centre crop.
+    assert to_physical_grid(np.ones((80, 80)), (1.0, 1.0), 1.0, 32).min() == 1.0
+    with pytest.raises(DataError, match="pixel spacing"):
+        to_physical_grid(image, (0.0, 0.5), 1.0, 32)
+
+
+def test_simulate_files_on_physical_grid(slices_h5, tmp_path):
+    with pytest.raises(DataError, match="pixel_spacing_mm"):
+        simulate_files(slices_h5, tmp_path / "x", coils=2, matrix=32, spacing_mm=1.0, progress=False)
+    with h5py.File(slices_h5, "a") as f:
+        for ds in f["slices"].values():
+            ds.attrs["pixel_spacing_mm"] = [0.5, 0.5]
+    with pytest.raises(DataError, match="needs a matrix"):
+        simulate_files(slices_h5, tmp_path / "x", coils=2, spacing_mm=1.0, progress=False)
+    (path,) = simulate_files(slices_h5, tmp_path / "o", coils=2, matrix=32, spacing_mm=1.0, subjects=["sub-7"],
+                             snr_db=None, progress=False)
+    with h5py.File(path) as f:
+        rss = f["reconstruction_rss"][0]
+        assert rss.shape == (32, 32) and f.attrs["spacing_mm"] == 1.0
+    # The 32 x 28 source at 0.5 mm is 16 x 14 mm: the rest of the 32 mm field of view is empty.
+    assert rss[:6].max() < 1e-3 * rss.max() and rss[10:22, 10:22].mean() > 0.1 * rss.max()
 
 
 def test_npy_stack_source(tmp_path):

@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--coils", type=int, default=8)
     p.add_argument("--snr-db", type=float, default=30.0)
     p.add_argument("--matrix", type=_matrix, default=None, help="resize images to N or HxW first")
+    p.add_argument("--spacing-mm", type=float, default=None,
+                   help="resample every slice to this pixel size (from its pixel_spacing_mm attribute), then "
+                        "centre pad/crop to --matrix: one field of view for all slices")
     p.add_argument("--readout-oversampling", type=int, default=1, choices=(1, 2))
     p.add_argument("--noise-correlation", type=float, default=0.0, help="off-diagonal coil noise correlation")
     p.add_argument("--seed", type=int, default=0)
@@ -70,7 +73,7 @@ def _run(args) -> int:
             args.src, args.out, coils=args.coils, snr_db=args.snr_db, matrix=args.matrix, seed=args.seed,
             subjects=args.subjects, contrasts=args.contrasts, progress=not args.no_progress,
             readout_oversampling=args.readout_oversampling, noise_correlation=args.noise_correlation,
-            subject=args.subject, contrast=args.contrast, dataset=args.dataset)
+            subject=args.subject, contrast=args.contrast, dataset=args.dataset, spacing_mm=args.spacing_mm)
     for path in paths:
         print(path)
     return 0

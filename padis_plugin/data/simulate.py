@@ -96,6 +96,25 @@ def _resize(image: np.ndarray, shape) -> np.ndarray:
     return resize(image, shape, order=1, anti_aliasing=True, preserve_range=True)
 
 
+def to_physical_grid(image: np.ndarray, pixel_spacing_mm, spacing_mm: float, matrix) -> np.ndarray:
+    """Resample ``image`` to square ``spacing_mm`` pixels (anti-aliased linear), then centre zero-pad or crop
+    it to ``matrix``: every slice gets the same pixel size and field of view (``matrix * spacing_mm``),
+    instead of being stretched to the matrix whatever its field of view."""
+    shape = _as_shape(matrix)
+    if shape is None:
+        raise DataError("a physical grid (spacing_mm) needs a matrix")
+    spacing = np.broadcast_to(np.asarray(pixel_spacing_mm, dtype=np.float64), (2,))
+    if not (np.all(np.isfinite(spacing)) and np.all(spacing > 0)):
+        raise DataError(f"pixel spacing must be positive and finite, got {tuple(spacing)} mm")
+    resampled = np.round(np.asarray(image.shape) * spacing / float(spacing_mm)).astype(int)
+    image = _resize(np.asarray(image, dtype=np.float64), tuple(int(max(n, 2)) for n in resampled))
+    out = np.zeros(shape, dtype=image.dtype)
+    src = [slice(max(0, (n - m) // 2), max(0, (n - m) // 2) + min(n, m)) for n, m in zip(image.shape, shape)]
+    dst = [slice(max(0, (m - n) // 2), max(0, (m - n) // 2) + min(n, m)) for n, m in zip(image.shape, shape)]
+    out[tuple(dst)] = image[tuple(src)]
+    return out
+
+
 def simulate_slice(image: np.ndarray, coils: int = 8, snr_db: float | None = 30.0, matrix=None,
                    readout_oversampling: int = 1, noise_correlation: float = 0.0, seed: int = 0,
                    noise_correlation_matrix: np.ndarray | None = None, return_sigma: bool = False):
@@ -162,6 +181,7 @@ class SourceSlice:
     subject: str
     contrast: str
     slice_index: int
+    pixel_spacing_mm: tuple | None = None
 
 
 def _check_image(path, key, image) -> np.ndarray:
@@ -210,9 +230,12 @@ def load_source_slices(src, subject: str | None = None, contrast: str | None = N
                     missing = [a for a in ("subject", "contrast", "slice_index") if a not in ds.attrs]
                     if missing:
                         raise DataError(where(path, f"slices/{name}: missing attribute(s) {missing}"))
+                    spacing = ds.attrs.get("pixel_spacing_mm")
                     out.append(SourceSlice(name, _check_image(path, f"slices/{name}", ds[()]),
                                            str(ds.attrs["subject"]), normalize_contrast(ds.attrs["contrast"]),
-                                           int(ds.attrs["slice_index"])))
+                                           int(ds.attrs["slice_index"]),
+                                           None if spacing is None else tuple(np.broadcast_to(
+                                               np.asarray(spacing, dtype=float), (2,)).tolist())))
                 if not out:
                     raise DataError(where(path, "group 'slices' is empty"))
                 return out
@@ -235,8 +258,12 @@ def load_source_slices(src, subject: str | None = None, contrast: str | None = N
 def simulate_files(src, out_dir, coils: int = 8, snr_db: float | None = 30.0, matrix=None, seed: int = 0,
                    subjects=None, contrasts=None, progress: bool = True, readout_oversampling: int = 1,
                    noise_correlation: float = 0.0, subject: str | None = None, contrast: str | None = None,
-                   dataset: str | None = None) -> list[Path]:
+                   dataset: str | None = None, spacing_mm: float | None = None) -> list[Path]:
     """Simulate fastMRI-format files ``<subject>_<contrast>.h5`` (one volume per subject and contrast).
+
+    With ``spacing_mm``, every slice is first resampled to that pixel size from its ``pixel_spacing_mm``
+    attribute and centre padded / cropped to ``matrix`` (``to_physical_grid``); without it, each slice is
+    resized to ``matrix`` whatever its field of view.
 
     ``patient_id`` is the subject without a ``__studyK`` suffix, so splits by patient keep studies of one
     person together. Every slice's noise and phase come from ``slice_seed(seed, <slice key>)``: the output
@@ -257,14 +284,25 @@ def simulate_files(src, out_dir, coils: int = 8, snr_db: float | None = 30.0, ma
         groups[(s.subject, s.contrast)].append(s)
     if not groups:
         raise DataError(where(src, f"no slices match subjects={subjects} contrasts={contrasts}"))
+    if spacing_mm is not None:
+        if matrix is None:
+            raise DataError(where(src, "spacing_mm needs a matrix (the grid to pad or crop to)"))
+        if not (np.isfinite(spacing_mm) and spacing_mm > 0):
+            raise DataError(where(src, f"spacing_mm must be positive, got {spacing_mm}"))
+        no_spacing = [s.key for g in groups.values() for s in g if s.pixel_spacing_mm is None]
+        if no_spacing:
+            raise DataError(where(src, f"{len(no_spacing)} slice(s) have no pixel_spacing_mm attribute "
+                                       f"(e.g. {no_spacing[0]}), needed for spacing_mm"))
 
     out_dir = Path(out_dir)
     written = []
     for (subj, con), group in tqdm(sorted(groups.items()), desc="simulate", unit="volume", disable=not progress):
         group.sort(key=lambda s: (s.slice_index, s.key))
         vol_key = f"{subj}/{con}"
+        images = [s.image if spacing_mm is None else to_physical_grid(s.image, s.pixel_spacing_mm, spacing_mm, matrix)
+                  for s in group]
         kspace, sigmas, corr = simulate_subject(
-            [s.image for s in group], coils=coils, snr_db=snr_db, matrix=matrix,
+            images, coils=coils, snr_db=snr_db, matrix=matrix,
             seeds=[slice_seed(seed, s.key) for s in group], readout_oversampling=readout_oversampling,
             noise_correlation=noise_correlation, seed=slice_seed(seed, vol_key))
         recon_size = (kspace.shape[-2] // max(readout_oversampling, 1), kspace.shape[-1])
@@ -276,6 +314,7 @@ def simulate_files(src, out_dir, coils: int = 8, snr_db: float | None = 30.0, ma
             "noise_correlation_matrix": corr.astype(np.complex64) if corr is not None else None,
             "source_file": str(src), "source_slice_index": np.asarray([s.slice_index for s in group]),
             "source_keys": json.dumps([s.key for s in group]),
+            "spacing_mm": float(spacing_mm) if spacing_mm is not None else None,
         }
         path = out_dir / f"{safe_name(subj)}_{safe_name(con)}.h5"
         written.append(write_fastmri_h5(path, kspace, target, acquisition=acquisition_for(con),
