@@ -38,6 +38,7 @@ from .errors import ConfigError, DataError, where
 from .masks import cartesian_mask
 from .metrics import brain_mask, center_crop, image_metrics, pixelwise_std, to_complex_numpy
 from .physics import slice_problem
+from .solvers.contract import call_solver, solver_nfe
 from . import figures, report
 
 PARTIAL_DIR = "partial"
@@ -495,7 +496,7 @@ def _run_slice(cfg, ds, sid, masks, solvers, device, out, done, writer, bar):
                 gen = torch.Generator(device=device).manual_seed(gseed)
                 _sync(device)
                 t0 = time.perf_counter()
-                x_hat = solver(y, physics, generator=gen)  # DPS solvers manage autograd themselves
+                x_hat = call_solver(solver, y, physics, gen)  # DPS solvers manage autograd themselves
                 _sync(device)
                 seconds = time.perf_counter() - t0
                 x_hat = x_hat.detach()
@@ -508,7 +509,7 @@ def _run_slice(cfg, ds, sid, masks, solvers, device, out, done, writer, bar):
                 rec = {"kind": "item", "key": it.key, **meta, "solver": it.label, "name": entry.name,
                        "training_size": entry.training_size, "R": float(r), "seed": int(seed),
                        "acs_lines": masks.acs_lines, "generator_seed": gseed, **metrics, "seconds": seconds,
-                       "nfe": int(getattr(solver, "nfe", 0) or 0)}
+                       "nfe": solver_nfe(solver)}
                 writer.append(rec)
                 done[it.key] = rec
                 bar.update(1)

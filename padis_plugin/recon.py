@@ -23,6 +23,7 @@ from .masks import cartesian_mask, default_acs_lines
 from .metrics import image_metrics, to_complex_numpy
 from .physics import slice_problem
 from .registry import build_solver
+from .solvers.contract import call_solver, solver_nfe
 
 DEMO_SOLVERS = ("zero-filled", "wavelet-l1", "edm-dds", "padis-dds")
 # Fast mode: DDS needs only D(x, sigma), no backprop (the paper's VE-DPS makes 104 x 10 calls with backprop).
@@ -86,10 +87,10 @@ def make_problem(slc, acceleration=4.0, acs_lines=None, mask_seed=0, device="cpu
 def _run(solver, y, physics, seed, device):
     gen = torch.Generator(device=device).manual_seed(int(seed))
     t0 = time.perf_counter()
-    x_hat = solver(y, physics, generator=gen)
+    x_hat = call_solver(solver, y, physics, gen)
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
-    return x_hat.detach(), time.perf_counter() - t0, int(getattr(solver, "nfe", 0))
+    return x_hat.detach(), time.perf_counter() - t0, solver_nfe(solver)
 
 
 # -- outputs --------------------------------------------------------------------------------------------------

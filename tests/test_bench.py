@@ -85,6 +85,25 @@ def test_list_solvers(capsys):
     assert {"zero-filled", "wavelet-l1", FAKE} <= set(names)
 
 
+def test_a_plain_deepinv_optimiser_runs_in_the_bench(tmp_path, data_file):
+    """deepinv's HQS with a PnP prior takes no generator: the bench must not pass one, and seeds it instead."""
+    import deepinv as dinv
+
+    @register_solver("test-stock-hqs")
+    def _factory(params, device):
+        prior = dinv.optim.PnP(dinv.models.WaveletDenoiser(level=2, wv="db4"))
+        return dinv.optim.HQS(data_fidelity=dinv.optim.data_fidelity.L2(), prior=prior, stepsize=10.0,
+                              sigma_denoiser=0.01, max_iter=3)
+
+    path = _config(tmp_path, data_file, [{"name": "test-stock-hqs", "label": "HQS"},
+                                         {"name": "zero-filled", "label": "ZF"}], reference="ZF")
+    assert _run(path, tmp_path / "out") == 0
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())["results"]
+    hqs = {r["id"]: r["psnr"] for r in rows if r["solver"] == "HQS"}
+    zf = {r["id"]: r["psnr"] for r in rows if r["solver"] == "ZF"}
+    assert len(hqs) == 3 and all(hqs[k] > zf[k] for k in hqs)
+
+
 def test_run_writes_consistent_results(tmp_path, data_file):
     solvers = [{"name": "zero-filled", "label": "ZF"}, {"name": FAKE, "label": "Fake", "training_size": 25}]
     path = _config(tmp_path, data_file, solvers, reference="ZF", output={"figures": True},
