@@ -18,8 +18,10 @@ _PUBLIC = {
     "DPSGradient": "padis_plugin.solvers.data_consistency",
     "build_solver": "padis_plugin.registry", "available_solvers": "padis_plugin.registry",
     "register_solver": "padis_plugin.registry",
-    "cartesian_mask": "padis_plugin.masks", "slice_problem": "padis_plugin.physics",
+    "cartesian_mask": "padis_plugin.masks", "CartesianMaskGenerator": "padis_plugin.masks",
+    "slice_problem": "padis_plugin.physics",
     "build_physics": "padis_plugin.physics", "image_metrics": "padis_plugin.metrics",
+    "build_pnp": "padis_plugin.solvers.pnp",
     "edm_sigmas": "padis_plugin.prior.schedules",
 }
 __all__ = sorted(_PUBLIC)

@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 import torch
+from deepinv.physics.generator import PhysicsGenerator
 
 from .errors import ConfigError
 
@@ -93,3 +94,29 @@ def default_acs_lines(width: int) -> int:
     """The paper's 24 fully sampled lines on a 384-wide grid, scaled to ``width`` (8 at 128)."""
     return max(1, int(round(24 * width / 384)))
 
+
+
+class CartesianMaskGenerator(PhysicsGenerator):
+    """The paper's random 1-D Cartesian masks as a deepinv mask generator, for ``physics_generator=`` pipelines
+    (deepinv's ``Trainer`` / ``test``) and ``physics.update(**generator.step())``.
+
+    ``step(batch_size, seed)`` returns ``{"mask": (B, 1, H, W)}``: each slice's mask is :func:`cartesian_mask`
+    with a mask seed drawn from the generator's ``rng`` (reseeded by ``seed``), so a seeded step is reproducible.
+
+    :param img_size: ``N``, ``(H, W)`` or ``(C, H, W)`` (``C`` ignored: the mask is shared by real/imag and coils).
+    :param float acceleration: R.
+    :param int acs_lines: centre lines; ``None`` = the paper's 24 at W = 384 scaled to W.
+    """
+
+    def __init__(self, img_size, acceleration: float = 4.0, acs_lines: int | None = None, rng=None, device="cpu"):
+        super().__init__(rng=rng, device=device)
+        size = (int(img_size),) * 2 if np.isscalar(img_size) else tuple(int(n) for n in img_size)[-2:]
+        self.shape, self.acceleration = size, float(acceleration)
+        self.acs_lines = default_acs_lines(size[1]) if acs_lines is None else int(acs_lines)
+        _check(size[1], self.acceleration, self.acs_lines)
+
+    def step(self, batch_size: int = 1, seed: int | None = None, **kwargs) -> dict:
+        self.rng_manual_seed(seed)
+        seeds = torch.randint(0, 2**31 - 1, (max(int(batch_size), 1),), generator=self.rng, device=self.rng.device)
+        masks = torch.stack([cartesian_mask(self.shape, self.acceleration, self.acs_lines, int(s)) for s in seeds])
+        return {"mask": masks[:, None].to(**self.factory_kwargs)}

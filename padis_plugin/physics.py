@@ -26,12 +26,19 @@ def _as_complex_maps(coil_maps) -> torch.Tensor:
 
 
 def _as_mask(mask, batch: int, hw: tuple[int, int], name=None) -> torch.Tensor:
-    """Mask as (B, 1, H, W) float32: deepinv broadcasts dim 1 over the real/imag channels and coils."""
+    """Mask as (B, 1, H, W) float32: deepinv broadcasts dim 1 over the real/imag channels and coils.
+
+    Accepts (H, W), (B, H, W), (B, 1, H, W) and deepinv's (B, 2, H, W) layout (one copy per real/imag
+    channel, which must agree)."""
     m = torch.as_tensor(mask).float()
     if m.ndim == 2:
         m = m[None]
     if m.ndim == 3:
         m = m[:, None]
+    if m.ndim == 4 and m.shape[1] == 2:
+        if not torch.equal(m[:, 0], m[:, 1]):
+            raise DataError(where(name, "mask of shape (B, 2, H, W) has different real and imaginary channels"))
+        m = m[:, :1]
     if m.ndim != 4 or m.shape[1] != 1 or tuple(m.shape[-2:]) != tuple(hw) or m.shape[0] not in (1, batch):
         raise DataError(where(name, f"mask shape {tuple(torch.as_tensor(mask).shape)} does not match k-space "
                                     f"(batch {batch}, {hw[0]} x {hw[1]})"))
@@ -40,7 +47,7 @@ def _as_mask(mask, batch: int, hw: tuple[int, int], name=None) -> torch.Tensor:
 
 def build_physics(coil_maps, mask, device="cpu") -> MultiCoilMRI:
     """:class:`~deepinv.physics.MultiCoilMRI` from complex coil maps (B, C, H, W) / (C, H, W) and a mask
-    (H, W), (B, H, W) or (B, 1, H, W)."""
+    (H, W), (B, H, W), (B, 1, H, W) or deepinv's (B, 2, H, W)."""
     maps = _as_complex_maps(coil_maps)
     b, _, h, w = maps.shape
     m = _as_mask(mask, b, (h, w))

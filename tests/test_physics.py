@@ -46,7 +46,28 @@ def test_batch_matches_single(slice_factory):
 def test_build_physics_mask_layouts(tiny_slice):
     maps = torch.from_numpy(tiny_slice.coil_maps)
     mask = cartesian_mask(64, 4, 8)
-    for m in (mask, mask[None], mask[None, None]):
+    deepinv_layout = mask[None, None].expand(1, 2, 64, 64)  # deepinv's (B, 2, H, W) mask convention
+    for m in (mask, mask[None], mask[None, None], deepinv_layout):
         assert build_physics(maps, m).mask.shape == (1, 2, 64, 64)
     with pytest.raises(DataError):
         build_physics(maps.real, mask)
+    bad = deepinv_layout.clone()
+    bad[0, 1, :, 0] = 1 - bad[0, 1, :, 0]
+    with pytest.raises(DataError, match="real and imaginary"):
+        build_physics(maps, bad)
+
+
+def test_cartesian_mask_generator_drives_deepinv_physics(tiny_slice):
+    """The paper's masks as a deepinv physics generator: seeded steps reproduce, physics.update takes them."""
+    from padis_plugin.masks import CartesianMaskGenerator
+
+    gen = CartesianMaskGenerator((2, 64, 64), acceleration=4)
+    a, b = gen.step(batch_size=3, seed=1)["mask"], gen.step(batch_size=3, seed=1)["mask"]
+    assert a.shape == (3, 1, 64, 64) and torch.equal(a, b) and not torch.equal(a[0], a[1])
+    assert int(a[0, 0, 0].sum()) == 16 and gen.acs_lines == 4  # floor(64/4) lines; 24/384 of 64 rounds to 4
+    maps = torch.from_numpy(tiny_slice.coil_maps)
+    physics = build_physics(maps, cartesian_mask(64, 8, 4))
+    physics.update(**gen.step(batch_size=1, seed=2))
+    x = torch.randn(1, 2, 64, 64)
+    sampled = physics.A(x).abs().sum(dim=(0, 1, 2, 3)) > 0
+    assert int(sampled.sum()) == 16
