@@ -31,7 +31,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .atomic import atomic_path, write_json, write_text
-from .config import BUNDLED_DEMO, BenchConfig, SolverEntry, apply_overrides, from_dict, load_yaml, to_dict
+from .config import (BUNDLED_DEMO, BenchConfig, Problems, SolverEntry, apply_overrides, config_error, from_dict,
+                     load_yaml, problems_of, to_dict)
 from .data.files import safe_name
 from .data.prepared import PreparedDataset, is_prepared
 from .errors import ConfigError, DataError, where
@@ -192,12 +193,14 @@ class MaskBank:
             if bad:
                 raise ConfigError(where(path, f"mask seeds {bad} index past the file's {arr.shape[0]} masks"))
             self.stored = torch.from_numpy((arr != 0).astype(np.float32))
-        else:  # validate every (R, ACS) now, before anything is written
+        else:  # validate every (R, ACS) now, before anything is written; every failing R reported
+            bad = Problems(source, "masks")
             for r in cfg.masks.accelerations:
                 try:
                     cartesian_mask(self.shape, r, self.acs_lines, 0)
                 except ConfigError as exc:
-                    raise ConfigError(where(source, f"masks: {exc}")) from None
+                    bad.add("acs_lines", f": {exc}")
+            bad.raise_any()
 
     @property
     def acs_lines(self) -> int:
@@ -416,19 +419,34 @@ def recon_path(out: Path, slice_id, label, acceleration, seed) -> Path:
 
 # ------------------------------------------------------------------------------------------- run
 def build_solvers(cfg: BenchConfig, device, source=None) -> dict:
-    """label -> solver; unknown names and parameters raise ConfigError naming the config key."""
+    """label -> solver; unknown names and parameters of every entry raise one ConfigError naming the keys."""
     from .registry import available_solvers, build_solver
     names = available_solvers()
-    solvers = {}
+    solvers, bad = {}, Problems(source)
     for i, entry in enumerate(cfg.solvers):
         if entry.name not in names:
-            raise ConfigError(where(source, f"'solvers.{i}.name': unknown solver '{entry.name}' "
-                                            f"(available: {', '.join(names)})"))
+            bad.add(f"solvers.{i}.name", f": unknown solver '{entry.name}' (available: {', '.join(names)})")
+            continue
         try:
             solvers[entry.display] = build_solver(entry.name, dict(entry.params), device=device)
         except ConfigError as exc:
-            raise ConfigError(where(source, f"'solvers.{i}' ({entry.display}): {exc}")) from None
+            bad.add(f"solvers.{i}", f"({entry.display}): {exc}")
+    bad.raise_any()
     return solvers
+
+
+def masks_and_solvers(cfg: BenchConfig, shape, device, source=None):
+    """(:class:`MaskBank`, solvers), the problems of both raised together: a mask problem must not hide a
+    solver one (the user would fix one, rerun, and only then see the next)."""
+    problems, built = [], []
+    for make in (lambda: MaskBank(cfg, shape, source), lambda: build_solvers(cfg, device, source)):
+        try:
+            built.append(make())
+        except ConfigError as exc:
+            problems += problems_of(exc)
+    if problems:
+        raise config_error(problems)
+    return tuple(built)
 
 
 def run_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=None) -> dict | None:
@@ -442,8 +460,7 @@ def run_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=None)
         device = resolve_device(cfg.device, local_rank)
         data_path = resolve_data(cfg, progress=progress and rank == 0)
         ds = open_dataset(cfg, data_path)
-        masks = MaskBank(cfg, (ds.size, ds.size), source)
-        solvers = build_solvers(cfg, device, source)
+        masks, solvers = masks_and_solvers(cfg, (ds.size, ds.size), device, source)
         out = cfg.output_dir
         h = config_hash(cfg)
         _prepare_output(out, cfg, h, overwrite, rank, source)

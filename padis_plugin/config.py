@@ -8,7 +8,10 @@ Generic helpers (any dataclass, used by the benchmark and by training):
 * :func:`from_dict` builds a (nested) dataclass from a dict, checking every key and type, and raises
   :class:`~padis_plugin.errors.ConfigError` naming the file and the dotted key;
 * :func:`to_dict` is the inverse (the resolved config written next to every output);
-* :func:`load_config` = the three in a row.
+* :func:`load_config` = the three in a row;
+* :func:`resolve_config` turns a ``--config`` argument (a path, or the name of a shipped config) into a path.
+
+Every problem of a config is reported at once: one :class:`ConfigError` lists them all (``.problems``).
 
 Then the benchmark's schema, :class:`BenchConfig` (see ``configs/*.yaml`` for commented examples).
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import re
 import types
 import typing
@@ -74,6 +78,76 @@ def _first_line(exc) -> str:
     return " ".join(str(exc).split())
 
 
+# ------------------------------------------------------------------------------------- shipped configs
+SUFFIX = ".yaml"
+
+
+def configs_dir() -> Path | None:
+    """The folder of shipped configs: ``padis_plugin/configs`` in an installed wheel (setup.cfg maps the
+    repository's ``configs/`` there), else the repository's ``configs/`` (checkout or editable install)."""
+    package = Path(__file__).resolve().parent
+    if (package / "configs").is_dir():
+        return package / "configs"
+    repo = package.parent
+    if (repo / "configs").is_dir() and (repo / "setup.cfg").is_file():  # not some other site-packages/configs
+        return repo / "configs"
+    return None
+
+
+def shipped_configs(kind: str | None = None) -> dict[str, Path]:
+    """Name (file stem) -> path of the shipped configs, sorted; ``kind`` keeps those of :func:`config_kind`."""
+    folder = configs_dir()
+    paths = sorted(folder.glob(f"*{SUFFIX}")) if folder else []
+    return {p.stem: p for p in paths if kind is None or config_kind(p) == kind}
+
+
+def config_kind(path) -> str:
+    """``"bench"`` (lists solvers), ``"train"`` (names a prior kind) or ``"other"`` (e.g. the patient split)."""
+    try:
+        keys = load_yaml(path)
+    except ConfigError:
+        return "other"
+    return "bench" if "solvers" in keys else "train" if "kind" in keys else "other"
+
+
+def config_description(path) -> str:
+    """The first comment line of a config's header ("" without one): what ``--list-configs`` prints."""
+    for line in Path(path).read_text().splitlines():
+        text = line.strip()
+        if text and not text.startswith("#"):
+            break  # past the header
+        if text.lstrip("#").strip():
+            return text.lstrip("#").strip()
+    return ""
+
+
+def resolve_config(spec) -> Path:
+    """The config file of a ``--config`` argument: an existing path first, else the shipped config of that
+    name (``wavelet_l1_r4`` or ``wavelet_l1_r4.yaml``); ConfigError naming close matches otherwise."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    shipped = shipped_configs()
+    name = path.name[:-len(SUFFIX)] if path.name.endswith(SUFFIX) else path.name
+    bare = path.parent == Path(".") and not path.is_dir()
+    if bare and name in shipped:
+        return shipped[name]
+    if not bare:  # a path: never silently swapped for a shipped file of the same name
+        hint = f"; the shipped config of that name is --config {name}" if name in shipped else ""
+        raise ConfigError(where(spec, f"config file not found{hint}"))
+    close = _close_names(name, shipped)
+    listed = f"close matches: {', '.join(close)}" if close else f"shipped: {', '.join(shipped) or 'none'}"
+    raise ConfigError(where(spec, f"no such config file and no shipped config of that name ({listed}; "
+                                  "--list-configs prints them all)"))
+
+
+def _close_names(name: str, names, n: int = 5) -> list[str]:
+    """Names containing ``name`` (a shortened name), then spelling neighbours (a typo), at most ``n``."""
+    close = [x for x in names if name and name in x]
+    close += [x for x in difflib.get_close_matches(name, list(names), n=n, cutoff=0.6) if x not in close]
+    return close[:n]
+
+
 def apply_overrides(data: dict, overrides, source="--set") -> dict:
     """A deep copy of ``data`` with each ``"a.b.c=value"`` applied (value parsed as YAML).
 
@@ -107,13 +181,60 @@ def apply_overrides(data: dict, overrides, source="--set") -> dict:
     return data
 
 
+# --------------------------------------------------------------------------------- collected problems
+def config_error(problems) -> ConfigError:
+    """One ConfigError for all ``problems`` (each "<file>: '<key>' ..."), kept as a list in ``.problems``."""
+    problems = list(problems)
+    text = problems[0] if len(problems) == 1 else \
+        f"{len(problems)} problems in the config:\n" + "\n".join(f"  {p}" for p in problems)
+    exc = ConfigError(text)
+    exc.problems = problems
+    return exc
+
+
+def problems_of(exc: ConfigError) -> list[str]:
+    """The problems ``exc`` reports: its ``.problems``, or its message for one raised elsewhere."""
+    return list(getattr(exc, "problems", None) or [str(exc)])
+
+
+def _gather(convert, items) -> list:
+    """``[convert(item) for item in items]``, every item's ConfigError raised together instead of the first."""
+    out, problems = [], []
+    for item in items:
+        try:
+            out.append(convert(item))
+        except ConfigError as exc:
+            problems += problems_of(exc)
+    if problems:
+        raise config_error(problems)
+    return out
+
+
+class Problems(list):
+    """The problems one ``validate`` finds, each ``"<file>: '<dotted key>' <problem>"``; ``raise_any`` raises
+    them together. A problem text starting with ":" follows the key directly (``'a.b': R=17 ...``)."""
+
+    def __init__(self, source, prefix=""):
+        super().__init__()
+        self.source, self.prefix = source, prefix
+
+    def add(self, key, problem: str):
+        sep = "" if problem.startswith(":") else " "
+        self.append(where(self.source, f"'{_join(self.prefix, key)}'{sep}{problem}"))
+
+    def raise_any(self):
+        if self:
+            raise config_error(self)
+
+
 # ------------------------------------------------------------------------------------- dict <-> dataclass
 def from_dict(cls, data, source=None, prefix: str = ""):
     """Build dataclass ``cls`` from ``data``, recursively; ConfigError ``"<source>: <dotted key>: ..."``.
 
     Checks: unknown keys, missing required keys, and types (``int`` accepted for ``float``, ``None`` only
     for optional fields, ``list[...]`` / ``dict[str, ...]`` / unions / nested dataclasses / ``Any``).
-    A dataclass may define ``validate(self, source)`` for cross-field checks; it is called after building.
+    A dataclass may define ``validate(self, source, prefix)`` for cross-field checks; it is called after
+    building. All problems are raised together (:func:`config_error`), nested sections included.
     """
     if data is None:
         data = {}
@@ -121,16 +242,20 @@ def from_dict(cls, data, source=None, prefix: str = ""):
         raise ConfigError(where(source, f"'{prefix or '<top>'}' must be a mapping, got {_kind(data)}"))
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    for key in data:
-        if key not in fields:
-            raise ConfigError(where(source, f"unknown key '{_join(prefix, key)}' (known: {', '.join(fields)})"))
+    problems = [where(source, f"unknown key '{_join(prefix, key)}' (known: {', '.join(fields)})")
+                for key in data if key not in fields]
     kwargs = {}
     for name, f in fields.items():
         dotted = _join(prefix, name)
         if name in data:
-            kwargs[name] = _convert(hints[name], data[name], source, dotted)
+            try:
+                kwargs[name] = _convert(hints[name], data[name], source, dotted)
+            except ConfigError as exc:
+                problems += problems_of(exc)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(where(source, f"missing required key '{dotted}'"))
+            problems.append(where(source, f"missing required key '{dotted}'"))
+    if problems:  # cross-field checks on a half-built section would only echo these
+        raise config_error(problems)
     obj = cls(**kwargs)
     if hasattr(obj, "validate"):
         obj.validate(source, prefix)
@@ -192,13 +317,15 @@ def _convert(tp, value, source, dotted):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(where(source, f"'{dotted}' must be a list, got {_kind(value)}"))
         (arg,) = typing.get_args(tp)[:1] or (Any,)
-        return [_convert(arg, v, source, f"{dotted}.{i}") for i, v in enumerate(value)]
+        return _gather(lambda iv: _convert(arg, iv[1], source, f"{dotted}.{iv[0]}"), enumerate(value))
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
             raise ConfigError(where(source, f"'{dotted}' must be a mapping, got {_kind(value)}"))
         args = typing.get_args(tp)
         val_t = args[1] if len(args) == 2 else Any
-        return {str(k): _convert(val_t, v, source, f"{dotted}.{k}") for k, v in value.items()}
+        keys = [str(k) for k in value]
+        return dict(zip(keys, _gather(lambda kv: _convert(val_t, kv[1], source, f"{dotted}.{kv[0]}"),
+                                      value.items())))
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -249,8 +376,10 @@ class DataConfig:
     cache_dir: str | None = None         # prepared-file cache for raw sources (default ~/.cache/padis_plugin)
 
     def validate(self, source, prefix):
+        bad = Problems(source, prefix)
         if self.max_slices is not None and self.max_slices < 1:
-            raise ConfigError(where(source, f"'{_join(prefix, 'max_slices')}' must be >= 1"))
+            bad.add("max_slices", "must be >= 1")
+        bad.raise_any()
 
 
 @dataclass
@@ -258,37 +387,43 @@ class MaskConfig:
     """1-D Cartesian masks: one per (acceleration, seed); ``file`` replaces generation by a stored
     (H, W) or (K, H, W) ``.npy`` array whose K masks are addressed by the seeds (indices).
 
+    ``acs_lines`` unset (``None``): the paper's 24 lines at W = 384, scaled to the data's grid
+    (``round(24 * W / 384)``, 8 at 128), so a minimal config runs on any grid.
     ``acs_grid``: the grid width ``acs_lines`` refers to; on another grid width W the ACS block is scaled to
     ``round(acs_lines * W / acs_grid)`` lines (so a config written for 384 x 384 data, e.g. 20 ACS lines,
     also runs on the 128 x 128 bundled demo). ``None``: ``acs_lines`` is absolute."""
 
     accelerations: list[float] = field(default_factory=lambda: [7.0])
-    acs_lines: int = 24
+    acs_lines: int | None = None
     acs_grid: int | None = None
     seeds: list[int] = field(default_factory=lambda: [0])
     file: str | None = None
 
     def acs_for(self, width: int) -> int:
         """ACS lines on a grid of ``width`` phase-encode lines."""
+        if self.acs_lines is None:
+            from .masks import default_acs_lines  # here, not at the top: masks imports torch
+            return default_acs_lines(width)
         if self.acs_grid is None:
             return self.acs_lines
         return int(round(self.acs_lines * width / self.acs_grid))
 
     def validate(self, source, prefix):
+        bad = Problems(source, prefix)
         if not self.accelerations:
-            raise ConfigError(where(source, f"'{_join(prefix, 'accelerations')}' must not be empty"))
+            bad.add("accelerations", "must not be empty")
         for i, r in enumerate(self.accelerations):
             if not 1.0 <= r <= MAX_R:
-                raise ConfigError(where(source, f"'{_join(prefix, f'accelerations.{i}')}': R={r:g} is outside "
-                                                f"[1, {MAX_R:g}]"))
+                bad.add(f"accelerations.{i}", f": R={r:g} is outside [1, {MAX_R:g}]")
         if len(set(self.accelerations)) != len(self.accelerations):
-            raise ConfigError(where(source, f"'{_join(prefix, 'accelerations')}' has duplicates"))
+            bad.add("accelerations", "has duplicates")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(where(source, f"'{_join(prefix, 'seeds')}' must be a non-empty list of distinct seeds"))
-        if self.acs_lines < 0:
-            raise ConfigError(where(source, f"'{_join(prefix, 'acs_lines')}' must be >= 0"))
+            bad.add("seeds", "must be a non-empty list of distinct seeds")
+        if self.acs_lines is not None and self.acs_lines < 0:
+            bad.add("acs_lines", "must be >= 0")
         if self.acs_grid is not None and self.acs_grid < 1:
-            raise ConfigError(where(source, f"'{_join(prefix, 'acs_grid')}' must be >= 1"))
+            bad.add("acs_grid", "must be >= 1")
+        bad.raise_any()
 
 
 @dataclass
@@ -304,6 +439,14 @@ class SolverEntry:
     @property
     def display(self) -> str:
         return self.label or self.name
+
+    def validate(self, source, prefix):
+        # checked here, with the rest of the config, so a typo is not hidden behind a later data or mask error
+        from .registry import available_solvers  # entry-point names only; no solver module is imported
+        names = available_solvers()
+        if self.name not in names:
+            raise ConfigError(where(source, f"'{_join(prefix, 'name')}': unknown solver '{self.name}' "
+                                            f"(available: {', '.join(names)})"))
 
 
 @dataclass
@@ -322,12 +465,14 @@ class UncertaintyConfig:
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
 
     def validate(self, source, prefix):
+        bad = Problems(source, prefix)
         if not self.seed_list or len(set(self.seed_list)) != len(self.seed_list):
-            raise ConfigError(where(source, f"'{_join(prefix, 'seeds')}' must give at least one distinct seed"))
-        if self.enabled and len(self.seed_list) < 2:
-            raise ConfigError(where(source, f"'{_join(prefix, 'seeds')}': a standard deviation needs >= 2 masks"))
+            bad.add("seeds", "must give at least one distinct seed")
+        elif self.enabled and len(self.seed_list) < 2:
+            bad.add("seeds", ": a standard deviation needs >= 2 masks")
         if self.crop is not None and len(self.crop) != 2:
-            raise ConfigError(where(source, f"'{_join(prefix, 'crop')}' must be [h, w]"))
+            bad.add("crop", "must be [h, w]")
+        bad.raise_any()
 
 
 @dataclass
@@ -365,29 +510,28 @@ class BenchConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def validate(self, source, prefix=""):
+        bad = Problems(source, prefix)
         if not self.solvers:
-            raise ConfigError(where(source, "'solvers' must list at least one solver"))
+            bad.add("solvers", "must list at least one solver")
         labels = [s.display for s in self.solvers]
         dup = sorted({x for x in labels if labels.count(x) > 1})
         if dup:
-            raise ConfigError(where(source, f"'solvers': duplicate label(s) {', '.join(dup)}; give each a "
-                                            "distinct 'label'"))
+            bad.add("solvers", f": duplicate label(s) {', '.join(dup)}; give each a distinct 'label'")
         known = set(labels)
         if self.reference is not None and self.reference not in known:
-            raise ConfigError(where(source, f"'reference': unknown solver label '{self.reference}' "
-                                            f"(labels: {', '.join(labels)})"))
+            bad.add("reference", f": unknown solver label '{self.reference}' (labels: {', '.join(labels)})")
         for i, pair in enumerate(self.pairs):
             if len(pair) != 2:
-                raise ConfigError(where(source, f"'pairs.{i}' must be [label A, label B]"))
-            for label in pair:
+                bad.add(f"pairs.{i}", "must be [label A, label B]")
+            for label in pair if len(pair) == 2 else ():
                 if label not in known:
-                    raise ConfigError(where(source, f"'pairs.{i}': unknown solver label '{label}' "
-                                                    f"(labels: {', '.join(labels)})"))
+                    bad.add(f"pairs.{i}", f": unknown solver label '{label}' (labels: {', '.join(labels)})")
         for label in self.uncertainty.solvers or ():
             if label not in known:
-                raise ConfigError(where(source, f"'uncertainty.solvers': unknown solver label '{label}'"))
+                bad.add("uncertainty.solvers", f": unknown solver label '{label}'")
         if self.crop is not None and len(self.crop) != 2:
-            raise ConfigError(where(source, "'crop' must be [h, w]"))
+            bad.add("crop", "must be [h, w]")
+        bad.raise_any()
 
     @property
     def output_dir(self) -> Path:

@@ -3,8 +3,10 @@
 Examples::
 
     padis-bench --list-solvers
-    padis-bench --config configs/wavelet_l1_r4.yaml --out results/wl1_r4
-    padis-bench --config configs/paper_table5_data_efficiency.yaml --set data.path=data/test_384.h5
+    padis-bench --list-configs                            # the shipped configs, by name
+    padis-bench --config wavelet_l1_r4 --out results/wl1_r4
+    padis-bench --config paper_table5_data_efficiency --set data.path=data/test_384.h5
+    padis-bench --config my_bench.yaml                    # a file of your own (a path wins over a name)
     torchrun --nproc_per_node=4 -m padis_plugin.cli.bench --config ...   # slices sharded over 4 GPUs
 """
 from __future__ import annotations
@@ -13,13 +15,13 @@ import argparse
 import sys
 
 from ..errors import PadisError
-from ._common import run_cli
+from ._common import add_config_options, config_listing, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="padis-bench", description=__doc__.split("\n")[0])
     p.add_argument("--list-solvers", action="store_true", help="print the registered solver names and exit")
-    p.add_argument("--config", help="benchmark YAML file (see configs/)")
+    add_config_options(p, "benchmark", "wavelet_l1_r4")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set masks.accelerations=[4,8] (repeatable)")
     p.add_argument("--out", help="output folder (default: output.dir of the config, else results/<name>)")
@@ -35,11 +37,16 @@ def _run(args) -> int:
         from ..registry import available_solvers
         print("\n".join(available_solvers()))
         return 0
+    if args.list_configs:
+        print(config_listing("bench"))
+        return 0
     if not args.config:
-        raise PadisError("give --config FILE.yaml (or --list-solvers)")
+        raise PadisError("give --config FILE.yaml or a shipped config's NAME (or --list-configs, --list-solvers)")
+    from ..config import resolve_config
+    path = resolve_config(args.config)  # before the heavy imports: a mistyped name fails at once
     from ..bench import load_bench_config, run_benchmark
-    cfg = load_bench_config(args.config, args.overrides, out=args.out)
-    results = run_benchmark(cfg, overwrite=args.overwrite, progress=not args.no_progress, source=args.config)
+    cfg = load_bench_config(path, args.overrides, out=args.out)
+    results = run_benchmark(cfg, overwrite=args.overwrite, progress=not args.no_progress, source=path)
     if results is not None:
         print(f"wrote {cfg.output_dir / 'results.json'} and {cfg.output_dir / 'summary.md'}")
     return 0

@@ -4,14 +4,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import OneLineParser, run_cli
+from ..errors import PadisError
+from ._common import OneLineParser, add_config_options, config_listing, run_cli
 
 _EPILOG = """\
 Examples:
-  padis-train --config configs/train_padis_cpu.yaml --out runs/padis_demo
-  padis-train --config configs/train_padis_s25.yaml --set data.path=prepared/brain_train.h5 --set run.steps=50000
-  padis-train --config configs/train_padis_s25.yaml --out runs/padis_s25 --resume
-  torchrun --nproc_per_node=4 -m padis_plugin.cli.train --config configs/train_padis_s100.yaml
+  padis-train --list-configs
+  padis-train --config train_padis_cpu --out runs/padis_demo
+  padis-train --config train_padis_s25 --set data.path=prepared/brain_train.h5 --set run.steps=50000
+  padis-train --config train_padis_s25 --out runs/padis_s25 --resume
+  padis-train --config my_prior.yaml --out runs/mine          # a file of your own (a path wins over a name)
+  torchrun --nproc_per_node=4 -m padis_plugin.cli.train --config train_padis_s100
 
 The output folder receives resolved_config.yaml, train_log.jsonl, checkpoints/ckpt_step<N>.safetensors/.json,
 latest.json and (with run.sample_every) samples/*.png. Ctrl-C finishes the current step, writes a checkpoint
@@ -22,7 +25,7 @@ and exits with status 130; --resume continues exactly where it stopped.
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="padis-train", description=__doc__.split(":", 1)[1].strip(), epilog=_EPILOG,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="training YAML (see configs/train_*.yaml)")
+    add_config_options(p, "training", "train_padis_cpu")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set optim.lr=5e-5 (value parsed as YAML; repeatable)")
     p.add_argument("--out", default=None, help="output folder (default: run.out of the config)")
@@ -32,10 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args) -> int:
-    from ..config import load_config
+    if args.list_configs:
+        print(config_listing("train"))
+        return 0
+    if not args.config:
+        raise PadisError("give --config FILE.yaml or a shipped config's NAME (or --list-configs)")
+    from ..config import load_config, resolve_config
+    path = resolve_config(args.config)  # before the heavy imports: a mistyped name fails at once
     from ..train import TrainConfig, train
 
-    cfg = load_config(TrainConfig, args.config, args.overrides)
+    cfg = load_config(TrainConfig, path, args.overrides)
     result = train(cfg, out_dir=args.out, resume=args.resume, progress=False if args.no_progress else None)
     if result.get("checkpoint"):
         print(f"step {result['step']}: {result['checkpoint']}.safetensors (skipped steps: {result['skipped']})")
