@@ -185,3 +185,15 @@ def test_diffpir_wrapper_is_deterministic_and_fits_the_data():
     b = sampler(y, physics(), generator=torch.Generator().manual_seed(0))
     assert torch.equal(a, b) and sampler.nfe == 20
     assert (physics().A(a) - y).norm() < 0.15 * y.norm()
+
+
+def test_too_short_schedule_warns():
+    from padis_plugin.solvers.dps import ShortScheduleWarning
+
+    with pytest.warns(ShortScheduleWarning, match="too short"):
+        VEDPS(GaussianDenoiser(), steps=10, inner=3)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ShortScheduleWarning)
+        VEDPS(GaussianDenoiser(), steps=20, inner=5)
