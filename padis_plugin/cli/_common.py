@@ -3,10 +3,46 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+import textwrap
 from typing import Callable
 
 from ..errors import PadisError
+
+
+# The paper the tools implement, for help texts that point at it.
+PAPER = "PaDIS-MRI, Sanda et al., arXiv 2509.21531"
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every tool's formatter: description and epilog (examples) keep their line breaks; option help is
+    wrapped without breaking option names such as --raw-npy at their hyphens.
+
+    Each option's help states its default itself, as ``(default: %(default)s)``, or in words where the bare
+    value would say little (None)."""
+
+    def _split_lines(self, text, width):
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
+def plain(text: str) -> str:
+    """``text`` without reST markup, as argparse shows it: ``x`` and :role:`x` (or :role:`~a.b.x`) -> x."""
+    text = re.sub(r":[a-z]+:`(~?)([^`]*)`", lambda m: m[2].rsplit(".", 1)[-1] if m[1] else m[2], text)
+    return text.replace("``", "")
+
+
+def doc_summary(doc: str) -> str:
+    """A console script's description from its module docstring: the first paragraph (its line breaks kept),
+    without the ``padis-x``: prefix and reST markup; first letter capitalised unless the word is a name
+    such as fastMRI."""
+    first = plain(doc.strip().split("\n\n", 1)[0])
+    name, sep, rest = first.partition(": ")
+    if sep and name.startswith("padis-") and " " not in name:
+        first = rest
+    first = "\n".join(line.strip() for line in first.splitlines())
+    word = first.split(maxsplit=1)[0] if first.strip() else ""
+    return first if word[1:] != word[1:].lower() else first[:1].upper() + first[1:]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -38,7 +74,7 @@ def add_config_options(parser: argparse.ArgumentParser, kind: str, example: str)
     """``--config`` (a YAML path, or the name of a shipped config) and ``--list-configs`` for ``kind`` configs."""
     parser.add_argument("--config", metavar="FILE|NAME",
                         help=f"{kind} config: a YAML file, or the name of a shipped one (e.g. {example}; "
-                             "see --list-configs)")
+                             "see --list-configs); no default: required unless a --list-... option is given")
     parser.add_argument("--list-configs", action="store_true",
                         help=f"print the shipped {kind} configs (name and description) and exit")
 

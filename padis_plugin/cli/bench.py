@@ -1,13 +1,6 @@
 """``padis-bench``: run a benchmark config (solvers x slices x masks -> results.json, summary.md, figures).
 
-Examples::
-
-    padis-bench --list-solvers
-    padis-bench --list-configs                            # the shipped configs, by name
-    padis-bench --config wavelet_l1_r4 --out results/wl1_r4
-    padis-bench --config paper_table5_data_efficiency --set data.path=data/test_384.h5
-    padis-bench --config my_bench.yaml                    # a file of your own (a path wins over a name)
-    torchrun --nproc_per_node=4 -m padis_plugin.cli.bench --config ...   # slices sharded over 4 GPUs
+Examples: ``padis-bench --help`` (``_EPILOG`` below).
 """
 from __future__ import annotations
 
@@ -15,15 +8,30 @@ import argparse
 import sys
 
 from ..errors import PadisError
-from ._common import add_config_options, config_listing, run_cli
+from ._common import HelpFormatter, add_config_options, config_listing, doc_summary, run_cli
+
+_EPILOG = """\
+Examples:
+  padis-bench --list-solvers
+  padis-bench --list-configs                            # the shipped configs, by name
+  padis-bench --config wavelet_l1_r4 --out results/wl1_r4
+  padis-bench --config paper_table5_data_efficiency --set data.path=data/test_384.h5
+  padis-bench --config my_bench.yaml                    # a file of your own (a path wins over a name)
+  torchrun --nproc_per_node=4 -m padis_plugin.cli.bench --config ...   # slices sharded over 4 GPUs
+
+The output folder receives results.json, summary.md and figures. Ctrl-C keeps the finished items; the same
+command again resumes.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="padis-bench", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="padis-bench", description=doc_summary(__doc__), epilog=_EPILOG,
+                                formatter_class=HelpFormatter)
     p.add_argument("--list-solvers", action="store_true", help="print the registered solver names and exit")
     add_config_options(p, "benchmark", "wavelet_l1_r4")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set masks.accelerations=[4,8] (repeatable)")
+                   help="override a config key, e.g. --set masks.accelerations=[4,8] (value parsed as YAML; "
+                        "repeatable; default: none, the config as written)")
     p.add_argument("--out", help="output folder (default: output.dir of the config, else results/<name>)")
     p.add_argument("--overwrite", action="store_true",
                    help="discard every result in --out and start afresh (by default a changed config "

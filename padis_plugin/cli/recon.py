@@ -1,11 +1,6 @@
 """``padis-recon``: reconstruct one slice with any solver, or (no INPUT) run the bundled demo.
 
-Examples::
-
-    padis-recon                                           # demo: 4 solvers on a bundled slice -> ./padis_demo_output
-    padis-recon --steps 2 --inner 1 --padis-checkpoint ckpt/padis --edm-checkpoint ckpt/edm
-    padis-recon data/test_384.h5 --slice file_brain_001:2 --solver padis-dps --set zeta=3 --out x.npy --png x.png
-    padis-recon raw/file_brain_AXT2_200_6002217.h5 --solver wavelet-l1 --acceleration 8 --out x.h5
+Examples: ``padis-recon --help`` (``_EPILOG`` below).
 """
 from __future__ import annotations
 
@@ -13,32 +8,54 @@ import argparse
 import sys
 
 from ..errors import ConfigError
-from ._common import run_cli
+from ._common import PAPER, HelpFormatter, doc_summary, run_cli
 
 DPS_SOLVERS = ("padis-dps", "edm-dps")
 STEP_SOLVERS = DPS_SOLVERS + ("padis-dds", "edm-dds", "padis-daps", "edm-daps")
 
+_EPILOG = f"""\
+Examples:
+  padis-recon                                           # demo: 4 solvers on a bundled slice -> ./padis_demo_output
+  padis-recon --steps 2 --inner 1 --padis-checkpoint ckpt/padis --edm-checkpoint ckpt/edm
+  padis-recon data/test_384.h5 --slice file_brain_001:2 --solver padis-dps --set zeta=3 --out x.npy --png x.png
+  padis-recon raw/file_brain_AXT2_200_6002217.h5 --solver wavelet-l1 --acceleration 8 --out x.h5
+
+padis-dps is Algorithm 1 of {PAPER} (VE-DPS with a patch prior;
+the paper uses 104 noise levels x 10 inner iterations). padis-bench --list-solvers names every solver.
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="padis-recon", description=__doc__.split("\n")[0])
-    p.add_argument("input", nargs="?", help="prepared .h5 or raw fastMRI .h5 (omit for the demo)")
-    p.add_argument("--slice", dest="slice_id", help="slice id or position (prepared), slice index (raw)")
-    p.add_argument("--solver", default="padis-dps", help="registered solver name (default padis-dps)")
+    p = argparse.ArgumentParser(prog="padis-recon", description=doc_summary(__doc__), epilog=_EPILOG,
+                                formatter_class=HelpFormatter)
+    p.add_argument("input", nargs="?",
+                   help="prepared .h5 or raw fastMRI .h5 (default: none, run the demo on a bundled slice)")
+    p.add_argument("--slice", dest="slice_id", metavar="ID",
+                   help="slice id or position (prepared), slice index (raw) (default: the first slice of a "
+                        "prepared file, the centre slice of a raw one, the held-out bundled slice in the demo)")
+    p.add_argument("--solver", default="padis-dps", help="registered solver name (default: %(default)s)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="solver parameter, e.g. --set zeta=3 --set checkpoint=ckpt/padis (repeatable)")
-    p.add_argument("--acceleration", type=float, default=4.0, help="undersampling factor R (default 4)")
+                   help="solver parameter, e.g. --set zeta=3 --set checkpoint=ckpt/padis (value parsed as YAML; "
+                        "repeatable; default: none, the solver's defaults)")
+    p.add_argument("--acceleration", type=float, default=4.0, help="undersampling factor R (default: %(default)s)")
     p.add_argument("--acs", type=int, default=None,
                    help="fully sampled central lines (default: 24 at N = 384, scaled to the grid: 8 at 128)")
-    p.add_argument("--seed", type=int, default=0, help="solver random seed (default 0)")
-    p.add_argument("--mask-seed", type=int, default=0, help="mask random seed (default 0)")
-    p.add_argument("--out", help="output .npy or .h5 (complex image)")
-    p.add_argument("--png", help="output figure .png")
-    p.add_argument("--demo-out", default="padis_demo_output", help="demo output folder (default ./padis_demo_output)")
-    p.add_argument("--padis-checkpoint", default="padis-s25", help="demo PaDIS checkpoint (path or shipped name)")
-    p.add_argument("--edm-checkpoint", default="edm-s25", help="demo EDM checkpoint (path or shipped name)")
-    p.add_argument("--steps", type=int, help="noise levels K of a diffusion sampler (demo: DDS, 30; padis-dps default 104)")
-    p.add_argument("--inner", type=int, help="VE-DPS inner iterations L (default 10; not used by DDS/DAPS)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--seed", type=int, default=0, help="solver random seed (default: %(default)s)")
+    p.add_argument("--mask-seed", type=int, default=0, help="mask random seed (default: %(default)s)")
+    p.add_argument("--out", help="output .npy or .h5 (complex image) (default: none, not written)")
+    p.add_argument("--png", help="output figure .png (default: none, not written)")
+    p.add_argument("--demo-out", default="padis_demo_output", help="demo output folder (default: ./%(default)s)")
+    p.add_argument("--padis-checkpoint", default="padis-s25",
+                   help="demo PaDIS checkpoint, a path or shipped name (default: %(default)s)")
+    p.add_argument("--edm-checkpoint", default="edm-s25",
+                   help="demo EDM checkpoint, a path or shipped name (default: %(default)s)")
+    p.add_argument("--steps", type=int,
+                   help="noise levels K of a diffusion sampler (default: the solver's own, 104 for padis-dps; "
+                        "30 in the demo, which runs DDS)")
+    p.add_argument("--inner", type=int,
+                   help="VE-DPS inner iterations L (default: the solver's own, 10 for padis-dps; "
+                        "not used by DDS/DAPS)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 

@@ -5,9 +5,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._common import OneLineParser, run_cli
+from ._common import HelpFormatter, OneLineParser, doc_summary, run_cli
 
 _EPILOG = """\
+Examples:
+  padis-simulate slices.h5 --out sim/ --coils 8 --snr-db 30 --matrix 384
+  padis-simulate brain_T2.npy --out sim/ --subject sub01 --contrast T2 --readout-oversampling 2
+  padis-simulate slices.h5 --out sim/ --matrix 384 --spacing-mm 0.6 --contrasts T1 FLAIR
+  padis-simulate --raw-npy ksp.npy --out raw/ --patient-id p001 --acquisition AXT2 --axes coil,ky,kx
+
 SNR: 20*log10(mean |coil image| over the object / complex noise std), on the noiseless coil images.
 Output: <OUT>/<subject>_<contrast>.h5, one volume per subject and contrast; patient_id = subject without
 a __studyK suffix. Both fastmri.data.SliceDataset and deepinv.datasets.FastMRISliceDataset read it.
@@ -31,30 +37,41 @@ def _matrix(text: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="padis-simulate", description=__doc__.split(":", 1)[1].strip().replace("real", "Real", 1), epilog=_EPILOG,
-                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("src", nargs="?", help="HDF5 with a slices/ group, one HDF5 dataset or a .npy (S,H,W) stack")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--coils", type=int, default=8)
-    p.add_argument("--snr-db", type=float, default=30.0)
-    p.add_argument("--matrix", type=_matrix, default=None, help="resize images to N or HxW first")
+    p = OneLineParser(prog="padis-simulate", description=doc_summary(__doc__), epilog=_EPILOG,
+                      formatter_class=HelpFormatter)
+    p.add_argument("src", nargs="?", help="HDF5 with a slices/ group, one HDF5 dataset or a .npy (S,H,W) stack "
+                                          "(default: none; required unless --raw-npy)")
+    p.add_argument("--out", required=True, help="output folder (required)")
+    p.add_argument("--coils", type=int, default=8, help="simulated receive coils (default: %(default)s)")
+    p.add_argument("--snr-db", type=float, default=30.0,
+                   help="SNR in dB as defined below; inf: noiseless (default: %(default)s)")
+    p.add_argument("--matrix", type=_matrix, default=None, metavar="N|HxW",
+                   help="resize images to N or HxW first (default: keep each image's size)")
     p.add_argument("--spacing-mm", type=float, default=None,
                    help="resample every slice to this pixel size (from its pixel_spacing_mm attribute), then "
-                        "centre pad/crop to --matrix: one field of view for all slices")
-    p.add_argument("--readout-oversampling", type=int, default=1, choices=(1, 2))
-    p.add_argument("--noise-correlation", type=float, default=0.0, help="off-diagonal coil noise correlation")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--subjects", nargs="+", default=None, help="subjects or patient ids to keep")
-    p.add_argument("--contrasts", nargs="+", default=None, help="contrasts to keep (T1, T2, FLAIR, ...)")
+                        "centre pad/crop to --matrix: one field of view for all slices (default: off, "
+                        "each slice resized whatever its field of view)")
+    p.add_argument("--readout-oversampling", type=int, default=1, choices=(1, 2),
+                   help="zero-pad the readout (H) axis by this factor before the FFT, like fastMRI's 2x "
+                        "oversampled readout (default: %(default)s)")
+    p.add_argument("--noise-correlation", type=float, default=0.0,
+                   help="off-diagonal coil noise correlation, in [0, 1) (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise and phase (default: %(default)s)")
+    p.add_argument("--subjects", nargs="+", default=None, help="subjects or patient ids to keep (default: all)")
+    p.add_argument("--contrasts", nargs="+", default=None,
+                   help="contrasts to keep (T1, T2, FLAIR, ...; default: all)")
     p.add_argument("--subject", default=None, help="subject of a plain stack (default: file stem)")
     p.add_argument("--contrast", default=None, help="contrast of a plain stack (default: from file name)")
-    p.add_argument("--dataset", default=None, help="HDF5 dataset to read when there is no slices/ group")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--dataset", default=None,
+                   help="HDF5 dataset to read when there is no slices/ group (default: the file's only 2-D/3-D "
+                        "dataset)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     raw = p.add_argument_group("raw k-space ingest (instead of simulation)")
-    raw.add_argument("--raw-npy", default=None, help="complex k-space .npy to convert")
-    raw.add_argument("--axes", default="coil,ky,kx", help="axes of the raw array")
+    raw.add_argument("--raw-npy", default=None, help="complex k-space .npy to convert (default: none, simulate)")
+    raw.add_argument("--axes", default="coil,ky,kx", help="axes of the raw array (default: %(default)s)")
     raw.add_argument("--patient-id", default=None, help="patient id (default: file stem)")
-    raw.add_argument("--acquisition", default="AXT1", help="acquisition attribute, e.g. AXT1, AXT2, AXFLAIR")
+    raw.add_argument("--acquisition", default="AXT1",
+                     help="acquisition attribute, e.g. AXT1, AXT2, AXFLAIR (default: %(default)s)")
     return p
 
 

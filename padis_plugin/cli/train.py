@@ -5,9 +5,9 @@ import argparse
 import sys
 
 from ..errors import PadisError
-from ._common import OneLineParser, add_config_options, config_listing, run_cli
+from ._common import PAPER, HelpFormatter, OneLineParser, add_config_options, config_listing, doc_summary, run_cli
 
-_EPILOG = """\
+_EPILOG = f"""\
 Examples:
   padis-train --list-configs
   padis-train --config train_padis_cpu --out runs/padis_demo
@@ -18,18 +18,21 @@ Examples:
 
 The output folder receives resolved_config.yaml, train_log.jsonl, checkpoints/ckpt_step<N>.safetensors/.json,
 latest.json and (with run.sample_every) samples/*.png. Ctrl-C finishes the current step, writes a checkpoint
-and exits with status 130; --resume continues exactly where it stopped.
+and exits with status 130; --resume continues exactly where it stopped. Patch priors and their training
+follow {PAPER}.
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="padis-train", description=__doc__.split(":", 1)[1].strip(), epilog=_EPILOG,
-                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="padis-train", description=doc_summary(__doc__), epilog=_EPILOG,
+                      formatter_class=HelpFormatter)
     add_config_options(p, "training", "train_padis_cpu")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set optim.lr=5e-5 (value parsed as YAML; repeatable)")
+                   help="override a config key, e.g. --set optim.lr=5e-5 (value parsed as YAML; repeatable; "
+                        "default: none, the config as written)")
     p.add_argument("--out", default=None, help="output folder (default: run.out of the config)")
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the output folder")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the latest checkpoint in the output folder (default: start afresh)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
