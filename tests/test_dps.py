@@ -5,6 +5,7 @@ from deepinv.models import Denoiser
 from deepinv.physics import MultiCoilMRI
 
 from padis_plugin.errors import ConfigError, DataError
+from padis_plugin.prior import PaDISDenoiser
 from padis_plugin.solvers.diffpir import PaDISDiffPIR
 from padis_plugin.solvers.dps import EDMDPS, PaDISDPS, SamplerDivergedError, VEDPS, make_edm_dps, make_padis_dps
 
@@ -197,3 +198,110 @@ def test_too_short_schedule_warns():
     with warnings.catch_warnings():
         warnings.simplefilter("error", ShortScheduleWarning)
         VEDPS(GaussianDenoiser(), steps=20, inner=5)
+
+
+# -- fidelity options: score_from (Algorithm 1 line 13), pad_band (the published padded iterate) ----------------
+def test_score_from_clean_uses_the_pre_noise_iterate():
+    """One noiseless iteration (zeta = 0): x1 = x0 + (alpha/2) (D(x~) - ref) / sigma^2, ref = x~ (published code,
+    default) or x0 (Algorithm 1, line 13)."""
+    y, physics = _problem()
+    sigma, k = 0.5, 0.8  # GaussianDenoiser(1): D = x / (1 + sigma^2) = 0.8 x
+    x0 = physics().A_adjoint(y)
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+    x_noisy = x0 + sigma * eps
+    for score_from, ref in (("noisy", x_noisy), ("clean", x0)):
+        sampler = VEDPS(GaussianDenoiser(1.0), sigmas=[sigma], inner=1, zeta=0.0, score_from=score_from)
+        out = sampler(y, physics(), generator=torch.Generator().manual_seed(0))
+        torch.testing.assert_close(out, x0 + (sigma ** 2 / 4) * (k * x_noisy - ref) / sigma ** 2)
+    with pytest.raises(ConfigError, match="score_from"):
+        VEDPS(GaussianDenoiser(), score_from="x0")
+
+
+class _Pointwise(torch.nn.Module):
+    """Stand-in patch network D = x / 2 (pixel by pixel, so the tiling offset does not change D)."""
+
+    def forward(self, x, sigma, pos=None):
+        return 0.5 * x
+
+
+class _CanvasSpy(PaDISDenoiser):
+    def denoise_canvas(self, canvas, sigma, generator=None):
+        self.seen.append(canvas.detach().clone())
+        return super().denoise_canvas(canvas, sigma, generator=generator)
+
+
+def test_evolving_pad_band_is_the_published_padded_iterate():
+    """pad_band="evolving" equals the published loop (spec 4.2) written out on the (H + 2M)^2 canvas: warm start
+    A^H y zero-padded, x~ = x + sigma eps on the whole canvas, D = 0 on the band, s = (D - x~)/sigma^2, DC
+    gradient w.r.t. the padded x, Langevin noise on the whole canvas; the denoiser sees the evolved band."""
+    import math
+
+    import torch.nn.functional as F
+
+    H, M, zeta, sigmas, inner = 16, 8, 0.5, [2.0, 1.0], 2
+    y, physics = _problem(H=H, C=2)
+    den = _CanvasSpy(_Pointwise(), patch_size=8, pad=M)
+    den.seen = []
+    sampler = PaDISDPS(den, pad_band="evolving", sigmas=sigmas, inner=inner, zeta=zeta)
+    out = sampler(y, physics(), generator=torch.Generator().manual_seed(0))
+
+    g, crop = torch.Generator().manual_seed(0), (..., slice(M, M + H), slice(M, M + H))
+    x, inputs = F.pad(physics().A_adjoint(y), (M,) * 4), []
+    for i, sigma in enumerate(sigmas):
+        for _ in range(inner):
+            x = x.detach().requires_grad_(True)
+            x_noisy = x + sigma * torch.randn(x.shape, generator=g)
+            torch.randint(1, M + 1, (2,), generator=g)  # the tiling offset draw
+            inputs.append(x_noisy.detach())
+            d = F.pad(0.5 * x_noisy[crop], (M,) * 4)
+            sse = (y - physics().A(d[crop])).pow(2).sum()
+            (grad,) = torch.autograd.grad(sse, x)
+            with torch.no_grad():
+                x = x - zeta / sse.sqrt() * grad + (sigma ** 2 / 4) * (d - x_noisy) / sigma ** 2
+                if i < len(sigmas) - 1:  # no noise on the last level
+                    x = x + math.sqrt(sigma ** 2 / 2) * torch.randn(x.shape, generator=g)
+    torch.testing.assert_close(torch.stack(den.seen), torch.stack(inputs))
+    torch.testing.assert_close(out, x[crop])
+
+
+def test_evolving_pad_band_with_per_slice_generators_and_the_factory(tiny_checkpoints):
+    """Per-slice generators: a batch equals separate runs; the factory exposes pad_band (default fresh), and the
+    evolving band changes the output of a network whose tiles mix the band into the image."""
+    y, physics = _problem(H=32, C=2)
+    y2, physics2 = _problem(H=32, C=2, seed=3)
+    common = dict(checkpoint=tiny_checkpoints["padis"], steps=2, inner=2, progress=False)
+    evolving = make_padis_dps({**common, "pad_band": "evolving"})
+    assert evolving.pad_band == "evolving" and make_padis_dps(common).pad_band == "fresh"
+    g = lambda s: torch.Generator().manual_seed(s)  # noqa: E731
+    a = evolving(y, physics(), generator=g(5))
+    d = evolving(y2, physics2(), generator=g(9))
+    batch = MultiCoilMRI(mask=torch.cat([physics().mask, physics2().mask]),
+                         coil_maps=torch.cat([physics().coil_maps, physics2().coil_maps]), img_size=(2, 2, 32, 32))
+    both = evolving(torch.cat([y, y2]), batch, generator=[g(5), g(9)])
+    torch.testing.assert_close(both, torch.cat([a, d]), rtol=1e-5, atol=1e-6)
+    assert a.shape == (1, 2, 32, 32) and torch.equal(a, evolving(y, physics(), generator=g(5)))
+    assert not torch.allclose(a, make_padis_dps(common)(y, physics(), generator=g(5)))
+    with pytest.raises(ConfigError, match="pad_band"):
+        make_padis_dps({**common, "pad_band": "frozen"})
+    with pytest.raises(ConfigError, match="patch denoiser"):
+        PaDISDPS(GaussianDenoiser(), pad_band="evolving")
+
+
+def test_factories_take_score_from_and_edm_rejects_patch_settings(tiny_checkpoints):
+    common = dict(steps=2, inner=2, progress=False, score_from="clean")
+    assert make_padis_dps(dict(checkpoint=tiny_checkpoints["padis"], **common)).score_from == "clean"
+    assert make_edm_dps(dict(checkpoint=tiny_checkpoints["edm"], **common)).score_from == "clean"
+    for key in ("max_batch", "patch_size", "pad"):
+        with pytest.raises(ConfigError, match=f"edm-dps.*{key} is a patch setting"):
+            make_edm_dps({"checkpoint": tiny_checkpoints["edm"], key: 16})
+
+
+def test_diffpir_factory_keeps_the_checkpoint_patch_settings(tiny_checkpoints):
+    """padis-diffpir samples with the checkpoint's own P and M (tiny checkpoint: 16 / 16), as padis-dps does."""
+    from padis_plugin.solvers.diffpir import make_padis_diffpir
+
+    den = make_padis_diffpir({"checkpoint": tiny_checkpoints["padis"], "progress": False}).denoiser
+    assert (den.patch_size, den.pad, den.max_batch) == (16, 16, None)
+    den = make_padis_diffpir({"checkpoint": tiny_checkpoints["padis"], "patch_size": 8, "pad": 4,
+                              "max_batch": 3}).denoiser
+    assert (den.patch_size, den.pad, den.max_batch) == (8, 4, 3)

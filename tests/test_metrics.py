@@ -52,3 +52,13 @@ def test_brain_mask_and_pixelwise_std():
     assert mask.dtype == bool and mask.sum() == 16 * 16
     recons = np.stack([np.full((4, 4), 1 + 1j), np.full((4, 4), -1 - 1j)])
     assert np.allclose(pixelwise_std(recons), np.sqrt(2))
+
+
+def test_brain_mask_clip_is_the_published_option():
+    """clip=1 thresholds min(|x|, 1) as the published notebook does (spec 5.2); here the bright spot above 1 moves
+    Otsu's threshold above the 0.3 tissue unless it is clipped."""
+    img = np.zeros((32, 32))
+    img[4:28, 4:28], img[10:22, 10:22], img[14:18, 14:18] = 0.3, 0.9, 4.0
+    assert brain_mask(img).sum() == 12 * 12
+    assert brain_mask(img, clip=1.0).sum() == 24 * 24
+    assert np.array_equal(brain_mask(img, clip=1.0), brain_mask(np.minimum(img, 1.0)))

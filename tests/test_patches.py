@@ -91,3 +91,80 @@ def test_training_and_inference_coordinates_agree():
     pub_train = patch_positions(r + 96, c + 96, 1, (H, W), "published", canvas_pad=96)
     pub_inf = patch_positions(r + M, c + M, 1, (H, W), "published", canvas_pad=M)
     assert not torch.allclose(pub_train, pub_inf)
+
+
+def _recorded_positions(den, H, W):
+    """Run ``den`` (a RecordingIdentity inside) on an image whose pixels hold their own (row, col) + 1; returns
+    the x-coordinate of every recorded image pixel, keyed by image column, and the recorded column steps."""
+    rows, cols = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32),
+                                indexing="ij")
+    den(torch.stack([rows, cols])[None] + 1.0, 0.0)
+    patches, pos = den.precond.calls[-1]
+    inside = patches[:, 1] > 0
+    col_x = dict(zip((patches[:, 1][inside].long() - 1).tolist(), pos[:, 0][inside].tolist()))
+    return col_x, pos[:, 0, :, 1:] - pos[:, 0, :, :-1]
+
+
+def test_published_positions_step_2_over_575_in_training_and_2_over_511_at_inference(tmp_path):
+    """Spec 3.2 at N = 384: training spans the canvas N + 2 N/4 = 576 (step 2/575, image at +-0.666), the
+    published inference P = M = 64 the canvas N + 2M = 512 (step 2/511, image at +-0.750): a 0.889 mismatch."""
+    from padis_plugin.prior import EDMPrecond, build_unet
+    from padis_plugin.train.loss import PatchEDMLoss
+
+    N, P, M = 384, 64, 64
+    loss = PatchEDMLoss(position_convention="published")
+    assert loss.pad_for(N) == 96
+    _, pos = loss.sample_patches(torch.zeros(1, 2, N, N), P, 8, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(pos[:, 0, :, 1:] - pos[:, 0, :, :-1], torch.full((8, P, P - 1), 2 / 575))
+    torch.testing.assert_close(pos[:, 1, 1:, :] - pos[:, 1, :-1, :], torch.full((8, P - 1, P), 2 / 575))
+    first = patch_positions(96, 96, 1, (N, N), "published", canvas_pad=96)[0, 0, 0, 0].item()
+    assert first == pytest.approx(-1 + 192 / 575) and first == pytest.approx(-0.666, abs=1e-3)
+
+    # a training checkpoint (its canvas_pad the training pad, as written before it became an inference setting)
+    PaDISDenoiser(EDMPrecond(build_unet("padis-tiny")), patch_size=P, pad=M, position_convention="published") \
+        .save_pretrained(tmp_path / "p", extra_config={"canvas_pad": 96, "patch_training": {"pad": 96}})
+    den = PaDISDenoiser.from_pretrained(tmp_path / "p")
+    assert den.canvas_pad is None
+    den.precond = RecordingIdentity()
+    col_x, steps = _recorded_positions(den, N, N)
+    assert den.precond.calls[-1][0].shape[0] == 49  # 7 x 7 tiles of 64 x 64
+    torch.testing.assert_close(steps, torch.full_like(steps, 2 / 511))
+    assert col_x[0] == pytest.approx(-1 + 2 * M / 511, abs=1e-6) and col_x[0] == pytest.approx(-0.750, abs=1e-3)
+    assert col_x[N - 1] == pytest.approx(1 - 2 * M / 511, abs=1e-6)
+    # the training pad removes the mismatch: same coordinates as in training
+    col_x, steps = _recorded_positions(den.with_settings(canvas_pad=96), N, N)
+    torch.testing.assert_close(steps, torch.full_like(steps, 2 / 575))
+    assert col_x[0] == pytest.approx(first, abs=1e-6)
+
+
+def test_published_canvas_follows_the_inference_pad():
+    """canvas_pad None: the linspace spans N + 2M for whatever M the sampler sets (with_settings)."""
+    den = PaDISDenoiser(RecordingIdentity(), patch_size=8, pad=8, position_convention="published", seed=0)
+    H = W = 24
+    for M in (8, 4):
+        col_x, steps = _recorded_positions(den.with_settings(pad=M), H, W)
+        torch.testing.assert_close(steps, torch.full_like(steps, 2 / (W + 2 * M - 1)))
+        assert col_x[0] == pytest.approx(-1 + 2 * M / (W + 2 * M - 1), abs=1e-6)
+
+
+@pytest.mark.parametrize("H,W,P,M", [(20, 28, 8, 4), (16, 16, 8, 8), (20, 20, 16, 4)])
+def test_denoise_canvas_tiles_read_the_given_band(H, W, P, M):
+    """denoise_canvas tiles the caller's padded canvas as it is (band included, no fresh noise); only where the
+    grid reaches past the canvas (P > M) does it pad, with zeros + sigma noise (0 here)."""
+    import torch.nn.functional as F
+
+    rec = RecordingIdentity()
+    den = PaDISDenoiser(rec, patch_size=P, pad=M, seed=0)
+    canvas = torch.arange(2 * (H + 2 * M) * (W + 2 * M), dtype=torch.float32).view(1, 2, H + 2 * M, W + 2 * M) + 1
+    for _ in range(4):  # several offsets
+        out = den.denoise_canvas(canvas, 0.0)
+        assert torch.equal(out, canvas[..., M:M + H, M:M + W])
+        patches, _ = rec.calls[-1]
+        grid = make_grid((H, W), P, (1, 1))  # for these sizes the tile counts do not depend on the offset
+        assert patches.shape[0] == grid.num_patches
+        tiles = stitch_patches(patches, 1, grid.n_rows, grid.n_cols)
+        r0, c0 = divmod(int(tiles[0, 0, 0, 0].item()) - 1, W + 2 * M)  # where the grid starts in the canvas
+        assert 0 <= r0 < M and 0 <= c0 < M
+        Ht, Wt = tiles.shape[-2:]
+        big = F.pad(canvas, (0, max(c0 + Wt - canvas.shape[-1], 0), 0, max(r0 + Ht - canvas.shape[-2], 0)))
+        assert torch.equal(tiles, big[..., r0:r0 + Ht, c0:c0 + Wt])

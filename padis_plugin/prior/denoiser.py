@@ -86,14 +86,18 @@ class PaDISDenoiser(Denoiser):
     network call); zero-pad to the grid's canvas and put fresh N(0, sigma^2) noise on the pad band (see
     :func:`_noisy_pad`); denoise all patches with their positional channels (chunks of ``max_batch`` patches);
     stitch and return the image region. Returning only the image region is the published "zero the pad band".
+    :meth:`denoise_canvas` instead takes a padded canvas whose band the caller keeps (the published evolving
+    padded iterate, PaDIS-MRI Algorithm 1; see ``pad_band`` of :class:`~padis_plugin.solvers.dps.PaDISDPS`).
 
     :param EDMPrecond precond: patch denoiser :math:`D_\theta(x, \sigma, \text{pos})` (4 in / 2 out channels).
     :param int patch_size: P (a multiple of the network's downsampling factor).
     :param int pad: M; grid offsets are uniform in [1, M] per axis.
     :param int max_batch: most patches per network call (None: all at once).
     :param str position_convention: ``"image"`` (default) or ``"published"`` (see :mod:`.patches`).
-    :param int canvas_pad: canvas padding the ``"published"`` linspace spans (default ``pad``; the published model
-        was trained with 96). Ignored by ``"image"``.
+    :param int canvas_pad: canvas padding the ``"published"`` linspace spans. ``None`` (default): ``pad`` = M, the
+        published inference canvas N + 2M (512 at N = 384, M = 64, step 2/511) while training spanned N + 2N/4
+        (576, step 2/575): the published train/inference mismatch (spec 3.2, 6.8). The training pad (96) removes
+        it. Ignored by ``"image"``.
     :param torch.Generator generator: default random generator (offsets and pad noise); a call's ``generator``
         overrides it; None uses torch's global RNG.
     :param int seed: builds a CPU generator when ``generator`` is None.
@@ -113,7 +117,9 @@ class PaDISDenoiser(Denoiser):
         self.precond = precond
         self.patch_size, self.pad, self.max_batch = int(patch_size), int(pad), max_batch
         self.position_convention = position_convention
-        self.canvas_pad = int(pad if canvas_pad is None else canvas_pad)
+        if canvas_pad is not None and canvas_pad < 0:
+            raise ConfigError(f"canvas_pad must be >= 0 or None (= pad), got {canvas_pad}")
+        self.canvas_pad = None if canvas_pad is None else int(canvas_pad)
         self.generator = _make_generator(generator, seed)
 
     def set_generator(self, generator: torch.Generator | None) -> None:
@@ -143,12 +149,37 @@ class PaDISDenoiser(Denoiser):
         g = generator if generator is not None else self.generator
         sigma = self._handle_sigma(sigma, batch_size=B, device=x.device, dtype=x.dtype)
         grid = make_grid((H, W), self.patch_size, draw_offset(self.pad, g))
-        patches = extract_patches(_noisy_pad(x, grid.pad, sigma, g), self.patch_size)
+        return self._denoise_tiles(_noisy_pad(x, grid.pad, sigma, g), sigma, grid)
+
+    def denoise_canvas(self, canvas: torch.Tensor, sigma, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Denoise the image inside a padded canvas (B, 2, H + 2M, W + 2M), M = ``pad``, whose band the caller
+        keeps (the published padded iterate: PaDIS-MRI Algorithm 1, spec 4.2 steps 1, 5c) -> (B, 2, H, W).
+
+        Same offset draw as :meth:`forward`; the tiles read the band as given. Where the grid reaches past the
+        canvas (only when P > M) it gets fresh N(0, sigma^2) noise, as in :meth:`forward`.
+        """
+        B, _, Hc, Wc = canvas.shape
+        M = self.pad
+        H, W = Hc - 2 * M, Wc - 2 * M
+        if H < 1 or W < 1:
+            raise ConfigError(f"denoise_canvas: a {Hc}x{Wc} canvas holds no image inside a pad of {M}")
+        g = generator if generator is not None else self.generator
+        sigma = self._handle_sigma(sigma, batch_size=B, device=canvas.device, dtype=canvas.dtype)
+        grid = make_grid((H, W), self.patch_size, draw_offset(M, g))
+        left, right, top, bottom = grid.pad  # top, left <= M: the grid starts inside the canvas
+        beyond = (0, max(right - M, 0), 0, max(bottom - M, 0))
+        tiles = _noisy_pad(canvas, beyond, sigma, g)[..., M - top:M + H + bottom, M - left:M + W + right]
+        return self._denoise_tiles(tiles, sigma, grid)
+
+    def _denoise_tiles(self, canvas: torch.Tensor, sigma: torch.Tensor, grid) -> torch.Tensor:
+        """Denoise every P x P tile of the grid's ``canvas`` in batched network calls -> the image region."""
+        B, (H, W) = canvas.shape[0], grid.image_shape
+        patches = extract_patches(canvas, self.patch_size)
         n = grid.num_patches
-        tops, lefts = grid.origins(device=x.device)
-        cp = self.canvas_pad
+        tops, lefts = grid.origins(device=canvas.device)
+        cp = self.pad if self.canvas_pad is None else self.canvas_pad
         pos = patch_positions(tops + cp, lefts + cp, self.patch_size, (H, W), self.position_convention,
-                              canvas_pad=cp, device=x.device)
+                              canvas_pad=cp, device=canvas.device)
         pos = pos.unsqueeze(0).expand(B, -1, -1, -1, -1).reshape(B * n, *pos.shape[1:])
         sig = sigma.repeat_interleave(n)
         step = self.max_batch or patches.shape[0]
@@ -160,8 +191,7 @@ class PaDISDenoiser(Denoiser):
     def from_pretrained(cls, path_or_name, device=None, **overrides) -> "PaDISDenoiser":
         """Load a ``kind="padis"`` checkpoint (path or shipped name); ``overrides`` replace patch settings."""
         precond, config, path = _load_precond(path_or_name, "padis", device)
-        kw = {k: config[k] for k in ("patch_size", "pad", "max_batch", "position_convention", "canvas_pad")
-              if k in config}
+        kw = _inference_settings(config)
         kw.update(overrides)
         try:
             return cls(precond, **kw)
@@ -172,6 +202,18 @@ class PaDISDenoiser(Denoiser):
         """Save the current weights (group ``model``) and :attr:`config` as a checkpoint."""
         return save_checkpoint(stem, {"model": self.precond.unet.state_dict()},
                                {**self.config, **(extra_config or {})}, fp16=fp16)
+
+
+def _inference_settings(config: dict) -> dict:
+    """Patch settings of a ``kind="padis"`` checkpoint JSON. Training checkpoints once stored their training
+    pad as ``canvas_pad`` (it is ``patch_training.pad``): that is the training canvas, not an inference
+    setting, so it is dropped and the published inference canvas N + 2M applies (spec 3.2)."""
+    kw = {k: config[k] for k in ("patch_size", "pad", "max_batch", "position_convention", "canvas_pad")
+          if k in config}
+    train_pad = (config.get("patch_training") or {}).get("pad")
+    if kw.get("canvas_pad") is not None and kw["canvas_pad"] == train_pad:
+        kw["canvas_pad"] = None
+    return kw
 
 
 class EDMDenoiser(Denoiser):

@@ -9,8 +9,9 @@ Positional channels (channel 0 = x, varying along columns; channel 1 = y, varyin
   (pixel ``j`` -> ``2j/(W-1) - 1``) and pad pixels continue the same line beyond [-1, 1]. The value of a pixel does
   not depend on the padding, so training (pad N/4) and inference (pad 64, any offset) agree pixel by pixel.
 * ``convention="published"``: ``linspace(-1, 1)`` over the padded canvas of side ``H + 2*canvas_pad``, as in the
-  published code; the image's scale then depends on the padding (trained with pad 96, run with pad 64:
-  a 0.889 scale mismatch, spec 3.2 / 6.8).
+  published code; the image's scale then depends on the padding (trained with pad N/4 = 96, step 2/575, run
+  with pad M = 64, step 2/511: a 0.889 scale mismatch, spec 3.2 / 6.8). Training passes its pad, the inference
+  denoiser its M unless told otherwise.
 
 Tiling (:class:`TileGrid`). The grid origin, image-relative, is ``(-s_y, -s_x)`` with ``s`` uniform in
 ``[1, pad]`` per axis (the published offsets 0..pad-1 on a canvas padded by ``pad``); ``n = ceil((H + s)/P)``

@@ -39,9 +39,10 @@ class DiffusionSampler(Reconstructor):
         self.progress = progress
         self.nfe = 0
 
-    def _start(self, y, physics, generator, x_init):
+    def _start(self, y, physics, generator, x_init, denoiser=None):
         """Checks the inputs; returns ``(A^H y, x_init or None, counting denoiser)``. ``x_init`` may be a tensor
-        or deepinv's shape tuple (then ``None``: the sampler's own start on that shape)."""
+        or deepinv's shape tuple (then ``None``: the sampler's own start on that shape). ``denoiser``: the one
+        to count and hand the generator to (default ``self.denoiser``)."""
         if not torch.isfinite(y).all():
             raise DataError(f"{self.name}: the measurements y hold non-finite values")
         with torch.no_grad():
@@ -58,7 +59,7 @@ class DiffusionSampler(Reconstructor):
                 raise DataError(f"{self.name}: x_init must be a finite tensor of shape {tuple(x_adj.shape)}")
         check_batch(generator, x_adj.shape[0], self.name)
         self.nfe = 0
-        denoise = denoise_fn(self.denoiser, generator)
+        denoise = denoise_fn(self.denoiser if denoiser is None else denoiser, generator)
 
         def counted(x, sigma):
             self.nfe += 1

@@ -86,13 +86,10 @@ DIFFPIR_PARAMS = {"checkpoint", "iterations", "sigma", "zeta", "lambda", "scale"
 
 def make_padis_diffpir(params: dict | None = None, device="cpu") -> PaDISDiffPIR:
     """``padis-diffpir``: DiffPIR with the PaDIS prior. Keys: checkpoint (default ``padis-s25``), iterations (100),
-    sigma (0.05), zeta (0.3), lambda (7), scale (auto), patch_size (64), pad (64), max_batch, progress."""
+    sigma (0.05), zeta (0.3), lambda (7), scale (auto), patch_size, pad, max_batch (the checkpoint's own, as for
+    ``padis-dps``), progress."""
     p = check_params("padis-diffpir", params, DIFFPIR_PARAMS)
-    overrides = {k: int(p[k]) for k in ("patch_size", "pad") if k in p}
-    overrides.setdefault("patch_size", 64)
-    overrides.setdefault("pad", 64)
-    if p.get("max_batch") is not None:
-        overrides["max_batch"] = int(p["max_batch"])
+    overrides = {k: int(p[k]) for k in ("patch_size", "pad", "max_batch") if p.get(k) is not None}
     den = load_denoiser("padis", p.get("checkpoint", "padis-s25"), device, **overrides)
     return PaDISDiffPIR(den, iterations=int(p.get("iterations", 100)), sigma=float(p.get("sigma", 0.05)),
                         zeta=float(p.get("zeta", 0.3)), lambda_=float(p.get("lambda", 7.0)), scale=p.get("scale"),

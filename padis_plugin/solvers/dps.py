@@ -9,16 +9,19 @@ import math
 import warnings
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError
 from .base import DiffusionSampler, SamplerDivergedError  # noqa: F401  (SamplerDivergedError: public here too)
 from .data_consistency import DPSGradient
 from .params import typed_params
-from .prior_loading import EDM_PRIOR_KEYS, PADIS_PRIOR_KEYS, load_denoiser
+from .prior_loading import EDM_PRIOR_KEYS, PADIS_PRIOR_KEYS, load_denoiser, reject_patch_keys
 
 NOISE_CONVENTIONS = ("channel", "complex")
 SKIP_NOISE = ("level", "last")
+SCORE_FROM = ("noisy", "clean")
+PAD_BANDS = ("fresh", "evolving")
 
 
 class VEDPS(DiffusionSampler):
@@ -54,6 +57,10 @@ class VEDPS(DiffusionSampler):
     **Final noise**: ``skip_noise="level"`` (PaDIS-MRI) omits :math:`\xi` in all ``inner`` iterations of the
     last level; ``"last"`` (the published FastMRI-EDM DPS baseline) only in the very last one.
 
+    **Score**: ``score_from="noisy"`` (default, the published code, spec 4.2 step 5d; every number we report
+    uses it) takes :math:`s = (D - \tilde x)/\sigma^2`; ``"clean"`` (the paper's Algorithm 1, line 13) takes
+    the pre-noise iterate, :math:`s = (D - x)/\sigma^2`.
+
     **Randomness**: every draw, the denoiser's own (patch offsets) included, comes from ``generator`` (see
     :mod:`padis_plugin.rng`: one generator, or one per slice). The same generator state gives the same output.
 
@@ -71,24 +78,28 @@ class VEDPS(DiffusionSampler):
     :param float zeta: data-consistency step size (3).
     :param str noise_convention: ``"channel"`` or ``"complex"`` (see above).
     :param str skip_noise: ``"level"`` or ``"last"`` (see above).
+    :param str score_from: ``"noisy"`` or ``"clean"`` (see above).
     :param bool progress: show a tqdm bar.
     """
 
     name = "VEDPS"
 
     def __init__(self, denoiser, steps=104, inner=10, sigma_max=10.0, sigma_min=0.003, rho=7.0, zeta=3.0,
-                 noise_convention="channel", skip_noise="level", progress=False, device="cpu", sigmas=None):
+                 noise_convention="channel", skip_noise="level", score_from="noisy", progress=False, device="cpu",
+                 sigmas=None):
         if noise_convention not in NOISE_CONVENTIONS:
             raise ConfigError(f"noise_convention must be one of {NOISE_CONVENTIONS}, got {noise_convention!r}")
         if skip_noise not in SKIP_NOISE:
             raise ConfigError(f"skip_noise must be one of {SKIP_NOISE}, got {skip_noise!r}")
+        if score_from not in SCORE_FROM:
+            raise ConfigError(f"score_from must be one of {SCORE_FROM}, got {score_from!r}")
         if int(inner) != inner or inner < 1:
             raise ConfigError(f"inner must be a positive integer, got {inner}")
         self.data_step = DPSGradient(zeta)  # validates zeta
         super().__init__(denoiser, steps, sigma_max, sigma_min, rho, sigmas=sigmas, progress=progress,
                          device=device)
         self.inner, self.zeta = int(inner), float(zeta)
-        self.noise_convention, self.skip_noise = noise_convention, skip_noise
+        self.noise_convention, self.skip_noise, self.score_from = noise_convention, skip_noise, score_from
         warn_if_too_short(self.sigmas, self.inner)
 
     def forward(self, y, physics, generator=None, x_init=None, **kwargs):
@@ -99,8 +110,8 @@ class VEDPS(DiffusionSampler):
         :param generator: :class:`torch.Generator`, list of them (one per slice), or ``None`` (global RNG).
         :param x_init: optional warm start tensor (default :math:`A^H y`) or deepinv's shape tuple.
         """
-        x_adj, x_init, denoise = self._start(y, physics, generator, x_init)
-        x = x_adj if x_init is None else x_init.clone()
+        x_adj, x_init, denoise = self._start(y, physics, generator, x_init, self._sampling_denoiser())
+        x = self._lift(x_adj if x_init is None else x_init.clone())
         c = 1.0 if self.noise_convention == "channel" else 1.0 / math.sqrt(2.0)
         bar = tqdm(total=self.steps * self.inner, desc="VE-DPS", disable=not self.progress, leave=False)
         try:
@@ -114,7 +125,19 @@ class VEDPS(DiffusionSampler):
                     bar.update(1)
         finally:
             bar.close()
-        return x.detach()
+        return self._image(x).detach()
+
+    # The iterate is the image itself; PaDISDPS(pad_band="evolving") overrides these to keep a padded canvas.
+    def _sampling_denoiser(self):
+        return self.denoiser
+
+    def _lift(self, x):
+        """The sampler's iterate for the warm start ``x`` (B, 2, H, W)."""
+        return x
+
+    def _image(self, x):
+        """The image part of an iterate (or of a denoised iterate)."""
+        return x
 
     def _adds_noise(self, i, j):
         last_level = i == self.steps - 1
@@ -128,9 +151,9 @@ class VEDPS(DiffusionSampler):
             x = x.detach().requires_grad_(True)
             x_noisy = x + sigma * c * self.noise(x, generator)
             d = denoise(x_noisy, sigma)
-            x_dc = self.data_step(d, y, physics, x=x)
+            x_dc = self.data_step(self._image(d), y, physics, x=x)
         with torch.no_grad():
-            score = (d - x_noisy) / sigma ** 2
+            score = (d - (x_noisy if self.score_from == "noisy" else x)) / sigma ** 2  # Alg. 1 line 13: "clean"
             x_new = x_dc + (alpha / 2) * score
             if add_noise:
                 x_new = x_new + math.sqrt(alpha) * c * self.noise(x, generator)
@@ -163,11 +186,49 @@ class PaDISDPS(VEDPS):
     Sets the denoiser's patch size P and padding M (both 64 in the paper: 49 non-overlapping 64 x 64 patches
     per 384 x 384 image with random offsets); ``None`` keeps the denoiser's own, i.e. what its checkpoint
     was trained for. Noise is omitted on the whole last level (``skip_noise="level"``).
+
+    **Pad band** (the tiles reach up to M pixels outside the image):
+
+    * ``pad_band="fresh"`` (default): the iterate is the image; every denoiser call sees the band as fresh
+      N(0, sigma^2) noise, what the network saw in training (zero padding + noise).
+    * ``"evolving"`` (the paper's Algorithm 1 and the published code, spec 4.2): the iterate is the canvas
+      padded by M, started from :math:`A^H y` zero-padded; the band is noised, denoised to D = 0, and moved by
+      the score, the DC gradient and the Langevin noise like the image; the output is the image part.
     """
 
-    def __init__(self, denoiser, patch_size=None, pad=None, max_batch=None, **kwargs):
+    def __init__(self, denoiser, patch_size=None, pad=None, max_batch=None, pad_band="fresh", **kwargs):
+        if pad_band not in PAD_BANDS:
+            raise ConfigError(f"pad_band must be one of {PAD_BANDS}, got {pad_band!r}")
         kwargs.setdefault("skip_noise", "level")
         super().__init__(patch_denoiser(denoiser, patch_size, pad, max_batch), **kwargs)
+        if pad_band == "evolving" and not hasattr(self.denoiser, "denoise_canvas"):
+            raise ConfigError(f"pad_band='evolving' needs a patch denoiser, got {type(self.denoiser).__name__}")
+        self.pad_band = pad_band
+
+    def _evolving_pad(self):
+        return self.denoiser.pad if self.pad_band == "evolving" else 0
+
+    def _sampling_denoiser(self):
+        return _CanvasDenoiser(self.denoiser) if self.pad_band == "evolving" else self.denoiser
+
+    def _lift(self, x):
+        return F.pad(x, (self._evolving_pad(),) * 4)  # Alg. 1 / spec 4.2 step 1: A^H y zero-padded by M
+
+    def _image(self, x):
+        M = self._evolving_pad()
+        return x[..., M:x.shape[-2] - M, M:x.shape[-1] - M] if M else x
+
+
+class _CanvasDenoiser(torch.nn.Module):
+    """A patch denoiser on the padded canvas iterate: the image estimate, 0 on the band (the published "zero
+    the pad band", spec 4.2 step 5c). Takes ``generator`` so :func:`padis_plugin.rng.denoise_fn` hands it on."""
+
+    def __init__(self, denoiser):
+        super().__init__()
+        self.denoiser = denoiser
+
+    def forward(self, canvas, sigma, generator=None):
+        return F.pad(self.denoiser.denoise_canvas(canvas, sigma, generator=generator), (self.denoiser.pad,) * 4)
 
 
 def patch_denoiser(denoiser, patch_size=None, pad=None, max_batch=None):
@@ -193,25 +254,29 @@ class EDMDPS(VEDPS):
 
 # -- factories (entry points of the ``padis_plugin.solvers`` group) ------------------------------------------
 DPS_PARAMS = {"steps": int, "inner": int, "sigma_max": float, "sigma_min": float, "rho": float, "zeta": float,
-              "noise_convention": NOISE_CONVENTIONS, "skip_noise": SKIP_NOISE, "progress": bool}
+              "noise_convention": NOISE_CONVENTIONS, "skip_noise": SKIP_NOISE, "score_from": SCORE_FROM,
+              "progress": bool}
+PADIS_DPS_PARAMS = {"pad_band": PAD_BANDS}
 
 
 def make_padis_dps(params: dict | None = None, device="cpu") -> PaDISDPS:
     """``padis-dps``: PaDIS-MRI patch VE-DPS. Keys: checkpoint (path or shipped name, default
     ``padis-s25``), steps, inner, sigma_max, sigma_min, rho, zeta, pad, patch_size, noise_convention,
-    skip_noise, max_batch, progress, position_convention, canvas_pad (the last two: see PaDISDenoiser).
-    ``patch_size`` and ``pad`` default to the checkpoint's own inference settings."""
-    p = typed_params("padis-dps", params, {**PADIS_PRIOR_KEYS, **DPS_PARAMS})
+    skip_noise, score_from (``noisy``; ``clean``: Algorithm 1 line 13), pad_band (``fresh``; ``evolving``: the
+    published padded iterate), max_batch, progress, position_convention, canvas_pad (the last two: see
+    PaDISDenoiser). ``patch_size`` and ``pad`` default to the checkpoint's own inference settings."""
+    p = typed_params("padis-dps", params, {**PADIS_PRIOR_KEYS, **DPS_PARAMS, **PADIS_DPS_PARAMS})
     overrides = {k: p[k] for k in ("position_convention", "canvas_pad") if k in p}
     den = load_denoiser("padis", p.get("checkpoint", "padis-s25"), device, **overrides)
     return PaDISDPS(den, patch_size=p.get("patch_size"), pad=p.get("pad"), max_batch=p.get("max_batch"),
-                    **{k: v for k, v in p.items() if k in DPS_PARAMS}, device=device)
+                    **{k: v for k, v in p.items() if k in DPS_PARAMS or k in PADIS_DPS_PARAMS}, device=device)
 
 
 def make_edm_dps(params: dict | None = None, device="cpu") -> EDMDPS:
     """``edm-dps``: whole-image FastMRI-EDM VE-DPS baseline. Keys: checkpoint (default ``edm-s25``), steps,
-    inner, sigma_max, sigma_min, rho, zeta, noise_convention, skip_noise, max_batch (accepted for config
-    compatibility; the whole-image denoiser makes one call per image), progress."""
-    p = typed_params("edm-dps", params, {**EDM_PRIOR_KEYS, "max_batch": int, **DPS_PARAMS})
+    inner, sigma_max, sigma_min, rho, zeta, noise_convention, skip_noise, score_from, progress. Patch settings
+    (``patch_size``, ``pad``, ``max_batch``) are a ConfigError: the whole-image denoiser has no patches."""
+    reject_patch_keys("edm-dps", params)
+    p = typed_params("edm-dps", params, {**EDM_PRIOR_KEYS, **DPS_PARAMS})
     den = load_denoiser("edm", p.get("checkpoint", "edm-s25"), device)
     return EDMDPS(den, **{k: v for k, v in p.items() if k in DPS_PARAMS}, device=device)

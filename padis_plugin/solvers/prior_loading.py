@@ -1,12 +1,23 @@
 """The prior a solver factory samples with: a shipped name or checkpoint path -> a frozen deepinv denoiser."""
 from __future__ import annotations
 
+from ..errors import ConfigError
+
 # Keys every prior-based factory accepts to choose and configure its denoiser.
 PATCH_KEYS = {"patch_size": int, "pad": int, "max_batch": int}
 PADIS_PRIOR_KEYS = {"checkpoint": str, **PATCH_KEYS, "position_convention": ("image", "published"),
                     "canvas_pad": int}
 EDM_PRIOR_KEYS = {"checkpoint": str}
 DEFAULT_CHECKPOINT = {"padis": "padis-s25", "edm": "edm-s25"}
+
+
+def reject_patch_keys(name: str, params) -> None:
+    """Patch settings given to a whole-image (EDM) solver: a ConfigError, never silently dropped."""
+    given = sorted(set(params) & PATCH_KEYS.keys()) if isinstance(params, dict) else []  # else: typed_params
+    if given:
+        what = "is a patch setting" if len(given) == 1 else "are patch settings"
+        raise ConfigError(f"solver '{name}': {', '.join(given)} {what} of the PaDIS prior; the whole-image EDM "
+                          "denoiser has no patches (one network call per image): remove it, or use a padis-* solver")
 
 
 def load_denoiser(kind: str, checkpoint, device, **overrides):

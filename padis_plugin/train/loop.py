@@ -263,7 +263,9 @@ class Trainer:
         if cfg.kind == "padis":
             out.update(patch_size=cfg.patch.inference_patch_size or max(cfg.patch.sizes),
                        pad=cfg.patch.inference_pad, max_batch=None,
-                       position_convention=cfg.patch.position_convention, canvas_pad=self.pad,
+                       # canvas_pad None: the "published" linspace spans the inference canvas N + 2M as in the
+                       # published code (spec 3.2); the training canvas is patch_training.pad
+                       position_convention=cfg.patch.position_convention, canvas_pad=None,
                        patch_training={"sizes": cfg.patch.sizes, "probs": cfg.patch.probs,
                                        "batch": cfg.patch.batch, "pad": self.pad})
         out["training"] = {"step": self.step, "steps": cfg.run.steps, "skipped": self.skipped,
