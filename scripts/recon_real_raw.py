@@ -4,6 +4,8 @@ There is no fully sampled ground truth for this acquisition, so the figure shows
 
     python scripts/recon_real_raw.py /path/to/cartesian_ksp.npy --out scripts/results/real_raw_8ch.png \
         [--padis-checkpoint padis-s25 --edm-checkpoint edm-s25 --steps 50 --inner 4]
+    python scripts/recon_real_raw.py /path/to/cartesian_ksp.npy --size 256 --sampler dds --steps 50 \
+        --padis-checkpoint padis-s25-256 --edm-checkpoint edm-s25-256 --out scripts/results/real_raw_8ch_256.png
 """
 import argparse
 import json
@@ -25,6 +27,7 @@ from padis_plugin.data.raw_ingest import ingest_npy_kspace  # noqa: E402
 from padis_plugin.metrics import to_complex_numpy  # noqa: E402
 from padis_plugin.physics import slice_problem  # noqa: E402
 from padis_plugin.registry import build_solver  # noqa: E402
+from padis_plugin.solvers.contract import call_solver  # noqa: E402
 
 
 def main(argv=None):
@@ -34,8 +37,9 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=192, help="prepared grid N (crop/pad the 230 x 180 matrix)")
     parser.add_argument("--padis-checkpoint", default=None)
     parser.add_argument("--edm-checkpoint", default=None)
+    parser.add_argument("--sampler", choices=("dps", "dds"), default="dps", help="VE-DPS or the fast DDS sampler")
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--inner", type=int, default=4)
+    parser.add_argument("--inner", type=int, default=4, help="VE-DPS inner iterations (dps only)")
     parser.add_argument("--zeta", type=float, default=None)
     args = parser.parse_args(argv)
 
@@ -46,17 +50,20 @@ def main(argv=None):
         slc = PreparedDataset(prepared)[0]
     y, physics, _ = slice_problem(slc, None)  # the acquisition's own Poisson-disc mask
     solvers = [("zero-filled", {}), ("sense", {}), ("wavelet-l1", {})]
-    dps = {"steps": args.steps, "inner": args.inner, **({"zeta": args.zeta} if args.zeta is not None else {})}
+    if args.sampler == "dps":
+        common = {"steps": args.steps, "inner": args.inner, **({"zeta": args.zeta} if args.zeta is not None else {})}
+    else:
+        common = {"steps": args.steps}  # the factories' validation-tuned gamma / eta
     if args.edm_checkpoint:
-        solvers.append(("edm-dps", {"checkpoint": args.edm_checkpoint, **dps}))
+        solvers.append((f"edm-{args.sampler}", {"checkpoint": args.edm_checkpoint, **common}))
     if args.padis_checkpoint:
-        solvers.append(("padis-dps", {"checkpoint": args.padis_checkpoint, **dps}))
+        solvers.append((f"padis-{args.sampler}", {"checkpoint": args.padis_checkpoint, **common}))
     images, record = {}, {"input": str(args.npy), "grid": args.size, "sampled_fraction":
                           float(np.mean(slc.acquired_mask)), "solvers": {}}
     for name, params in solvers:
         solver = build_solver(name, params)
         start = time.perf_counter()
-        x_hat = solver(y, physics, generator=torch.Generator().manual_seed(0))
+        x_hat = call_solver(solver, y, physics, torch.Generator().manual_seed(0))
         images[name] = np.abs(to_complex_numpy(x_hat[0].detach()))
         record["solvers"][name] = {"params": params, "seconds": time.perf_counter() - start,
                                    "nfe": int(getattr(solver, "nfe", 0))}

@@ -61,8 +61,11 @@ class WaveletL1(Reconstructor):
     def forward(self, y, physics, generator=None, **kwargs):
         x0 = physics.A_adjoint(y)
         # ||A^H A|| depends on the masks and maps of this call: estimate it anew (power method over the
-        # whole batch gives the largest per-slice norm; 1 for binary masks and unit-RSS maps).
-        with torch.no_grad():
+        # whole batch gives the largest per-slice norm; 1 for binary masks and unit-RSS maps). deepinv starts
+        # the power method from an unseeded randn_like: seed it, so the solver is bitwise reproducible.
+        devices = [x0.device] if x0.device.type == "cuda" else []
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(0)
             norm = float(physics.compute_sqnorm(x0, max_iter=50, tol=1e-4, verbose=False))
         algo = FISTA(data_fidelity=L2(), prior=self.prior, lambda_reg=self.lam, stepsize=1.0 / norm,
                      max_iter=self.iterations)  # default init: A^H y
