@@ -61,8 +61,8 @@ def save_checkpoint(stem, groups: dict[str, dict[str, torch.Tensor]], config: di
 def load_checkpoint(path_or_stem, device="cpu", verify: bool = True) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
     """Read a checkpoint written by :func:`save_checkpoint` -> ``(groups, config)``.
 
-    Missing, truncated or corrupt files, or a tensor file whose hash differs from its JSON, raise
-    :class:`CheckpointError`.
+    Missing, truncated or corrupt files, a tensor file whose hash differs from its JSON, or a tensor holding NaN
+    or inf, raise :class:`CheckpointError` (naming the file and the tensor).
     """
     from safetensors.torch import load_file
 
@@ -77,6 +77,11 @@ def load_checkpoint(path_or_stem, device="cpu", verify: bool = True) -> tuple[di
         flat = load_file(str(st_path), device=str(device))
     except Exception as e:  # safetensors raises its own error types for truncated/corrupt headers
         raise CheckpointError(where(st_path, f"cannot read safetensors file ({e})")) from None
+    for key, t in flat.items():
+        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise CheckpointError(where(st_path, f"tensor {key!r} holds {bad} non-finite (NaN or inf) value(s) "
+                                                 f"of {t.numel()}; the checkpoint is unusable"))
     groups: dict[str, dict[str, torch.Tensor]] = {g: {} for g in meta.get("groups", [])}
     for key, t in flat.items():
         g, _, name = key.partition(".")

@@ -67,8 +67,8 @@ def load_yaml(path) -> dict:
         raise ConfigError(where(path, f"cannot read config ({exc})")) from None
     except yaml.YAMLError as exc:
         raise ConfigError(where(path, f"invalid YAML ({_first_line(exc)})")) from None
-    if data is None:
-        return {}
+    if data is None:  # an empty file (or only comments) would silently mean "every default"
+        raise ConfigError(where(path, "config file is empty; a config must be a mapping of keys"))
     if not isinstance(data, dict):
         raise ConfigError(where(path, f"a config must be a mapping of keys, got {type(data).__name__}"))
     return data
@@ -231,8 +231,10 @@ class Problems(list):
 def from_dict(cls, data, source=None, prefix: str = ""):
     """Build dataclass ``cls`` from ``data``, recursively; ConfigError ``"<source>: <dotted key>: ..."``.
 
-    Checks: unknown keys, missing required keys, and types (``int`` accepted for ``float``, ``None`` only
-    for optional fields, ``list[...]`` / ``dict[str, ...]`` / unions / nested dataclasses / ``Any``).
+    Checks: unknown keys, missing required keys (no default, or ``metadata={"required": True}``: a default for
+    code that builds the dataclass directly, but a config file must name the key), and types (``int`` accepted
+    for ``float``, NaN refused, ``None`` only for optional fields, ``list[...]`` / ``dict[str, ...]`` / unions /
+    nested dataclasses / ``Any``).
     A dataclass may define ``validate(self, source, prefix)`` for cross-field checks; it is called after
     building. All problems are raised together (:func:`config_error`), nested sections included.
     """
@@ -252,14 +254,35 @@ def from_dict(cls, data, source=None, prefix: str = ""):
                 kwargs[name] = _convert(hints[name], data[name], source, dotted)
             except ConfigError as exc:
                 problems += problems_of(exc)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        elif (f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING) \
+                or f.metadata.get("required"):
             problems.append(where(source, f"missing required key '{dotted}'"))
+        else:  # an omitted section still needs the keys it requires (e.g. 'data.path' of a training config)
+            problems += [where(source, f"missing required key '{key}'") for key in _required_keys(hints[name], dotted)]
     if problems:  # cross-field checks on a half-built section would only echo these
         raise config_error(problems)
     obj = cls(**kwargs)
     if hasattr(obj, "validate"):
         obj.validate(source, prefix)
     return obj
+
+
+def _required_keys(tp, prefix: str) -> list[str]:
+    """Dotted keys that a dataclass type ``tp`` requires (``metadata={"required": True}``), nested sections
+    included; [] for other types."""
+    if not (isinstance(tp, type) and dataclasses.is_dataclass(tp)):
+        return []
+    hints = typing.get_type_hints(tp)
+    out = []
+    for f in dataclasses.fields(tp):
+        if not f.init:
+            continue
+        dotted = _join(prefix, f.name)
+        if f.metadata.get("required"):
+            out.append(dotted)
+        else:
+            out += _required_keys(hints[f.name], dotted)
+    return out
 
 
 def to_dict(obj) -> Any:
@@ -334,6 +357,8 @@ def _convert(tp, value, source, dotted):
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if value != value:
+                raise ConfigError(where(source, f"'{dotted}' must be a number, got NaN"))
             return float(value)
     elif tp is str:
         if isinstance(value, str):
@@ -470,9 +495,18 @@ class UncertaintyConfig:
             bad.add("seeds", "must give at least one distinct seed")
         elif self.enabled and len(self.seed_list) < 2:
             bad.add("seeds", ": a standard deviation needs >= 2 masks")
-        if self.crop is not None and len(self.crop) != 2:
-            bad.add("crop", "must be [h, w]")
+        _check_crop(bad, self.crop)
         bad.raise_any()
+
+
+def _check_crop(bad: Problems, crop) -> None:
+    """A centre crop ``[h, w]`` of two positive sizes, or None."""
+    if crop is None:
+        return
+    if len(crop) != 2:
+        bad.add("crop", "must be [h, w]")
+    elif any(c < 1 for c in crop):
+        bad.add("crop", f"must be [h, w] with h, w >= 1, got {list(crop)}")
 
 
 @dataclass
@@ -529,8 +563,7 @@ class BenchConfig:
         for label in self.uncertainty.solvers or ():
             if label not in known:
                 bad.add("uncertainty.solvers", f": unknown solver label '{label}'")
-        if self.crop is not None and len(self.crop) != 2:
-            bad.add("crop", "must be [h, w]")
+        _check_crop(bad, self.crop)
         bad.raise_any()
 
     @property

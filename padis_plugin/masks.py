@@ -14,12 +14,17 @@ forgot to seed, so its masks are not reproducible).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
 from deepinv.physics.generator import PhysicsGenerator
 
-from .errors import ConfigError
+from .data.prepared import check_mask
+from .errors import ConfigError, DataError, where
+
+__all__ = ["MAX_ACCELERATION", "CartesianMaskGenerator", "cartesian_mask", "cartesian_masks", "check_mask",
+           "default_acs_lines", "load_mask_file", "n_lines"]
 
 MAX_ACCELERATION = 16.0
 
@@ -88,6 +93,33 @@ def cartesian_masks(shape, acceleration: float, acs_lines: int = 24, seeds=(0,))
     if not seeds:
         raise ConfigError("cartesian_masks needs at least one seed")
     return torch.stack([cartesian_mask(shape, acceleration, acs_lines, s) for s in seeds])
+
+
+def load_mask_file(path, shape=None) -> np.ndarray:
+    """Masks of a ``.npy`` file, (H, W) or (K, H, W), as a (K, H, W) float32 0/1 array.
+
+    Every mask must be binary (weighted masks are not supported), finite and sample something; with ``shape``
+    = (H, W) the grid must match. :class:`DataError` naming the file (and the mask index) otherwise.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(where(path, "mask file not found"))
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(where(path, f"cannot read mask file ({exc})")) from None
+    if not isinstance(arr, np.ndarray):
+        raise DataError(where(path, "mask file must hold one .npy array, not an .npz archive"))
+    arr = arr[None] if arr.ndim == 2 else arr
+    if arr.ndim != 3 or min(arr.shape, default=0) < 1:
+        raise DataError(where(path, f"masks must be (H, W) or (K, H, W), got shape {arr.shape}"))
+    if shape is not None and tuple(arr.shape[-2:]) != tuple(shape):
+        raise DataError(where(path, f"mask shape {arr.shape} does not match the k-space grid {tuple(shape)}"))
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise DataError(where(path, f"masks must be numeric 0/1, got dtype {arr.dtype}"))
+    for k, m in enumerate(arr):
+        check_mask(m, path if len(arr) == 1 else f"{path}[{k}]")
+    return arr.astype(np.float32)
 
 
 def default_acs_lines(width: int) -> int:

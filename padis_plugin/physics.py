@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from deepinv.physics import MultiCoilMRI
 
-from .data.prepared import PreparedSlice
+from .data.prepared import PreparedSlice, check_mask
 from .errors import DataError, where
 
 
@@ -29,7 +29,9 @@ def _as_mask(mask, batch: int, hw: tuple[int, int], name=None) -> torch.Tensor:
     """Mask as (B, 1, H, W) float32: deepinv broadcasts dim 1 over the real/imag channels and coils.
 
     Accepts (H, W), (B, H, W), (B, 1, H, W) and deepinv's (B, 2, H, W) layout (one copy per real/imag
-    channel, which must agree)."""
+    channel, which must agree). The mask must be binary (0/1; weighted masks are not supported), finite, and
+    sample at least one k-space location per batch element: :class:`DataError` otherwise."""
+    check_mask(mask, name)
     m = torch.as_tensor(mask).float()
     if m.ndim == 2:
         m = m[None]
@@ -42,6 +44,9 @@ def _as_mask(mask, batch: int, hw: tuple[int, int], name=None) -> torch.Tensor:
     if m.ndim != 4 or m.shape[1] != 1 or tuple(m.shape[-2:]) != tuple(hw) or m.shape[0] not in (1, batch):
         raise DataError(where(name, f"mask shape {tuple(torch.as_tensor(mask).shape)} does not match k-space "
                                     f"(batch {batch}, {hw[0]} x {hw[1]})"))
+    empty = [i for i in range(m.shape[0]) if not bool(m[i].any())]
+    if empty:
+        raise DataError(where(name, f"mask {empty[0]} of the batch samples nothing (all zeros)"))
     return m.expand(batch, 1, *hw).contiguous()
 
 

@@ -9,6 +9,7 @@ entry point of the same name.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib import metadata
 from typing import Callable
 
@@ -50,5 +51,11 @@ def get_factory(name: str) -> Callable:
 
 
 def build_solver(name: str, params: dict | None = None, device="cpu"):
-    """Build the solver ``name`` with ``params`` (unknown keys -> :class:`ConfigError`) on ``device``."""
+    """Build the solver ``name`` with ``params`` (a mapping or ``None``; unknown keys -> :class:`ConfigError`)
+    on ``device``."""
+    if not isinstance(name, str):
+        raise ConfigError(f"solver name must be a string, got {type(name).__name__} {name!r}")
+    if params is not None and not isinstance(params, Mapping):
+        raise ConfigError(f"solver '{name}': params must be a mapping of parameter names to values, "
+                          f"got {type(params).__name__}")
     return get_factory(name)(dict(params or {}), device)

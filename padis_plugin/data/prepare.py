@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_path
 from ..errors import DataError, PadisError, where
-from .prepared import PreparedSlice, write_prepared
+from .prepared import PreparedSlice, check_mask, write_prepared
 
 ESPIRIT_THRESH = math.sqrt(0.001)  # BART ecalib -t 0.001 is on squared singular values; sigpy's is linear
 CACHE_VERSION = 1
@@ -223,6 +223,7 @@ def prepare_slice(kspace, size=384, *, mask=None, undersampled=False, noise_regi
         ksp = _grid_fully_sampled(kspace, opts, name)
         grid_mask, calib = None, opts.acs
     else:
+        check_mask(mask, name)
         try:
             mask = np.broadcast_to(np.asarray(mask) > 0, kspace.shape[-2:])
         except ValueError:

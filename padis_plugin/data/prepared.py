@@ -57,24 +57,68 @@ class PreparedSlice:
         }
 
 
+def check_mask(mask, name=None, what: str = "mask") -> None:
+    """Refuse a sampling mask that is non-finite, not binary (0/1) or empty (all zeros): :class:`DataError`
+    ``"<name>: <what> ..."``. Accepts numpy arrays and torch tensors of any shape (boolean masks pass)."""
+    m = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask)
+    if m.dtype == torch.bool:
+        if not bool(m.any()):
+            raise DataError(where(name, f"{what} samples nothing (all zeros)"))
+        return
+    if m.is_complex():
+        raise DataError(where(name, f"{what} must be real-valued 0/1, got dtype {m.dtype}"))
+    if not (m.is_floating_point() or m.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)):
+        raise DataError(where(name, f"{what} must be numeric 0/1, got dtype {m.dtype}"))
+    if m.numel() == 0:
+        raise DataError(where(name, f"{what} is empty (shape {tuple(m.shape)})"))
+    finite = torch.isfinite(m) if m.is_floating_point() else torch.ones_like(m, dtype=torch.bool)
+    if not bool(finite.all()):
+        raise DataError(where(name, f"{what} holds {int((~finite).sum())} non-finite (NaN or inf) value(s)"))
+    binary = (m == 0) | (m == 1)
+    if not bool(binary.all()):
+        odd = m[~binary].flatten()[0].item()
+        raise DataError(where(name, f"{what} holds values other than 0 and 1 (e.g. {odd:g}); weighted or "
+                                    "soft masks are not supported: give a binary 0/1 sampling mask"))
+    if not bool((m != 0).any()):
+        raise DataError(where(name, f"{what} samples nothing (all zeros)"))
+
+
 def validate_slice(slc: PreparedSlice, path="<memory>") -> None:
-    """Check ranks, shapes and finiteness; raise :class:`DataError` naming ``path`` and the slice."""
+    """Check dtypes, ranks, shapes, finiteness and the mask; raise :class:`DataError` naming ``path`` and the
+    slice (``"<path>[<id>]: ..."``)."""
     name = f"{path}[{slc.id}]"
+    for key in _ARRAYS:
+        arr = getattr(slc, key)
+        if not isinstance(arr, np.ndarray) or not np.iscomplexobj(arr):
+            raise DataError(where(name, f"{key} must be a complex array, got "
+                                        f"{getattr(arr, 'dtype', type(arr).__name__)}"))
     if slc.kspace.ndim != 3:
         raise DataError(where(name, f"kspace must be (coils, N, N), got shape {slc.kspace.shape}"))
     c, h, w = slc.kspace.shape
     if h != w:
         raise DataError(where(name, f"kspace must be on a square N x N grid, got {h} x {w}"))
+    if c < 1 or h < 1:
+        raise DataError(where(name, f"kspace is empty, shape {slc.kspace.shape}"))
     if slc.coil_maps.shape != slc.kspace.shape:
         raise DataError(where(name, f"coil_maps shape {slc.coil_maps.shape} != kspace shape {slc.kspace.shape}"))
     if slc.reference.shape != (h, w):
         raise DataError(where(name, f"reference shape {slc.reference.shape} != ({h}, {w})"))
-    if slc.acquired_mask is not None and slc.acquired_mask.shape[-2:] != (h, w):
-        raise DataError(where(name, f"acquired_mask shape {slc.acquired_mask.shape} does not match ({h}, {w})"))
+    if slc.acquired_mask is not None:
+        if np.shape(slc.acquired_mask) != (h, w):
+            raise DataError(where(name, f"acquired_mask shape {np.shape(slc.acquired_mask)} does not match "
+                                        f"({h}, {w})"))
+        check_mask(slc.acquired_mask, name, "acquired_mask")
     for key in _ARRAYS:
         if not np.isfinite(getattr(slc, key)).all():
             raise DataError(where(name, f"{key} holds non-finite values"))
-    if not np.isfinite(slc.norm) or slc.norm <= 0:
+    for key in ("kspace", "coil_maps"):
+        if not np.any(getattr(slc, key)):
+            raise DataError(where(name, f"{key} is all zeros"))
+    try:
+        norm = float(slc.norm)
+    except (TypeError, ValueError):
+        raise DataError(where(name, f"norm must be a positive finite number, got {slc.norm!r}")) from None
+    if not np.isfinite(norm) or norm <= 0:
         raise DataError(where(name, f"norm must be a positive finite number, got {slc.norm}"))
 
 
@@ -148,15 +192,14 @@ class PreparedDataset(torch.utils.data.Dataset):
     def __init__(self, path, contrasts=None, patients=None, ids=None):
         self.path = Path(path)
         with _open(self.path) as f:
-            self.size = int(f.attrs["size"])
-            self.params = json.loads(f.attrs.get("params", "{}"))
+            self.size = _size_attr(f, self.path)
+            try:
+                self.params = json.loads(f.attrs.get("params", "{}"))
+            except (TypeError, ValueError) as exc:
+                raise DataError(where(self.path, f"root attribute 'params' is not JSON ({exc})")) from None
             self._meta = {}
             for key, g in f["slices"].items():
-                missing = [k for k in _ARRAYS if k not in g] + [a for a in _ATTRS if a not in g.attrs]
-                if missing:
-                    raise DataError(where(self.path, f"slice '{key}' lacks {', '.join(missing)}"))
-                self._meta[key] = {a: _plain(g.attrs[a]) for a in _ATTRS}
-                self._meta[key]["undersampled"] = bool(g.attrs.get("undersampled", False))
+                self._meta[key] = _slice_meta(g, self.size, f"{self.path}[{key}]")
         wanted_contrasts = {c.lower() for c in contrasts} if contrasts else None
         wanted_patients = set(patients) if patients is not None else None
         if ids is not None:
@@ -184,6 +227,9 @@ class PreparedDataset(torch.utils.data.Dataset):
         meta = self._meta[key]
         slc = PreparedSlice(id=key, **arrays, acquired_mask=mask, **meta)
         validate_slice(slc, self.path)
+        if slc.size != self.size:
+            raise DataError(where(f"{self.path}[{key}]", f"kspace grid {slc.size} differs from the file's size "
+                                                         f"attribute {self.size}"))
         return slc
 
     def patients(self) -> list[str]:
@@ -206,6 +252,56 @@ def split_patients(patients, fractions=(0.6, 0.2, 0.2), seed=0) -> dict[str, lis
         "val": sorted(order[n_train:n_train + n_val]),
         "test": sorted(order[n_train + n_val:]),
     }
+
+
+def _size_attr(f: h5py.File, path) -> int:
+    """The root attribute ``size`` (N) as a positive int, else :class:`DataError`."""
+    if "size" not in f.attrs:
+        raise DataError(where(path, "root attribute 'size' is missing"))
+    value = _plain(f.attrs["size"])
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
+        raise DataError(where(path, f"root attribute 'size' must be a positive integer, got {value!r}"))
+    return int(value)
+
+
+def _slice_meta(g, size: int, name: str) -> dict:
+    """Metadata of one slice group, after structural checks done without reading arrays (names, dtypes,
+    shapes against the file's ``size``, attribute types); :class:`DataError` ``"<file>[<id>]: ..."``."""
+    if not isinstance(g, h5py.Group):
+        raise DataError(where(name, "is not a group"))
+    missing = [k for k in _ARRAYS if k not in g] + [a for a in _ATTRS if a not in g.attrs]
+    if missing:
+        raise DataError(where(name, f"slice lacks {', '.join(missing)}"))
+    for k in _ARRAYS + (("acquired_mask",) if "acquired_mask" in g else ()):
+        if not isinstance(g[k], h5py.Dataset):
+            raise DataError(where(name, f"'{k}' is not a dataset"))
+    for k in _ARRAYS:
+        if g[k].dtype.kind != "c":
+            raise DataError(where(name, f"{k} must be complex, got {g[k].dtype}"))
+    shape = g["kspace"].shape
+    if len(shape) != 3 or shape[1:] != (size, size) or shape[0] < 1:
+        raise DataError(where(name, f"kspace shape {shape} does not match the file's size attribute "
+                                    f"(expected (coils, {size}, {size}))"))
+    if g["coil_maps"].shape != shape:
+        raise DataError(where(name, f"coil_maps shape {g['coil_maps'].shape} != kspace shape {shape}"))
+    if g["reference"].shape != (size, size):
+        raise DataError(where(name, f"reference shape {g['reference'].shape} != ({size}, {size})"))
+    if "acquired_mask" in g and g["acquired_mask"].shape != (size, size):
+        raise DataError(where(name, f"acquired_mask shape {g['acquired_mask'].shape} != ({size}, {size})"))
+    meta = {a: _plain(g.attrs[a]) for a in _ATTRS}
+    for a in ("source_file", "contrast", "patient_id"):
+        if not isinstance(meta[a], str):
+            raise DataError(where(name, f"attribute '{a}' must be a string, got {meta[a]!r}"))
+    if isinstance(meta["slice_index"], bool) or not isinstance(meta["slice_index"], int):
+        raise DataError(where(name, f"attribute 'slice_index' must be an integer, got {meta['slice_index']!r}"))
+    norm = meta["norm"]
+    if isinstance(norm, bool) or not isinstance(norm, (int, float)) or not np.isfinite(norm) or norm <= 0:
+        raise DataError(where(name, f"attribute 'norm' must be a positive finite number, got {norm!r}"))
+    undersampled = _plain(g.attrs.get("undersampled", False))
+    if not isinstance(undersampled, (bool, int)):
+        raise DataError(where(name, f"attribute 'undersampled' must be true/false, got {undersampled!r}"))
+    meta["undersampled"] = bool(undersampled)
+    return meta
 
 
 def _plain(value):

@@ -25,7 +25,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..errors import DataError, where
+from ..errors import ConfigError, DataError, where
 from .fastmri_format import acquisition_for, center_crop, fft2c, ifft2c, normalize_contrast, write_fastmri_h5
 from .files import safe_name
 
@@ -115,6 +115,23 @@ def to_physical_grid(image: np.ndarray, pixel_spacing_mm, spacing_mm: float, mat
     return out
 
 
+def check_snr_db(snr_db, source=None) -> float | None:
+    """``snr_db`` as a float (``None`` and ``+inf`` mean noiseless); NaN, ``-inf`` and non-numbers are refused."""
+    if snr_db is None:
+        return None
+    try:
+        if isinstance(snr_db, (bool, str)):
+            raise TypeError
+        value = float(snr_db)
+    except (TypeError, ValueError):
+        raise ConfigError(where(source, f"snr_db must be a number in dB (or None/inf for noiseless), "
+                                        f"got {snr_db!r}")) from None
+    if np.isnan(value) or value == -np.inf:
+        raise ConfigError(where(source, f"snr_db must be a finite number in dB, or inf / None for noiseless "
+                                        f"data, got {value}"))
+    return value
+
+
 def simulate_slice(image: np.ndarray, coils: int = 8, snr_db: float | None = 30.0, matrix=None,
                    readout_oversampling: int = 1, noise_correlation: float = 0.0, seed: int = 0,
                    noise_correlation_matrix: np.ndarray | None = None, return_sigma: bool = False):
@@ -128,6 +145,7 @@ def simulate_slice(image: np.ndarray, coils: int = 8, snr_db: float | None = 30.
     :param noise_correlation_matrix: a given (C, C) correlation matrix (overrides ``noise_correlation``).
     :param return_sigma: also return the noise standard deviation ``sigma``.
     """
+    snr_db = check_snr_db(snr_db)
     image = np.abs(np.asarray(image, dtype=np.float64))
     if image.ndim != 2:
         raise DataError(f"simulate_slice needs a 2-D image, got shape {image.shape}")
@@ -272,6 +290,7 @@ def simulate_files(src, out_dir, coils: int = 8, snr_db: float | None = 30.0, ma
     """
     from tqdm import tqdm
 
+    snr_db = check_snr_db(snr_db)
     slices = load_source_slices(src, subject=subject, contrast=contrast, dataset=dataset)
     wanted_c = None if contrasts is None else {normalize_contrast(c) for c in contrasts}
     wanted_s = None if subjects is None else {str(s) for s in subjects}

@@ -6,6 +6,7 @@ unchanged: tiling, random offsets and positional channels live inside ``forward`
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -13,12 +14,12 @@ import torch.nn.functional as F
 from deepinv.models import Denoiser
 
 from padis_plugin.checkpoints import (checkpoint_paths, get_group, load_checkpoint, load_state_into,
-                                      save_checkpoint)
+                                      read_checkpoint_config, save_checkpoint)
 from padis_plugin.errors import CheckpointError, ConfigError, where
-from padis_plugin.prior.network import build_unet
+from padis_plugin.prior.network import build_unet, resolve_model_config
 from padis_plugin.prior.patches import (CONVENTIONS, crop_to_image, draw_offset, extract_patches, make_grid,
                                         patch_positions, stitch_patches)
-from padis_plugin.prior.precond import EDMPrecond
+from padis_plugin.prior.precond import EDMPrecond, check_sigma_data
 from padis_plugin.rng import randn
 
 BUNDLED_CHECKPOINTS = Path(__file__).resolve().parent.parent / "bundled" / "checkpoints"
@@ -48,6 +49,9 @@ def _noisy_pad(x: torch.Tensor, pads: tuple, sigma: torch.Tensor, generator) -> 
 
 def resolve_checkpoint(path_or_name) -> Path:
     """A checkpoint path (stem, ``.safetensors`` or ``.json``) or the name of a shipped checkpoint."""
+    if not isinstance(path_or_name, (str, os.PathLike)) or not str(path_or_name):
+        raise ConfigError(f"a checkpoint must be given as a path or the name of a shipped checkpoint, "
+                          f"got {type(path_or_name).__name__} {path_or_name!r}")
     st, js = checkpoint_paths(path_or_name)
     if st.is_file() or js.is_file():
         return st
@@ -62,16 +66,25 @@ def resolve_checkpoint(path_or_name) -> Path:
 def _load_precond(path_or_name, kind: str | None, device):
     """Load ``(precond, config, path)``; EMA weights when present, else ``model``."""
     path = resolve_checkpoint(path_or_name)
-    groups, config = load_checkpoint(path)
+    _, js_path = checkpoint_paths(path)
+    config = read_checkpoint_config(js_path)  # the JSON first: a bad model config is named before tensors load
     if kind is not None and config.get("kind") != kind:
         raise CheckpointError(where(path, f"checkpoint kind is {config.get('kind')!r}, expected {kind!r}"))
+    if "model" not in config:
+        raise CheckpointError(where(js_path, "checkpoint JSON has no 'model' config"))
     try:
-        unet = build_unet(config["model"])
-    except (KeyError, TypeError, ConfigError) as e:
-        raise CheckpointError(where(path, f"invalid model config in checkpoint JSON ({e})")) from None
+        model_config = resolve_model_config(config["model"])
+        sigma_data = check_sigma_data(config.get("sigma_data", 0.5))
+    except ConfigError as e:
+        raise CheckpointError(where(js_path, f"invalid model config in checkpoint JSON ({e})")) from None
+    groups, config = load_checkpoint(path)
+    try:
+        unet = build_unet(model_config)
+    except (TypeError, ValueError, RuntimeError) as e:  # values passed the checks but the network refuses them
+        raise CheckpointError(where(js_path, f"invalid model config in checkpoint JSON ({e})")) from None
     state = groups["ema"] if "ema" in groups else get_group(groups, "model", path)
     load_state_into(unet, state, path)
-    precond = EDMPrecond(unet, sigma_data=config.get("sigma_data", 0.5), image_channels=2)
+    precond = EDMPrecond(unet, sigma_data=sigma_data, image_channels=2)
     precond.eval()
     if device is not None:
         precond.to(device)
@@ -254,8 +267,11 @@ class EDMDenoiser(Denoiser):
     @classmethod
     def from_pretrained(cls, path_or_name, device=None, **overrides) -> "EDMDenoiser":
         """Load a ``kind="edm"`` checkpoint (path or shipped name)."""
-        precond, _, _ = _load_precond(path_or_name, "edm", device)
-        return cls(precond, **overrides)
+        precond, _, path = _load_precond(path_or_name, "edm", device)
+        try:
+            return cls(precond, **overrides)
+        except (ConfigError, TypeError) as e:
+            raise CheckpointError(where(path, f"invalid denoiser settings ({e})")) from None
 
     def save_pretrained(self, stem, fp16: bool = False, extra_config: dict | None = None) -> Path:
         return save_checkpoint(stem, {"model": self.precond.unet.state_dict()},
@@ -264,8 +280,6 @@ class EDMDenoiser(Denoiser):
 
 def load_prior(path_or_name, device=None, **overrides) -> PaDISDenoiser | EDMDenoiser:
     """Load a checkpoint as the right denoiser class, chosen by its JSON's ``"kind"`` (``padis`` | ``edm``)."""
-    from padis_plugin.checkpoints import read_checkpoint_config
-
     path = resolve_checkpoint(path_or_name)
     kind = read_checkpoint_config(path).get("kind")
     classes = {"padis": PaDISDenoiser, "edm": EDMDenoiser}

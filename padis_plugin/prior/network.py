@@ -7,7 +7,9 @@ channels and fails with 4 inputs / 2 outputs, so the wrapper calls ``NCSNpp.forw
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -39,30 +41,69 @@ MODEL_CONFIGS: dict[str, dict] = {
 _KEYS = set(MODEL_CONFIGS["padis-paper"])
 
 
+#: Integer keys of a model config and their smallest allowed value.
+_INT_KEYS = {"in_channels": 1, "out_channels": 1, "model_channels": 32, "num_blocks": 1, "channel_mult_emb": 1,
+             "img_resolution": 1}
+#: Keys holding lists of positive integers, and whether the list may be empty.
+_LIST_KEYS = {"channel_mult": False, "attn_resolutions": True}
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _kind(value) -> str:
+    return f"{type(value).__name__} {value!r}"[:60]
+
+
+def _checked(full: dict) -> dict:
+    """``full`` with list keys as tuples, after checking the type and range of every key (ConfigError)."""
+    out = dict(full)
+    for key, low in _INT_KEYS.items():
+        v = full[key]
+        if not _is_int(v) or v < low:
+            raise ConfigError(f"model config '{key}' must be an integer >= {low}, got {_kind(v)}")
+        out[key] = int(v)
+    if out["model_channels"] % 32:
+        raise ConfigError(f"model config 'model_channels' must be a multiple of 32 (GroupNorm), "
+                          f"got {out['model_channels']}")
+    for key, may_be_empty in _LIST_KEYS.items():
+        v = full[key]
+        if not isinstance(v, (list, tuple)) or not all(_is_int(m) and m >= 1 for m in v) \
+                or (not v and not may_be_empty):
+            need = "a list of integers >= 1" + ("" if may_be_empty else " (at least one)")
+            raise ConfigError(f"model config '{key}' must be {need}, got {_kind(v)}")
+        out[key] = tuple(int(m) for m in v)
+    d = full["dropout"]
+    if isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, float, np.number)) or not 0 <= float(d) < 1:
+        raise ConfigError(f"model config 'dropout' must be a number in [0, 1), got {_kind(d)}")
+    out["dropout"] = float(d)
+    return out
+
+
 def resolve_model_config(cfg: str | dict, **overrides) -> dict:
     """Return a full model config dict (with ``"name"``) from a name in :data:`MODEL_CONFIGS` or a dict.
 
-    A dict may hold ``"name"`` (a base config) plus any keys to override. Unknown keys -> :class:`ConfigError`.
+    A dict may hold ``"name"`` (a base config) plus any keys to override. Unknown keys, and values of the wrong
+    type or range (checked for every key before a network is built) -> :class:`ConfigError`.
     """
     if isinstance(cfg, str):
         cfg = {"name": cfg}
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"a model config must be a name or a mapping of keys, got {_kind(cfg)}")
     cfg = {**dict(cfg), **overrides}
     name = cfg.pop("name", None)
-    if name is not None and name not in MODEL_CONFIGS:
+    if name is not None and (not isinstance(name, str) or name not in MODEL_CONFIGS):
         raise ConfigError(f"unknown model config {name!r}; known: {sorted(MODEL_CONFIGS)}")
     unknown = set(cfg) - _KEYS
     if unknown:
-        raise ConfigError(f"unknown model config keys {sorted(unknown)}; allowed: {sorted(_KEYS)}")
+        raise ConfigError(f"unknown model config keys {sorted(map(str, unknown))}; allowed: {sorted(_KEYS)}")
     full = copy.deepcopy(MODEL_CONFIGS[name]) if name is not None else {}
     full.update(cfg)
     missing = _KEYS - set(full)
     if missing:
         raise ConfigError(f"model config misses keys {sorted(missing)}")
-    full["channel_mult"] = tuple(int(m) for m in full["channel_mult"])
-    full["attn_resolutions"] = tuple(int(r) for r in full["attn_resolutions"])
-    if full["model_channels"] % 32:
-        raise ConfigError(f"model_channels must be a multiple of 32 (GroupNorm), got {full['model_channels']}")
-    return {"name": name or "custom", **full}
+    return {"name": name or "custom", **_checked(full)}
 
 
 def downsampling_factor(cfg: str | dict) -> int:

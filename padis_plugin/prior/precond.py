@@ -11,8 +11,25 @@ scaled by :math:`c_{in}`; positional channels (PaDIS) are concatenated as they a
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
+
+from padis_plugin.errors import ConfigError
+
+
+def check_sigma_data(value) -> float:
+    """``sigma_data`` as a finite float > 0; :class:`~padis_plugin.errors.ConfigError` otherwise."""
+    try:
+        if isinstance(value, (bool, str)):
+            raise TypeError
+        out = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"sigma_data must be a positive finite number, got {value!r}") from None
+    if not math.isfinite(out) or out <= 0:
+        raise ConfigError(f"sigma_data must be a positive finite number, got {value!r}")
+    return out
 
 
 class EDMPrecond(nn.Module):
@@ -27,7 +44,7 @@ class EDMPrecond(nn.Module):
     def __init__(self, unet: nn.Module, sigma_data: float = 0.5, image_channels: int = 2):
         super().__init__()
         self.unet = unet
-        self.sigma_data = float(sigma_data)
+        self.sigma_data = check_sigma_data(sigma_data)
         self.image_channels = int(image_channels)
 
     def forward(self, x_img: torch.Tensor, sigma, pos: torch.Tensor | None = None) -> torch.Tensor:

@@ -14,10 +14,38 @@ them is the Hermitian CG. Every step is per slice: the slices of a batch are ind
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from deepinv.optim.utils import conjugate_gradient
 
 from ..errors import ConfigError
+
+
+def _number(what: str, value, low: float, strict: bool) -> float:
+    """``value`` as a finite float ``> low`` (``strict``) or ``>= low``; :class:`ConfigError` otherwise."""
+    bound = f"{'>' if strict else '>='} {low:g}"
+    try:
+        if isinstance(value, (bool, str)):
+            raise TypeError
+        out = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be a finite number {bound}, got {value!r}") from None
+    if not math.isfinite(out) or out < low or (strict and out == low):
+        raise ConfigError(f"{what} must be a finite number {bound}, got {value!r}")
+    return out
+
+
+def _count(what: str, value) -> int:
+    """``value`` as an integer >= 0; :class:`ConfigError` otherwise."""
+    try:
+        if isinstance(value, (bool, str)) or int(value) != value:
+            raise TypeError
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{what} must be an integer >= 0, got {value!r}") from None
+    if value < 0:
+        raise ConfigError(f"{what} must be an integer >= 0, got {value!r}")
+    return int(value)
 
 
 def _cg(operator, b, x0, iters):
@@ -35,9 +63,7 @@ class DPSGradient:
     needs_grad = True
 
     def __init__(self, zeta: float = 3.0):
-        if not zeta >= 0:
-            raise ConfigError(f"zeta must be >= 0, got {zeta}")
-        self.zeta = float(zeta)
+        self.zeta = _number("zeta", zeta, 0.0, strict=False)
 
     def __call__(self, x0, y, physics, x=None):
         if x is None or not x.requires_grad:
@@ -60,11 +86,8 @@ class CGProx:
     needs_grad = False
 
     def __init__(self, gamma: float = 1.0, iters: int = 5):
-        if not gamma > 0:
-            raise ConfigError(f"CGProx: gamma must be > 0, got {gamma}")
-        if int(iters) != iters or iters < 0:
-            raise ConfigError(f"CGProx: iters must be an integer >= 0, got {iters}")
-        self.gamma, self.iters = float(gamma), int(iters)
+        self.gamma = _number("CGProx: gamma", gamma, 0.0, strict=True)
+        self.iters = _count("CGProx: iters", iters)
 
     def __call__(self, x0, y, physics, x=None, gamma=None):
         """``gamma``: this call's weight, a float or one per slice ((B,) tensor); default the step's own."""
@@ -83,9 +106,7 @@ class Projection:
     needs_grad = False
 
     def __init__(self, iters: int = 20):
-        if int(iters) != iters or iters < 0:
-            raise ConfigError(f"Projection: iters must be an integer >= 0, got {iters}")
-        self.iters = int(iters)
+        self.iters = _count("Projection: iters", iters)
 
     def __call__(self, x0, y, physics, x=None):
         with torch.no_grad():

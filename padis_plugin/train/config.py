@@ -26,7 +26,7 @@ class ModelSection:
 class DataSection:
     """Training slices: a prepared file (or ``bundled-demo``), a seeded subset of ``num_slices`` (S)."""
 
-    path: str = "bundled-demo"
+    path: str = field(default="bundled-demo", metadata={"required": True})  # a config file must name it
     num_slices: int | None = None          # S; None = every matching slice
     seed: int = 0                          # subset selection seed (recorded in checkpoints)
     patients: list[str] | None = None      # training pool (e.g. the train split); None = all
@@ -86,6 +86,7 @@ class RunSection:
     precision: str = "fp32"                # fp32 | bf16 (autocast, CUDA only; fp32 on CPU with a warning)
     out: str = "runs/train"
     checkpoint_every: int = 1000
+    keep_last: int | None = 3              # checkpoints kept (the newest; latest.json's always); 0 / null = all
     log_every: int = 1
     sample_every: int = 0                  # 0 = no preview samples
     sample_steps: int = 18                 # Heun steps of the preview sampler
@@ -95,9 +96,12 @@ class RunSection:
 
 @dataclass
 class TrainConfig:
-    """Everything a training run needs; load with ``padis_plugin.config.load_config(TrainConfig, path)``."""
+    """Everything a training run needs; load with ``padis_plugin.config.load_config(TrainConfig, path)``.
 
-    kind: str = "padis"
+    A config file must name ``kind`` and ``data.path`` (the defaults are for code building it directly): an
+    empty or half-written file must not silently train the published network on the demo data."""
+
+    kind: str = field(default="padis", metadata={"required": True})  # a config file must name it
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     patch: PatchSection = field(default_factory=PatchSection)
@@ -124,8 +128,8 @@ class TrainConfig:
         if mc["in_channels"] != want_in or mc["out_channels"] != 2:
             bad("model.name", f"{self.model.name!r} has {mc['in_channels']} inputs / {mc['out_channels']} outputs; "
                               f"kind {self.kind!r} needs {want_in} / 2")
-        if self.model.sigma_data <= 0:
-            bad("model.sigma_data", "must be > 0")
+        if not (math.isfinite(self.model.sigma_data) and self.model.sigma_data > 0):
+            bad("model.sigma_data", f"must be a finite number > 0, got {self.model.sigma_data}")
         if self.data.num_slices is not None and self.data.num_slices < 1:
             bad("data.num_slices", "must be >= 1 or null")
         p = self.patch
@@ -165,6 +169,8 @@ class TrainConfig:
                 bad(f"run.{key}", "must be >= 1")
         if r.sample_every < 0:
             bad("run.sample_every", "must be >= 0")
+        if r.keep_last is not None and (isinstance(r.keep_last, bool) or r.keep_last < 0):
+            bad("run.keep_last", f"must be >= 0 (0 or null: keep every checkpoint), got {r.keep_last!r}")
         if r.precision not in ("fp32", "bf16"):
             bad("run.precision", f"must be 'fp32' or 'bf16', got {r.precision!r}")
         if not (r.device in ("auto", "cpu", "cuda") or r.device.startswith("cuda:")):
