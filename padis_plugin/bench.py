@@ -5,7 +5,10 @@ One *item* is (slice id, solver label, R, mask seed). Each finished item is appe
 finished keys are skipped. When the config changes (a solver added, another's parameters changed), every
 finished item whose :func:`item_fingerprint` is unchanged is kept, from the partial files or from a previous
 ``results.json``, and only the rest is computed; ``overwrite`` starts afresh. Final outputs (``results.json``,
-``summary.md``, figures, uncertainty maps) are written atomically.
+``summary.md``, figures, uncertainty maps) are written atomically. A torn last line of a partial file (a kill
+during a write) is dropped with a warning; a damaged line before the end is a :class:`DataError`. One process
+at a time writes an output folder (a lock file; under torchrun rank 0 holds it for all ranks), and a fresh run
+that fails before finishing any item leaves no ``resolved_config.json`` behind.
 
 Under ``torchrun --nproc_per_node=K`` the slices are sharded round-robin (rank r takes slices r::K, one
 GPU each on CUDA); every rank writes its own partial file and rank 0 merges them after a barrier.
@@ -30,13 +33,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .atomic import atomic_path, write_json, write_text
+from .atomic import FolderLock, atomic_path, clean_stale_temps, read_jsonl, repair_jsonl, write_json, write_text
 from .config import (BUNDLED_DEMO, BenchConfig, Problems, SolverEntry, apply_overrides, config_error, from_dict,
                      load_yaml, problems_of, to_dict)
 from .data.files import safe_name
 from .data.prepared import PreparedDataset, is_prepared
 from .errors import ConfigError, DataError, where
-from .masks import cartesian_mask
+from .masks import cartesian_mask, load_mask_file
 from .metrics import brain_mask, center_crop, image_metrics, pixelwise_std, to_complex_numpy
 from .physics import slice_problem
 from .solvers.contract import call_solver, solver_nfe
@@ -179,20 +182,14 @@ class MaskBank:
         self.cfg, self.shape, self.stored = cfg.masks, tuple(shape), None
         if cfg.masks.file:
             path = Path(cfg.masks.file)
-            try:
-                arr = np.load(path)
-            except (OSError, ValueError) as exc:
-                raise DataError(where(path, f"cannot read mask file ({exc})")) from None
-            arr = arr[None] if arr.ndim == 2 else arr
-            if arr.ndim != 3 or tuple(arr.shape[-2:]) != self.shape:
-                raise DataError(where(path, f"mask shape {arr.shape} does not match the k-space grid {self.shape}"))
+            arr = load_mask_file(path, self.shape)  # binary, finite, non-empty, on this grid
             if len(cfg.masks.accelerations) != 1:
                 raise ConfigError(where(path, "a mask file needs exactly one (nominal) acceleration"))
             seeds = set(cfg.masks.seeds) | set(cfg.uncertainty.seed_list if cfg.uncertainty.enabled else ())
             bad = [s for s in seeds if not 0 <= s < arr.shape[0]]
             if bad:
                 raise ConfigError(where(path, f"mask seeds {bad} index past the file's {arr.shape[0]} masks"))
-            self.stored = torch.from_numpy((arr != 0).astype(np.float32))
+            self.stored = torch.from_numpy(arr.astype(np.float32))
         else:  # validate every (R, ACS) now, before anything is written; every failing R reported
             bad = Problems(source, "masks")
             for r in cfg.masks.accelerations:
@@ -274,17 +271,21 @@ def environment(device: torch.device, world: int) -> dict:
 
 # -------------------------------------------------------------------------------- partial results
 def read_partial(out: Path) -> dict[str, dict]:
-    """All finished records of ``<out>/partial/*.jsonl`` by key (torn last lines are ignored)."""
+    """All finished records of ``<out>/partial/*.jsonl`` by key (a torn last line is dropped with a warning;
+    a damaged line before it raises :class:`DataError` naming the file and line)."""
     records = {}
     for path in sorted((out / PARTIAL_DIR).glob("rank*.jsonl")):
-        for line in path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
+        for rec in read_jsonl(path):
             if isinstance(rec, dict) and "key" in rec:
                 records[rec["key"]] = rec
     return records
+
+
+def repair_partial(out: Path) -> None:
+    """Rewrite every partial file of ``out`` without its torn last line (warned once, here), so the next
+    appends start on a clean line."""
+    for path in sorted((out / PARTIAL_DIR).glob("rank*.jsonl")):
+        repair_jsonl(path)
 
 
 def _previous_records(out: Path) -> dict[str, dict]:
@@ -343,17 +344,12 @@ def borrowed_records(cfg: BenchConfig, source=None) -> dict[str, dict]:
 
 class PartialWriter:
     """Appends one JSON line per finished record, flushed and fsynced (a crash loses at most the line
-    being written, which the reader then ignores)."""
+    being written, which the reader then drops with a warning)."""
 
     def __init__(self, path: Path):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists() and path.stat().st_size:
-            with open(path, "rb") as f:
-                f.seek(-1, os.SEEK_END)
-                torn = f.read(1) != b"\n"
-            if torn:  # start on a fresh line after a torn write
-                self._write("\n")
+        repair_jsonl(path)  # a torn last line is removed: appends must not bury it mid-file
 
     def append(self, record: dict):
         self._write(json.dumps(record) + "\n")
@@ -381,8 +377,11 @@ def _prepare_output(out: Path, cfg: BenchConfig, h: str, overwrite: bool, rank: 
     if previous == {} and not overwrite:
         raise ConfigError(where(out, "holds results of an unknown configuration (no readable "
                                      f"{RESOLVED}); use another --out or pass --overwrite"))
+    reusable = borrowed_records(cfg, source)  # its config errors before anything here is deleted or written
     if rank != 0:
         return
+    if not overwrite:
+        repair_partial(out)
     kept = {}
     if previous is not None and (overwrite or previous.get("hash") != h):
         kept, figures_valid = ({}, False) if overwrite else reusable_records(out, previous.get("config"), cfg)
@@ -397,7 +396,7 @@ def _prepare_output(out: Path, cfg: BenchConfig, h: str, overwrite: bool, rank: 
     elif previous is not None and not read_partial(out):
         kept = _previous_records(out)  # same config, partial files gone (a fresh clone of committed results)
     finished = kept or read_partial(out)  # what rank0.jsonl must hold besides the borrowed items
-    borrowed = {k: r for k, r in borrowed_records(cfg, source).items() if k not in finished}
+    borrowed = {k: r for k, r in reusable.items() if k not in finished}
     if borrowed:
         print(f"{out}: taking {len(borrowed)} finished item(s) from output.reuse_from")
         kept = {**finished, **borrowed}
@@ -405,6 +404,39 @@ def _prepare_output(out: Path, cfg: BenchConfig, h: str, overwrite: bool, rank: 
         write_text(out / PARTIAL_DIR / "rank0.jsonl", "".join(json.dumps(r) + "\n" for r in kept.values()))
     out.mkdir(parents=True, exist_ok=True)
     write_json(resolved, {"hash": h, "config": to_dict(cfg)})
+
+
+def _lock_output(out: Path, rank: int, world: int) -> FolderLock | None:
+    """Rank 0 locks the output folder (a second benchmark writing it is refused) and removes temporaries of
+    killed writes there; under torchrun every rank stops when rank 0 cannot have the folder."""
+    lock, problem = None, None
+    if rank == 0:
+        try:
+            lock = FolderLock(out, "results folder").acquire()
+            clean_stale_temps(out, recursive=True)
+        except (ConfigError, OSError) as exc:
+            problem = exc
+    if world > 1:
+        import torch.distributed as dist
+        told = [None if problem is None else str(problem)]
+        dist.broadcast_object_list(told, src=0)
+        if told[0] is not None and problem is None:
+            raise ConfigError(f"rank 0: {told[0]}")
+    if problem is not None:
+        raise problem
+    return lock
+
+
+def _undo_fresh_start(out: Path) -> None:
+    """A run into a new folder failed before finishing any item: remove its resolved config and empty
+    partial folder, so nothing suggests results are there."""
+    try:
+        if read_partial(out):
+            return
+    except DataError:
+        return
+    (out / RESOLVED).unlink(missing_ok=True)
+    shutil.rmtree(out / PARTIAL_DIR, ignore_errors=True)
 
 
 def save_array(path: Path, array: np.ndarray):
@@ -456,6 +488,7 @@ def run_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=None)
     names and parameters, dataset, masks against the k-space grid, the output folder's previous config.
     """
     rank, world, local_rank, created = _dist()
+    lock, fresh = None, False
     try:
         device = resolve_device(cfg.device, local_rank)
         data_path = resolve_data(cfg, progress=progress and rank == 0)
@@ -463,6 +496,8 @@ def run_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=None)
         masks, solvers = masks_and_solvers(cfg, (ds.size, ds.size), device, source)
         out = cfg.output_dir
         h = config_hash(cfg)
+        fresh = not any((out / name).exists() for name in (RESOLVED, PARTIAL_DIR, "results.json"))
+        lock = _lock_output(out, rank, world)
         _prepare_output(out, cfg, h, overwrite, rank, source)
         _barrier(world)
 
@@ -484,7 +519,13 @@ def run_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=None)
         write_json(out / "results.json", results)
         write_text(out / "summary.md", report.summary_markdown(results))
         return results
+    except BaseException:
+        if fresh and lock is not None and world == 1:
+            _undo_fresh_start(cfg.output_dir)
+        raise
     finally:
+        if lock is not None:
+            lock.release()
         if created:
             import torch.distributed as dist
             dist.destroy_process_group()
