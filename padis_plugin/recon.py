@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .atomic import atomic_path, write_json
+from .atomic import atomic_path, atomic_paths, clean_stale_temps, naming, write_json
 from .data.prepared import PreparedDataset, is_prepared
 from .errors import CheckpointError, ConfigError, DataError, where
 from .masks import cartesian_mask, default_acs_lines
@@ -29,6 +29,8 @@ DEMO_SOLVERS = ("zero-filled", "wavelet-l1", "edm-dds", "padis-dds")
 # Fast mode: DDS needs only D(x, sigma), no backprop (the paper's VE-DPS makes 104 x 10 calls with backprop).
 # padis-dds / edm-dds default to the settings tuned on the validation patients (configs/results_fast_tuning.yaml).
 DEMO_STEPS, DEMO_INNER = 30, 1
+# A temporary of ours (atomic.TEMP_PATTERN) untouched this long beside an output is a killed write's leftover
+STALE_TEMP_AGE_S = 600.0
 DIFFUSION_SOLVERS = {"padis-dps": "padis", "edm-dps": "edm", "padis-dds": "padis", "edm-dds": "edm",
                      "padis-daps": "padis", "edm-daps": "edm"}
 
@@ -94,21 +96,30 @@ def _run(solver, y, physics, seed, device):
 
 
 # -- outputs --------------------------------------------------------------------------------------------------
+def _recon_format(path) -> str:
+    suffix = Path(path).suffix
+    if suffix not in (".npy", ".h5", ".hdf5"):
+        raise ConfigError(where(path, "output must end in .npy or .h5"))
+    return "npy" if suffix == ".npy" else "h5"
+
+
+def _write_recon(path, image: np.ndarray, meta: dict, fmt: str) -> None:
+    if fmt == "npy":
+        with open(path, "wb") as f:  # a file object: np.save must not add ".npy"
+            np.save(f, image)
+    else:
+        with h5py.File(path, "w") as f:
+            f.create_dataset("reconstruction", data=image)
+            f.attrs["record"] = json.dumps(meta, default=str)
+
+
 def save_recon(path, image: np.ndarray, meta: dict) -> Path:
     """Write a complex (H, W) image atomically: ``.npy`` (array only) or ``.h5`` (dataset ``reconstruction``
     plus attributes, and the run record as JSON in attribute ``record``)."""
     path = Path(path)
-    image = np.asarray(image, dtype=np.complex64)
-    if path.suffix == ".npy":
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.save must not add ".npy"
-            np.save(f, image)
-    elif path.suffix in (".h5", ".hdf5"):
-        with atomic_path(path) as tmp:
-            with h5py.File(tmp, "w") as f:
-                f.create_dataset("reconstruction", data=image)
-                f.attrs["record"] = json.dumps(meta, default=str)
-    else:
-        raise ConfigError(where(path, "output must end in .npy or .h5"))
+    fmt = _recon_format(path)
+    with atomic_path(path) as tmp:
+        _write_recon(tmp, np.asarray(image, dtype=np.complex64), meta, fmt)
     return path
 
 
@@ -139,7 +150,8 @@ def _figure(path, zero_filled, recon, reference, mask, title, label, record):
 
 # -- entry points ---------------------------------------------------------------------------------------------
 def reconstruct(input_path, slice_id=None, solver="padis-dps", params=None, acceleration=4.0, seed=0,
-                acs_lines=None, out=None, png=None, device="cpu", mask_seed=0, size=384, cache_dir=None) -> dict:
+                acs_lines=None, out=None, png=None, device="cpu", mask_seed=0, size=384, cache_dir=None,
+                overwrite=True) -> dict:
     """Reconstruct one slice with a registered solver; returns the run record.
 
     :param input_path: prepared HDF5 file, or a raw fastMRI ``.h5`` (prepared on the fly into the cache at
@@ -152,12 +164,21 @@ def reconstruct(input_path, slice_id=None, solver="padis-dps", params=None, acce
     :param int acs_lines: fully sampled central lines of the mask (None: 24 at N = 384, scaled to N).
     :param out: ``.npy`` or ``.h5`` output (complex image), written atomically; ``None``: not saved.
     :param png: figure (reference if fully sampled, zero-filled, reconstruction, error map); ``None``: none.
+        ``out`` and ``png`` are written together or not at all (temporaries, renamed when both are complete).
     :param int mask_seed: seed of the mask's random lines.
+    :param bool overwrite: replace existing ``out`` / ``png`` files (False: :class:`ConfigError` up front).
     :return: dict with ``slice``, ``solver``, ``params``, ``seed``, ``mask_seed``, ``acceleration``,
         ``acs_lines``, ``metrics`` (None without a reference), ``seconds``, ``nfe``, ``out``, ``png``.
     """
-    if out is not None and Path(out).suffix not in (".npy", ".h5", ".hdf5"):
-        raise ConfigError(where(out, "output must end in .npy or .h5"))  # fail before the slow part
+    fmt = _recon_format(out) if out is not None else None  # fail before the slow part
+    targets = [Path(p) for p in (out, png) if p is not None]
+    if len(targets) == 2 and targets[0].resolve() == targets[1].resolve():
+        raise ConfigError(where(out, "out and png name the same file"))
+    for target in targets:
+        if target.is_dir():
+            raise ConfigError(where(target, "output is a folder; give a file name"))
+        if target.exists() and not overwrite:
+            raise ConfigError(where(target, "exists; pass --overwrite to replace it"))
     slc = load_slice(input_path, slice_id, size=size, cache_dir=cache_dir)
     acs_lines = default_acs_lines(slc.size) if acs_lines is None else acs_lines
     y, physics, x_ref, mask = make_problem(slc, acceleration, acs_lines, mask_seed, device)
@@ -170,14 +191,22 @@ def reconstruct(input_path, slice_id=None, solver="padis-dps", params=None, acce
               "acs_lines": acs_lines, "sampled_fraction": float(mask.mean()),
               "metrics": image_metrics(recon, reference) if reference is not None else None,
               "seconds": seconds, "nfe": nfe, "out": str(out) if out else None, "png": str(png) if png else None}
-    if out is not None:
-        save_recon(out, recon, record)
-    if png is not None:
-        zero_filled = to_complex_numpy(physics.A_adjoint(y)[0].detach().cpu())
-        m = record["metrics"] or {}
-        _figure(png, zero_filled, recon, reference, mask,
-                f"{slc.id}  R={acceleration}  seed={seed}", solver, {"psnr": m.get("psnr", float("nan")),
-                                                                    "ssim": m.get("ssim", float("nan"))})
+    if not targets:
+        return record
+    for folder in {t.parent for t in targets}:  # temporaries of earlier killed writes of these outputs
+        clean_stale_temps(folder, names=[t.name for t in targets if t.parent == folder], min_age_s=STALE_TEMP_AGE_S)
+    with atomic_paths(targets) as temps:  # all outputs of this call, or none
+        tmp = dict(zip(targets, temps))
+        if out is not None:
+            with naming(out, tmp[Path(out)]):
+                _write_recon(tmp[Path(out)], np.asarray(recon, dtype=np.complex64), record, fmt)
+        if png is not None:
+            zero_filled = to_complex_numpy(physics.A_adjoint(y)[0].detach().cpu())
+            m = record["metrics"] or {}
+            with naming(png, tmp[Path(png)]):
+                _figure(tmp[Path(png)], zero_filled, recon, reference, mask,
+                        f"{slc.id}  R={acceleration}  seed={seed}", solver,
+                        {"psnr": m.get("psnr", float("nan")), "ssim": m.get("ssim", float("nan"))})
     return record
 
 
@@ -230,7 +259,8 @@ def run_demo(out_dir="padis_demo_output", steps=None, inner=None, device="cpu", 
     for name, r in results.items():
         echo(f"{name:<12} {r['psnr']:7.2f} {r['ssim']:6.3f} {r['nrmse']:6.3f} {r['seconds']:8.1f} {r['nfe']:5d}")
     echo(_fastest_beating_wavelet(results))
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir)  # the demo's own folder: its files are replaced on every run
+    clean_stale_temps(out_dir, min_age_s=STALE_TEMP_AGE_S)
     slice_figure(out_dir / "demo.png", reference, panels, mask=mask,
                  title=f"{slc.id}, R={acceleration}, {_schedule_text(solvers, steps, inner)}")
     write_json(out_dir / "demo_config.json", {"slice": slc.id, "acceleration": acceleration, "acs_lines": acs_lines,

@@ -1,14 +1,16 @@
-"""What every console script shares: one-line argparse errors, the error -> exit-status mapping and the
-``--config FILE|NAME`` / ``--list-configs`` options."""
+"""What every console script shares: one-line argparse errors, the error -> exit-status mapping (our errors
+and failed writes: a folder that is read-only, a path that is a directory, a full disk), the output-file
+overwrite check and the ``--config FILE|NAME`` / ``--list-configs`` options."""
 from __future__ import annotations
 
 import argparse
 import re
 import sys
 import textwrap
+from pathlib import Path
 from typing import Callable
 
-from ..errors import PadisError
+from ..errors import ConfigError, PadisError, where
 
 
 # The paper the tools implement, for help texts that point at it.
@@ -52,8 +54,18 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}\n")
 
 
+def os_error_text(exc: OSError) -> str:
+    """``<path>: <OS error>`` on one line (``[Errno N] ...`` when the error names no file)."""
+    if exc.filename is not None:
+        text = f"{exc.filename}: {exc.strerror or exc}"
+    else:
+        text = str(exc)
+    return " ".join(text.split())
+
+
 def run_cli(fn: Callable[[], int], interrupted: str | None = None) -> int:
-    """Run a console script's body: :class:`PadisError` -> ``error: <msg>`` on stderr, status 2.
+    """Run a console script's body: :class:`PadisError` -> ``error: <msg>`` on stderr, status 2; so is a
+    failed read or write (:class:`OSError`, safetensors' I/O error): ``error: <path>: <OS error>``.
 
     With ``interrupted`` set, Ctrl-C prints it (``{reason}`` -> the interrupt's message, else ``interrupted``)
     and returns 130; without, :class:`KeyboardInterrupt` propagates.
@@ -63,11 +75,31 @@ def run_cli(fn: Callable[[], int], interrupted: str | None = None) -> int:
     except PadisError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"error: {os_error_text(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if type(exc).__name__ != "SafetensorError":  # safetensors' errors carry no Python type to import cheaply
+            raise
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt as exc:
         if interrupted is None:
             raise
         print(interrupted.format(reason=str(exc) or "interrupted"), file=sys.stderr)
         return 130
+
+
+def check_output_file(path, overwrite: bool, option: str = "--out") -> Path | None:
+    """Refuse an output file that exists (without ``overwrite``) or is a folder, before any slow work."""
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(where(path, f"{option} is a folder; give a file name"))
+    if path.exists() and not overwrite:
+        raise ConfigError(where(path, f"{option} exists; pass --overwrite to replace it"))
+    return path
 
 
 def add_config_options(parser: argparse.ArgumentParser, kind: str, example: str) -> None:

@@ -8,7 +8,7 @@ import argparse
 import sys
 
 from ..errors import PadisError
-from ._common import HelpFormatter, add_config_options, config_listing, doc_summary, run_cli
+from ._common import HelpFormatter, OneLineParser, add_config_options, config_listing, doc_summary, run_cli
 
 _EPILOG = """\
 Examples:
@@ -20,13 +20,13 @@ Examples:
   torchrun --nproc_per_node=4 -m padis_plugin.cli.bench --config ...   # slices sharded over 4 GPUs
 
 The output folder receives results.json, summary.md and figures. Ctrl-C keeps the finished items; the same
-command again resumes.
+command again resumes (after a kill as well). One benchmark at a time writes a folder (a lock file).
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="padis-bench", description=doc_summary(__doc__), epilog=_EPILOG,
-                                formatter_class=HelpFormatter)
+    p = OneLineParser(prog="padis-bench", description=doc_summary(__doc__), epilog=_EPILOG,
+                      formatter_class=HelpFormatter)
     p.add_argument("--list-solvers", action="store_true", help="print the registered solver names and exit")
     add_config_options(p, "benchmark", "wavelet_l1_r4")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import PAPER, HelpFormatter, OneLineParser, doc_summary, run_cli
+from ._common import PAPER, HelpFormatter, OneLineParser, check_output_file, doc_summary, run_cli
 
 _EPILOG = f"""\
 Examples:
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                       formatter_class=HelpFormatter)
     p.add_argument("src", help="fastMRI-format .h5 file or folder of them")
     p.add_argument("--out", required=True, help="prepared HDF5 file to write (required)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file (default: refuse)")
     p.add_argument("--size", type=int, default=384, help="grid N: slices become N x N (default: %(default)s)")
     p.add_argument("--slices", type=_slices, default="centre",
                    help="centre, all or a slice index, per volume (default: %(default)s)")
@@ -74,7 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args) -> int:
+    from ..atomic import clean_stale_temps
     from ..data.prepare import prepare  # after parsing: --help stays fast
+
+    out = check_output_file(args.out, args.overwrite)  # before the slow part
+    # temporaries of an earlier killed write of this output (not touched for 10 minutes: not being written)
+    clean_stale_temps(out.parent, names=[out.name], min_age_s=600.0)
 
     out = prepare(args.src, args.out, size=args.size, slices=args.slices, contrasts=args.contrast,
                   seed=args.seed, cache_dir=args.cache_dir, cache=not args.no_cache,

@@ -8,7 +8,7 @@ import argparse
 import sys
 
 from ..errors import ConfigError
-from ._common import PAPER, HelpFormatter, doc_summary, run_cli
+from ._common import PAPER, HelpFormatter, OneLineParser, check_output_file, doc_summary, run_cli
 
 DPS_SOLVERS = ("padis-dps", "edm-dps")
 STEP_SOLVERS = DPS_SOLVERS + ("padis-dds", "edm-dds", "padis-daps", "edm-daps")
@@ -26,8 +26,8 @@ the paper uses 104 noise levels x 10 inner iterations). padis-bench --list-solve
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="padis-recon", description=doc_summary(__doc__), epilog=_EPILOG,
-                                formatter_class=HelpFormatter)
+    p = OneLineParser(prog="padis-recon", description=doc_summary(__doc__), epilog=_EPILOG,
+                      formatter_class=HelpFormatter)
     p.add_argument("input", nargs="?",
                    help="prepared .h5 or raw fastMRI .h5 (default: none, run the demo on a bundled slice)")
     p.add_argument("--slice", dest="slice_id", metavar="ID",
@@ -44,7 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask-seed", type=int, default=0, help="mask random seed (default: %(default)s)")
     p.add_argument("--out", help="output .npy or .h5 (complex image) (default: none, not written)")
     p.add_argument("--png", help="output figure .png (default: none, not written)")
-    p.add_argument("--demo-out", default="padis_demo_output", help="demo output folder (default: ./%(default)s)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out or --png file (default: refuse; --out and --png are written "
+                        "together or not at all)")
+    p.add_argument("--demo-out", default="padis_demo_output",
+                   help="demo output folder; the demo replaces its own files there on every run "
+                        "(default: ./%(default)s)")
     p.add_argument("--padis-checkpoint", default="padis-s25",
                    help="demo PaDIS checkpoint, a path or shipped name (default: %(default)s)")
     p.add_argument("--edm-checkpoint", default="edm-s25",
@@ -85,6 +90,8 @@ def _run(args) -> int:
                  slice_id=args.slice_id, progress=not args.no_progress)
         return 0
     from ..recon import reconstruct
+    for option, path in (("--out", args.out), ("--png", args.png)):  # before the slow part
+        check_output_file(path, args.overwrite, option)
     params = _params(args.overrides)
     if args.solver in STEP_SOLVERS:  # --steps (and --inner for DPS) also apply to a single run
         if args.steps is not None:
@@ -95,7 +102,7 @@ def _run(args) -> int:
         params.setdefault("progress", not args.no_progress)
     rec = reconstruct(args.input, args.slice_id, args.solver, params, acceleration=args.acceleration,
                       seed=args.seed, acs_lines=args.acs, out=args.out, png=args.png, device=args.device,
-                      mask_seed=args.mask_seed)
+                      mask_seed=args.mask_seed, overwrite=args.overwrite)
     m = rec["metrics"]
     summary = (f"PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, NRMSE {m['nrmse']:.4f}" if m
                else "no reference (acquired undersampled)")

@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..errors import ConfigError, where
 from ._common import HelpFormatter, OneLineParser, doc_summary, run_cli
 
 _EPILOG = """\
@@ -42,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src", nargs="?", help="HDF5 with a slices/ group, one HDF5 dataset or a .npy (S,H,W) stack "
                                           "(default: none; required unless --raw-npy)")
     p.add_argument("--out", required=True, help="output folder (required)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into an --out folder that already holds .h5 files, replacing those of the same "
+                        "name (default: refuse)")
     p.add_argument("--coils", type=int, default=8, help="simulated receive coils (default: %(default)s)")
     p.add_argument("--snr-db", type=float, default=30.0,
                    help="SNR in dB as defined below; inf: noiseless (default: %(default)s)")
@@ -75,7 +79,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_out(args) -> None:
+    """No silent overwrite: the raw-ingest file, or (simulation, whose file names come from the data) any .h5
+    file already in --out, needs --overwrite. Temporaries of killed writes (untouched for 10 minutes) go."""
+    from ..atomic import clean_stale_temps
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(where(out, "--out must be a folder"))
+    if out.is_dir() and not args.overwrite:
+        if args.raw_npy is not None:
+            existing = [p for p in [out / f"{Path(args.raw_npy).stem}.h5"] if p.exists()]
+        else:
+            existing = sorted(out.glob("*.h5"))
+        if existing:
+            raise ConfigError(where(existing[0], "exists; pass --overwrite to replace files in --out"))
+    clean_stale_temps(out, min_age_s=600.0)
+
+
 def _run(args) -> int:
+    _check_out(args)
     if args.raw_npy is not None:
         from ..data.raw_ingest import ingest_npy_kspace
 

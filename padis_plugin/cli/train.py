@@ -16,10 +16,12 @@ Examples:
   padis-train --config my_prior.yaml --out runs/mine          # a file of your own (a path wins over a name)
   torchrun --nproc_per_node=4 -m padis_plugin.cli.train --config train_padis_s100
 
-The output folder receives resolved_config.yaml, train_log.jsonl, checkpoints/ckpt_step<N>.safetensors/.json,
-latest.json and (with run.sample_every) samples/*.png. Ctrl-C finishes the current step, writes a checkpoint
-and exits with status 130; --resume continues exactly where it stopped. Patch priors and their training
-follow {PAPER}.
+The output folder receives resolved_config.yaml, train_log.jsonl, checkpoints/ckpt_step<N>.safetensors/.json
+(the newest run.keep_last of them, 3 unless set; 0 or null keeps all), latest.json and (with run.sample_every)
+samples/*.png. Ctrl-C finishes the current step, writes a checkpoint and exits with status 130; --resume
+continues exactly where it stopped (after a kill as well: a torn last log line is dropped with a warning). A
+folder whose run stopped before its first checkpoint is started afresh; one run at a time writes a folder (a
+lock file). Patch priors and their training follow {PAPER}.
 """
 
 

@@ -17,9 +17,14 @@ Layout of an output folder::
 
     resolved_config.yaml   the configuration actually used
     train_log.jsonl        one line per step: step, loss, lr, seconds, elapsed, skipped, grad_norm, patch_size
-    checkpoints/ckpt_step<N>.safetensors / .json
+    checkpoints/ckpt_step<N>.safetensors / .json    the newest ``run.keep_last`` of them (0 / null: all)
     latest.json            {"step": N, "checkpoint": "checkpoints/ckpt_step<N>"}, written after the checkpoint
     samples/step<N>.png    optional unconditional previews from the EMA weights
+    .padis.lock            while a run writes the folder (rank 0's pid): a second run there is refused
+
+Failures: a checkpoint that cannot be written completely is removed and latest.json keeps pointing at the
+last complete one; a torn last line of the log (a kill during a write) is dropped with a warning on resume; a
+folder whose run stopped before its first checkpoint is started afresh.
 """
 from __future__ import annotations
 
@@ -27,7 +32,9 @@ import contextlib
 import copy
 import json
 import os
+import re
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -39,7 +46,7 @@ import numpy as np
 import torch
 import yaml
 
-from ..atomic import atomic_path, write_json, write_text
+from ..atomic import FolderLock, atomic_path, clean_stale_temps, read_jsonl, write_json, write_text
 from ..checkpoints import (get_group, load_checkpoint, load_state_into, optimizer_state_from_tensors,
                            optimizer_state_to_tensors, save_checkpoint)
 from ..errors import CheckpointError, ConfigError, PadisError, where
@@ -148,17 +155,31 @@ def _update_ema(ema: torch.nn.Module, net: torch.nn.Module, beta: float) -> None
 
 
 def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines after ``step`` (written after the checkpoint being resumed from)."""
+    """Drop log lines after ``step`` (written after the checkpoint being resumed from) and a torn last line."""
     if not path.is_file():
         return
-    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-    write_text(path, "".join(ln + "\n" for ln in keep))
+    keep = [r for r in read_jsonl(path) if r["step"] <= step]
+    write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
 def read_log(out_dir) -> list[dict]:
-    """The JSONL training log of an output folder as a list of records."""
-    path = Path(out_dir) / LOG_NAME
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.is_file() else []
+    """The JSONL training log of an output folder as a list of records (a torn last line is dropped with a
+    warning; a damaged line before it raises :class:`DataError`)."""
+    return read_jsonl(Path(out_dir) / LOG_NAME)
+
+
+def _append(log, path: Path, text: str) -> None:
+    """Write ``text`` to the unbuffered log file ``log``; a failed write names ``path``."""
+    data = text.encode()
+    try:
+        while data:
+            data = data[log.write(data):]
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+
+
+def _checkpoint_files(stem: Path) -> list[Path]:
+    return [Path(str(stem) + ".safetensors"), Path(str(stem) + ".json")]
 
 
 def loss_tenths(log: list[dict]) -> dict[str, float]:
@@ -291,9 +312,47 @@ class Trainer:
         config = self.checkpoint_config()
         config["resume"] = {"optimizer": optim_meta, "rng": [m for _, m in gathered]}
         rel = f"checkpoints/ckpt_step{self.step:07d}"
-        save_checkpoint(self.out / rel, groups, config)
-        write_json(self.out / LATEST_NAME, {"step": self.step, "checkpoint": rel})
+        try:
+            save_checkpoint(self.out / rel, groups, config)
+            write_json(self.out / LATEST_NAME, {"step": self.step, "checkpoint": rel})
+        except BaseException:
+            # latest.json still names the last complete checkpoint: remove what was written of this one
+            try:
+                pointed = latest_checkpoint(self.out)
+            except CheckpointError:
+                pointed = None
+            if pointed != self.out / rel:
+                for path in _checkpoint_files(self.out / rel):
+                    path.unlink(missing_ok=True)
+            raise
+        self.prune_checkpoints()
         return self.out / rel
+
+    def prune_checkpoints(self) -> list[Path]:
+        """Delete all but the newest ``run.keep_last`` checkpoints (0 / None: keep all); never the one
+        latest.json points to. Returns the deleted files; a file that cannot be deleted only warns."""
+        keep = self.cfg.run.keep_last
+        if not keep:
+            return []
+        latest = latest_checkpoint(self.out)
+        by_step: dict[int, list[Path]] = {}
+        for path in (self.out / "checkpoints").glob("ckpt_step*"):
+            m = re.fullmatch(r"ckpt_step(\d+)\.(safetensors|json)", path.name)
+            if m:
+                by_step.setdefault(int(m[1]), []).append(path)
+        deleted = []
+        for step in sorted(by_step)[:-keep]:
+            for path in by_step[step]:
+                if latest is not None and path.name.startswith(latest.name + "."):
+                    continue
+                try:
+                    path.unlink()
+                    deleted.append(path)
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    warnings.warn(f"{path}: cannot delete an old checkpoint ({exc})")
+        return deleted
 
     def restore(self, stem: Path) -> None:
         """Load model, EMA, optimizer, step and random states from checkpoint ``stem`` (checked to match)."""
@@ -398,20 +457,57 @@ class Trainer:
 
     # ---------------------------------------------------------------- loop
     def run(self, resume: bool = False, callback: Callable[[int, dict], None] | None = None) -> dict:
+        lock = self._lock()
+        try:
+            return self._run(resume, callback)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _lock(self) -> FolderLock | None:
+        """Rank 0 takes the output folder's lock (and removes temporaries of killed writes there); under
+        torchrun the other ranks share the folder and stop too when rank 0 cannot have it."""
+        lock, problem = None, None
+        if self.dist.main:
+            try:
+                lock = FolderLock(self.out, "training output folder").acquire()
+                clean_stale_temps(self.out, recursive=True)
+            except (PadisError, OSError) as exc:
+                problem = exc
+        if self.dist.active:
+            told = [None if problem is None else str(problem)]
+            torch.distributed.broadcast_object_list(told, src=0)
+            if told[0] is not None and problem is None:
+                raise ConfigError(f"rank 0: {told[0]}")
+        if problem is not None:
+            raise problem
+        return lock
+
+    def _run(self, resume: bool, callback) -> dict:
         cfg, main = self.cfg, self.dist.main
         log_path = self.out / LOG_NAME
-        stem = latest_checkpoint(self.out) if resume else None
-        if resume:
-            if stem is None:
-                raise CheckpointError(where(self.out / LATEST_NAME, "no checkpoint to resume from"))
-            self.restore(stem)
-        elif (self.out / LATEST_NAME).exists() or log_path.exists():
+        has_checkpoint = (self.out / LATEST_NAME).exists()
+        # a run killed before its first checkpoint leaves a log / config but nothing to resume: start afresh
+        stopped_early = not has_checkpoint and (log_path.exists() or (self.out / CONFIG_NAME).exists())
+        if resume and has_checkpoint:
+            self.restore(latest_checkpoint(self.out))
+        elif resume and not stopped_early:
+            raise CheckpointError(where(self.out / LATEST_NAME, "no checkpoint to resume from"))
+        elif has_checkpoint:
             raise ConfigError(where(self.out, "output folder already holds a training run; pass --resume "
                                               "to continue it or choose another --out"))
+        if stopped_early and main:
+            print(f"{self.out}: the run here stopped before its first checkpoint; starting it afresh",
+                  file=sys.stderr)
         if self.dist.active:
             torch.distributed.barrier()   # every rank has checked the folder before rank 0 writes to it
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
+            if stopped_early:  # its log, previews and any checkpoint files latest.json never named
+                log_path.unlink(missing_ok=True)
+                stale = [*(self.out / "checkpoints").glob("ckpt_step*"), *(self.out / "samples").glob("step*.png")]
+                for path in stale:
+                    path.unlink(missing_ok=True)
             write_text(self.out / CONFIG_NAME, yaml.safe_dump(asdict(cfg), sort_keys=False))
             _truncate_log(log_path, self.step)
         from tqdm.auto import tqdm
@@ -420,7 +516,9 @@ class Trainer:
                    dynamic_ncols=True)
         last_saved = self.step if resume else None
         try:
-            with _StopFlag() as stop, (open(log_path, "a") if main else contextlib.nullcontext()) as log:
+            # unbuffered: each record goes out in one write, nothing is left to flush at close
+            log_file = open(log_path, "ab", buffering=0) if main else contextlib.nullcontext()
+            with _StopFlag() as stop, log_file as log:
                 while self.step < cfg.run.steps:
                     record = self.train_step()
                     if callback is not None:
@@ -431,13 +529,10 @@ class Trainer:
                         torch.distributed.all_reduce(t)
                         record["loss"], stop_now = float(t[0]) / self.dist.world, bool(t[1] > 0)
                     if main and (self.step % cfg.run.log_every == 0 or self.step == cfg.run.steps):
-                        log.write(json.dumps(record) + "\n")
-                        log.flush()
+                        _append(log, log_path, json.dumps(record) + "\n")
                     bar.update(1)
                     bar.set_postfix(loss=f"{record['loss']:.4g}", skipped=self.skipped, refresh=False)
                     if self.step % cfg.run.checkpoint_every == 0 or self.step == cfg.run.steps or stop_now:
-                        if main:
-                            log.flush()
                         self.save()
                         last_saved = self.step
                     if main and cfg.run.sample_every and self.step % cfg.run.sample_every == 0:
