@@ -1,4 +1,4 @@
-"""1-D Cartesian undersampling masks (PaDIS-MRI validation masks, spec section 1.9).
+"""1-D Cartesian undersampling masks (the validation masks of the published PaDIS-MRI code).
 
 Lines run along the first axis (readout, H) and are chosen along the second (phase encode, W):
 ``floor(W / R)`` columns in total, a centred fully sampled block of ``acs_lines`` columns starting at

@@ -1,4 +1,4 @@
-"""Image quality metrics in the paper's convention (spec section 5.1), paired differences, brain masks.
+"""Image quality metrics in the convention of the published PaDIS-MRI evaluation, paired differences, brain masks.
 
 Both images are compared as magnitudes in float64; ``data_range = max|ref| - min|ref|``;
 PSNR = 20 log10(data_range / sqrt(MSE)); SSIM is :func:`skimage.metrics.structural_similarity` with its
@@ -75,7 +75,7 @@ def paired_difference(a, b) -> tuple[float, float]:
 def brain_mask(reference, clip: float | None = None) -> np.ndarray:
     """Boolean (H, W) foreground mask: Otsu threshold on ``|reference|``, holes filled.
 
-    ``clip``: threshold ``min(|reference|, clip)`` instead; the published notebook uses 1 (spec 5.2). Default
+    ``clip``: threshold ``min(|reference|, clip)`` instead; the published uncertainty-map notebook uses 1. Default
     none: unclipped, the mask does not depend on the data's normalisation constant.
     """
     mag = np.abs(to_complex_numpy(reference))

@@ -1,6 +1,6 @@
 """Multi-coil Cartesian MRI forward models for prepared slices, built on :class:`deepinv.physics.MultiCoilMRI`.
 
-y_c = M . F(S_c x) with a centred orthonormal FFT (spec section 4.1); images are (B, 2, H, W) float32,
+y_c = M . F(S_c x) with a centred orthonormal FFT; images are (B, 2, H, W) float32,
 k-space is (B, 2, C, H, W). The measurement of a prepared slice is ``mask * stored k-space`` (not A applied
 to the reference), as in the paper.
 """
@@ -120,6 +120,3 @@ def batch_problems(slices, masks, device="cpu"):
     x_ref = complex_to_channels(torch.from_numpy(np.stack([np.asarray(s.reference, dtype=np.complex64)
                                                            for s in slices])))
     return y.to(device), build_physics(maps, mask, device), x_ref.to(device)
-
-
-stack_problems = batch_problems  # name used in interfaces.md

@@ -35,7 +35,7 @@ def _brain_magnitude(n: int) -> np.ndarray:
 
 def make_slice(n: int = 64, coils: int = 8, acs: int = 24, seed: int = 0) -> PreparedSlice:
     """Simulated fully sampled prepared slice: bundled T1w brain, smooth phase, unit-RSS birdcage maps,
-    normalised so the 99th percentile of the ACS low-resolution image is 1 (spec 1.7)."""
+    normalised so the 99th percentile of the ACS low-resolution image is 1 (as in the published code)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.meshgrid(np.linspace(-1, 1, n), np.linspace(-1, 1, n), indexing="ij")
     a = rng.uniform(-1, 1, 5)

@@ -1,6 +1,6 @@
 """Every console tool's --help (issue 11): plain text a user can follow on their own.
 
-No references to documents users do not have ("spec 3.1"), no reST markup leaking from module docstrings,
+No references to documents users do not have (numbered "spec" sections), no reST markup leaking from module docstrings,
 every option states its default (or is a flag / a required option), and each epilog shows a real example
 invocation. Only parsers are built: nothing heavy is imported.
 """

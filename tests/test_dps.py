@@ -80,7 +80,7 @@ def test_gaussian_prior_posterior_mean_and_spread():
 
 
 def test_complex_noise_convention_halves_the_prior_variance():
-    """Published convention (spec 6.9): per-channel noise std 1/sqrt(2) halves the Langevin noise variance, so the
+    """Published convention: per-channel noise std 1/sqrt(2) halves the Langevin noise variance, so the
     null-space part of the samples has half the prior variance (measured spread 25.0 against 48.0)."""
     s0, sn, B = 1.0, 0.01, 16
     y, physics = _problem(sn=sn)
@@ -231,7 +231,7 @@ class _CanvasSpy(PaDISDenoiser):
 
 
 def test_evolving_pad_band_is_the_published_padded_iterate():
-    """pad_band="evolving" equals the published loop (spec 4.2) written out on the (H + 2M)^2 canvas: warm start
+    """pad_band="evolving" equals the published loop (Algorithm 1) written out on the (H + 2M)^2 canvas: warm start
     A^H y zero-padded, x~ = x + sigma eps on the whole canvas, D = 0 on the band, s = (D - x~)/sigma^2, DC
     gradient w.r.t. the padded x, Langevin noise on the whole canvas; the denoiser sees the evolved band."""
     import math

@@ -55,7 +55,7 @@ def test_brain_mask_and_pixelwise_std():
 
 
 def test_brain_mask_clip_is_the_published_option():
-    """clip=1 thresholds min(|x|, 1) as the published notebook does (spec 5.2); here the bright spot above 1 moves
+    """clip=1 thresholds min(|x|, 1) as the published uncertainty notebook does; here the bright spot above 1 moves
     Otsu's threshold above the 0.3 tissue unless it is clipped."""
     img = np.zeros((32, 32))
     img[4:28, 4:28], img[10:22, 10:22], img[14:18, 14:18] = 0.3, 0.9, 4.0

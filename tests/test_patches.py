@@ -106,7 +106,7 @@ def _recorded_positions(den, H, W):
 
 
 def test_published_positions_step_2_over_575_in_training_and_2_over_511_at_inference(tmp_path):
-    """Spec 3.2 at N = 384: training spans the canvas N + 2 N/4 = 576 (step 2/575, image at +-0.666), the
+    """Published positions at N = 384: training spans the canvas N + 2 N/4 = 576 (step 2/575, image at +-0.666), the
     published inference P = M = 64 the canvas N + 2M = 512 (step 2/511, image at +-0.750): a 0.889 mismatch."""
     from padis_plugin.prior import EDMPrecond, build_unet
     from padis_plugin.train.loss import PatchEDMLoss

@@ -1,4 +1,4 @@
-"""Data preparation (spec section 1): whitening, grid, ESPIRiT, CG-SENSE reference, normalisation, cache, CLI."""
+"""Data preparation: whitening, grid, ESPIRiT, CG-SENSE reference, normalisation, cache, CLI."""
 from __future__ import annotations
 
 import warnings

@@ -181,7 +181,7 @@ def test_checkpoint_is_exact_and_loads_as_a_prior(data_path, tmp_path):
             assert all(torch.equal(groups[name][k], state[k]) for k in state)
         prior = load_prior(stem)
         assert isinstance(prior, cls)
-        if kind == "padis":  # the training canvas is provenance; "published" inference spans N + 2M (spec 3.2)
+        if kind == "padis":  # the training canvas is provenance; "published" inference spans N + 2M
             assert config["canvas_pad"] is None and config["patch_training"]["pad"] == trainer.pad
             assert prior.canvas_pad is None
         assert all(torch.equal(p, q) for p, q in zip(prior.precond.unet.parameters(), trainer.ema.unet.parameters()))

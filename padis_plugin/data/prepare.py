@@ -1,4 +1,4 @@
-r"""Data preparation of PaDIS-MRI (spec section 1): raw multi-coil k-space -> prepared N x N slices.
+r"""Data preparation of PaDIS-MRI (as in the published code): raw multi-coil k-space -> prepared N x N slices.
 
 Per slice (:func:`prepare_slice`):
 
@@ -203,7 +203,7 @@ def prepare_slice(kspace, size=384, *, mask=None, undersampled=False, noise_regi
                   signal_ratio=0.1,
                   slice_id="slice:0", source_file="<array>", slice_index=0, contrast="", patient_id="",
                   cache_dir=None) -> PreparedSlice:
-    """Prepare one raw k-space slice ``(C, H, W)`` complex into a normalised :class:`PreparedSlice` (spec 1).
+    """Prepare one raw k-space slice ``(C, H, W)`` complex into a normalised :class:`PreparedSlice`.
 
     :param mask: ``(H, W)`` (or broadcastable) sampling mask of an already undersampled acquisition, or None
         for fully sampled data.

@@ -1,6 +1,6 @@
 """Whole-image deepinv denoisers built on EDM-preconditioned DDPM++: PaDIS patch prior and whole-image EDM.
 
-:class:`PaDISDenoiser` is the patch-based prior of PaDIS (Hu et al. 2024; PaDIS-MRI, spec 4.2 step 5c) as a
+:class:`PaDISDenoiser` is the patch-based prior of PaDIS (Hu et al. 2024; PaDIS-MRI, Algorithm 1) as a
 :class:`deepinv.models.Denoiser` on whole images, so deepinv's samplers (DPS, DiffPIR, PosteriorDiffusion) use it
 unchanged: tiling, random offsets and positional channels live inside ``forward``.
 """
@@ -109,7 +109,7 @@ class PaDISDenoiser(Denoiser):
     :param str position_convention: ``"image"`` (default) or ``"published"`` (see :mod:`.patches`).
     :param int canvas_pad: canvas padding the ``"published"`` linspace spans. ``None`` (default): ``pad`` = M, the
         published inference canvas N + 2M (512 at N = 384, M = 64, step 2/511) while training spanned N + 2N/4
-        (576, step 2/575): the published train/inference mismatch (spec 3.2, 6.8). The training pad (96) removes
+        (576, step 2/575): the published train/inference mismatch. The training pad (96) removes
         it. Ignored by ``"image"``.
     :param torch.Generator generator: default random generator (offsets and pad noise); a call's ``generator``
         overrides it; None uses torch's global RNG.
@@ -166,7 +166,7 @@ class PaDISDenoiser(Denoiser):
 
     def denoise_canvas(self, canvas: torch.Tensor, sigma, generator: torch.Generator | None = None) -> torch.Tensor:
         """Denoise the image inside a padded canvas (B, 2, H + 2M, W + 2M), M = ``pad``, whose band the caller
-        keeps (the published padded iterate: PaDIS-MRI Algorithm 1, spec 4.2 steps 1, 5c) -> (B, 2, H, W).
+        keeps (the published padded iterate of PaDIS-MRI Algorithm 1) -> (B, 2, H, W).
 
         Same offset draw as :meth:`forward`; the tiles read the band as given. Where the grid reaches past the
         canvas (only when P > M) it gets fresh N(0, sigma^2) noise, as in :meth:`forward`.
@@ -220,7 +220,7 @@ class PaDISDenoiser(Denoiser):
 def _inference_settings(config: dict) -> dict:
     """Patch settings of a ``kind="padis"`` checkpoint JSON. Training checkpoints once stored their training
     pad as ``canvas_pad`` (it is ``patch_training.pad``): that is the training canvas, not an inference
-    setting, so it is dropped and the published inference canvas N + 2M applies (spec 3.2)."""
+    setting, so it is dropped and the published inference canvas N + 2M applies."""
     kw = {k: config[k] for k in ("patch_size", "pad", "max_batch", "position_convention", "canvas_pad")
           if k in config}
     train_pad = (config.get("patch_training") or {}).get("pad")

@@ -19,7 +19,7 @@ from padis_plugin.errors import ConfigError
 #: levels get attention (``img_resolution >> level in attn_resolutions``); any input whose sides are multiples of
 #: ``2**(len(channel_mult)-1)`` runs. The bottleneck block always has attention (NCSNpp hard-codes it).
 MODEL_CONFIGS: dict[str, dict] = {
-    # PaDIS-MRI patch prior as published (spec section 2): 54,413,186 parameters.
+    # PaDIS-MRI patch prior as published: 54,413,186 parameters.
     "padis-paper": dict(in_channels=4, out_channels=2, model_channels=128, channel_mult=(2, 2, 2), num_blocks=4,
                         attn_resolutions=(), dropout=0.05, channel_mult_emb=4, img_resolution=576),
     # Small patch priors: padis-small trains on a CPU in hours / a GPU in minutes; padis-tiny is for tests.
@@ -27,7 +27,7 @@ MODEL_CONFIGS: dict[str, dict] = {
                         attn_resolutions=(), dropout=0.05, channel_mult_emb=4, img_resolution=64),
     "padis-tiny": dict(in_channels=4, out_channels=2, model_channels=32, channel_mult=(1, 1), num_blocks=1,
                        attn_resolutions=(), dropout=0.0, channel_mult_emb=2, img_resolution=16),
-    # Whole-image FastMRI-EDM baseline (spec 3.3): attention at the 12x12 level of a 384 image; 65,460,610
+    # Whole-image FastMRI-EDM baseline of the paper: attention at the 12x12 level of a 384 image; 65,460,610
     # parameters, identical to the published count (published down/up-sampling is bilinear, ours NCSNpp's box
     # filter; neither has parameters).
     "edm-paper": dict(in_channels=2, out_channels=2, model_channels=128, channel_mult=(1, 1, 2, 2, 2, 2, 2),

@@ -10,7 +10,7 @@ Positional channels (channel 0 = x, varying along columns; channel 1 = y, varyin
   not depend on the padding, so training (pad N/4) and inference (pad 64, any offset) agree pixel by pixel.
 * ``convention="published"``: ``linspace(-1, 1)`` over the padded canvas of side ``H + 2*canvas_pad``, as in the
   published code; the image's scale then depends on the padding (trained with pad N/4 = 96, step 2/575, run
-  with pad M = 64, step 2/511: a 0.889 scale mismatch, spec 3.2 / 6.8). Training passes its pad, the inference
+  with pad M = 64, step 2/511: a 0.889 scale mismatch of the published code). Training passes its pad, the inference
   denoiser its M unless told otherwise.
 
 Tiling (:class:`TileGrid`). The grid origin, image-relative, is ``(-s_y, -s_x)`` with ``s`` uniform in

@@ -1,4 +1,4 @@
-"""Classical baselines: zero-filled adjoint, CG-SENSE and l1-wavelet (PICS-L1 analogue, spec section 4.4).
+"""Classical baselines: zero-filled adjoint, CG-SENSE and l1-wavelet (analogue of the paper's PICS-L1, BART pics -l1).
 
 Each is a :class:`deepinv.models.Reconstructor`, called as ``solver(y, physics, generator=None)`` and
 returning (B, 2, H, W); ``nfe`` is always 0 (no network evaluations).

@@ -57,9 +57,9 @@ class VEDPS(DiffusionSampler):
     **Final noise**: ``skip_noise="level"`` (PaDIS-MRI) omits :math:`\xi` in all ``inner`` iterations of the
     last level; ``"last"`` (the published FastMRI-EDM DPS baseline) only in the very last one.
 
-    **Score**: ``score_from="noisy"`` (default, the published code, spec 4.2 step 5d; every number we report
-    uses it) takes :math:`s = (D - \tilde x)/\sigma^2`; ``"clean"`` (the paper's Algorithm 1, line 13) takes
-    the pre-noise iterate, :math:`s = (D - x)/\sigma^2`.
+    **Score**: ``score_from="noisy"`` (default, the published code; every number we report uses it) takes
+    :math:`s = (D - \tilde x)/\sigma^2`; ``"clean"`` (the paper's Algorithm 1, line 13) takes the pre-noise
+    iterate, :math:`s = (D - x)/\sigma^2`.
 
     **Randomness**: every draw, the denoiser's own (patch offsets) included, comes from ``generator`` (see
     :mod:`padis_plugin.rng`: one generator, or one per slice). The same generator state gives the same output.
@@ -191,7 +191,7 @@ class PaDISDPS(VEDPS):
 
     * ``pad_band="fresh"`` (default): the iterate is the image; every denoiser call sees the band as fresh
       N(0, sigma^2) noise, what the network saw in training (zero padding + noise).
-    * ``"evolving"`` (the paper's Algorithm 1 and the published code, spec 4.2): the iterate is the canvas
+    * ``"evolving"`` (the paper's Algorithm 1 and the published code): the iterate is the canvas
       padded by M, started from :math:`A^H y` zero-padded; the band is noised, denoised to D = 0, and moved by
       the score, the DC gradient and the Langevin noise like the image; the output is the image part.
     """
@@ -212,7 +212,7 @@ class PaDISDPS(VEDPS):
         return _CanvasDenoiser(self.denoiser) if self.pad_band == "evolving" else self.denoiser
 
     def _lift(self, x):
-        return F.pad(x, (self._evolving_pad(),) * 4)  # Alg. 1 / spec 4.2 step 1: A^H y zero-padded by M
+        return F.pad(x, (self._evolving_pad(),) * 4)  # Algorithm 1 warm start: A^H y zero-padded by M
 
     def _image(self, x):
         M = self._evolving_pad()
@@ -220,8 +220,9 @@ class PaDISDPS(VEDPS):
 
 
 class _CanvasDenoiser(torch.nn.Module):
-    """A patch denoiser on the padded canvas iterate: the image estimate, 0 on the band (the published "zero
-    the pad band", spec 4.2 step 5c). Takes ``generator`` so :func:`padis_plugin.rng.denoise_fn` hands it on."""
+    """A patch denoiser on the padded canvas iterate: the image estimate, 0 on the band (the published code
+    zeroes the pad band after every patch denoising). Takes ``generator`` so
+    :func:`padis_plugin.rng.denoise_fn` hands it on."""
 
     def __init__(self, denoiser):
         super().__init__()

@@ -285,7 +285,7 @@ class Trainer:
             out.update(patch_size=cfg.patch.inference_patch_size or max(cfg.patch.sizes),
                        pad=cfg.patch.inference_pad, max_batch=None,
                        # canvas_pad None: the "published" linspace spans the inference canvas N + 2M as in the
-                       # published code (spec 3.2); the training canvas is patch_training.pad
+                       # published code; the training canvas is patch_training.pad
                        position_convention=cfg.patch.position_convention, canvas_pad=None,
                        patch_training={"sizes": cfg.patch.sizes, "probs": cfg.patch.probs,
                                        "batch": cfg.patch.batch, "pad": self.pad})

@@ -9,11 +9,11 @@ Both follow Karras et al. (2022), Eq. 2 with the EDM choices of Table 1:
     \\ell = \\lambda(\\sigma)\\, \\lVert D_\\theta(y + \\sigma n, \\sigma) - y \\rVert_2^2,\\quad n \\sim \\mathcal{N}(0, I)
 
 with :math:`n` drawn independently on the real and imaginary channels (per-channel std :math:`\\sigma`, the
-published convention, spec 3.1). Reduction (spec 3.1): each call returns the per-sample loss, **summed over
-pixels and both channels**; the training loop averages it over the samples (patches or images) of the step.
+published convention). Reduction: each call returns the per-sample loss, **summed over pixels and both
+channels**; the training loop averages it over the samples (patches or images) of the step.
 Small patches therefore contribute smaller sums than large ones, exactly as in the published code.
 
-PaDIS patches (Hu et al., spec 3.1): each step uses one patch size P drawn with the configured probabilities;
+PaDIS patches (Hu et al. 2024): each step uses one patch size P drawn with the configured probabilities;
 every patch comes from a uniformly drawn training image zero-padded by ``pad`` (default N/4) at a uniform
 top-left corner on the padded canvas (so patches may lie partly or wholly in the padding), together with its
 positional channels from :func:`padis_plugin.prior.patches.patch_positions` (shared with inference).
@@ -47,7 +47,7 @@ def _denoising_loss(net, y, sigma, generator, sigma_data, pos=None) -> torch.Ten
 
 
 class EDMLoss(nn.Module):
-    """EDM loss on whole images (the FastMRI-EDM baseline, spec 3.3).
+    """EDM loss on whole images (the paper's FastMRI-EDM baseline).
 
     ``loss(net, images (B, 2, H, W), generator) -> (B,)``; ``net(x, sigma (B,))`` is an EDM-preconditioned
     denoiser (:class:`padis_plugin.prior.precond.EDMPrecond`).
@@ -63,7 +63,7 @@ class EDMLoss(nn.Module):
 
 
 class PatchEDMLoss(nn.Module):
-    """EDM loss on random positioned patches of zero-padded images (PaDIS-MRI, spec 3.1).
+    """EDM loss on random positioned patches of zero-padded images (PaDIS-MRI training).
 
     :param patch_sizes: candidate patch sizes P (published 16, 32, 64).
     :param probs: probability of each size per step (published 0.2, 0.3, 0.5; must sum to 1).
