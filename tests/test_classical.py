@@ -54,3 +54,21 @@ def test_solver_parameters_of_the_wrong_type_are_clean_config_errors(name, param
 
     with pytest.raises(ConfigError, match=needle):
         build_solver(name, params)
+
+
+def test_wavelet_step_bound_is_exact_upper_bound_and_silent(tiny_slice):
+    """FISTA's step uses L >= ||A^H A||: the max|M| x max sum_c |S_c|^2 bound of multi-coil MRI, no power method
+    (whose 'convergence not reached' warning deepinv raises even with verbose=False)."""
+    import warnings
+
+    from padis_plugin.masks import cartesian_mask
+    from padis_plugin.physics import slice_problem
+    from padis_plugin.solvers.classical import normal_operator_bound
+
+    y, physics, _ = slice_problem(tiny_slice, cartesian_mask(64, 4, 8, seed=0))
+    x0 = physics.A_adjoint(y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bound = normal_operator_bound(physics, x0)
+    true = float(physics.compute_sqnorm(x0, max_iter=300, tol=1e-8, verbose=False))
+    assert true <= bound <= 1.01 * true
