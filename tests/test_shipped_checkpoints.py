@@ -3,6 +3,7 @@ provenance, and is a trained denoiser (it cleans a noisy brain slice it never sa
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -27,13 +28,15 @@ def test_shipped_checkpoint_loads_by_name_and_denoises(name, slice_factory):
     assert (BUNDLED_CHECKPOINTS / f"{name}.safetensors").stat().st_size < MAX_BYTES
     assert config["shipped_name"] == name and config["weights"] == "EMA, fp16"
     assert config["training"]["step"] == config["training"]["steps"] > 0
-    size = int(name.rsplit("-s", 1)[1])
+    # names: <kind>-s<S> (128 protocol) or <kind>-s<S>-<N> (trained on the N x N protocol)
+    match = re.fullmatch(r"(padis|edm)-s(\d+)(?:-(\d+))?", name)
+    size, grid = int(match.group(2)), int(match.group(3) or 128)
     assert config["data"]["num_slices"] == size and len(config["data"]["ids"]) == size
     prior = load_prior(name)
     assert isinstance(prior, PaDISDenoiser if name.startswith("padis") else EDMDenoiser)
 
-    # a 128 x 128 slice simulated from a bundled test-patient brain (never in any training set)
-    x = torch.view_as_real(torch.from_numpy(slice_factory(n=128).reference))[None].permute(0, 3, 1, 2).float()
+    # a slice on the prior's grid simulated from a bundled test-patient brain (never in any training set)
+    x = torch.view_as_real(torch.from_numpy(slice_factory(n=grid).reference))[None].permute(0, 3, 1, 2).float()
     g = torch.Generator().manual_seed(0)
     sigma = 0.1
     noisy = x + sigma * torch.randn(x.shape, generator=g)
