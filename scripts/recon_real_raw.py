@@ -5,7 +5,7 @@ There is no fully sampled ground truth for this acquisition, so the figure shows
     python scripts/recon_real_raw.py /path/to/cartesian_ksp.npy --out scripts/results/real_raw_8ch.png \
         [--padis-checkpoint padis-s25 --edm-checkpoint edm-s25 --steps 50 --inner 4]
     python scripts/recon_real_raw.py /path/to/cartesian_ksp.npy --size 256 --sampler dds --steps 50 \
-        --padis-checkpoint padis-s25-256 --edm-checkpoint edm-s25-256 --out scripts/results/real_raw_8ch_256.png
+        --gamma 30 --padis-checkpoint padis-s25-256 --edm-checkpoint edm-s25-256 --out scripts/results/real_raw_8ch_256.png
 """
 import argparse
 import json
@@ -41,6 +41,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--inner", type=int, default=4, help="VE-DPS inner iterations (dps only)")
     parser.add_argument("--zeta", type=float, default=None)
+    parser.add_argument("--gamma", type=float, default=None, help="DDS data weight (dds only; default: the factory's)")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -53,7 +54,7 @@ def main(argv=None):
     if args.sampler == "dps":
         common = {"steps": args.steps, "inner": args.inner, **({"zeta": args.zeta} if args.zeta is not None else {})}
     else:
-        common = {"steps": args.steps}  # the factories' validation-tuned gamma / eta
+        common = {"steps": args.steps, **({"gamma": args.gamma} if args.gamma is not None else {})}
     if args.edm_checkpoint:
         solvers.append((f"edm-{args.sampler}", {"checkpoint": args.edm_checkpoint, **common}))
     if args.padis_checkpoint:
