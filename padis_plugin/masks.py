@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from deepinv.physics.generator import PhysicsGenerator
 
+from .data.files import load_npy
 from .data.prepared import check_mask
 from .errors import ConfigError, DataError, where
 
@@ -102,14 +103,7 @@ def load_mask_file(path, shape=None) -> np.ndarray:
     = (H, W) the grid must match. :class:`DataError` naming the file (and the mask index) otherwise.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(where(path, "mask file not found"))
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(where(path, f"cannot read mask file ({exc})")) from None
-    if not isinstance(arr, np.ndarray):
-        raise DataError(where(path, "mask file must hold one .npy array, not an .npz archive"))
+    arr = load_npy(path, "mask", missing="mask file not found")
     arr = arr[None] if arr.ndim == 2 else arr
     if arr.ndim != 3 or min(arr.shape, default=0) < 1:
         raise DataError(where(path, f"masks must be (H, W) or (K, H, W), got shape {arr.shape}"))

@@ -117,3 +117,15 @@ def config_listing(kind: str) -> str:
     configs = shipped_configs(kind)
     width = max(map(len, configs), default=0)
     return "\n".join(f"{name:<{width}}  {config_description(path)}".rstrip() for name, path in configs.items())
+
+
+def chosen_config(args, kind: str, other_lists: str = "") -> Path | None:
+    """``--list-configs`` printed (returns None), or the resolved ``--config`` path; resolved before the heavy
+    imports, so a mistyped name fails at once."""
+    if args.list_configs:
+        print(config_listing(kind))
+        return None
+    if not args.config:
+        raise PadisError(f"give --config FILE.yaml or a shipped config's NAME (or --list-configs{other_lists})")
+    from ..config import resolve_config
+    return resolve_config(args.config)

@@ -7,8 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import PadisError
-from ._common import HelpFormatter, OneLineParser, add_config_options, config_listing, doc_summary, run_cli
+from ._common import HelpFormatter, OneLineParser, add_config_options, chosen_config, doc_summary, run_cli
 
 _EPILOG = """\
 Examples:
@@ -45,13 +44,9 @@ def _run(args) -> int:
         from ..registry import available_solvers
         print("\n".join(available_solvers()))
         return 0
-    if args.list_configs:
-        print(config_listing("bench"))
+    path = chosen_config(args, "bench", ", --list-solvers")
+    if path is None:
         return 0
-    if not args.config:
-        raise PadisError("give --config FILE.yaml or a shipped config's NAME (or --list-configs, --list-solvers)")
-    from ..config import resolve_config
-    path = resolve_config(args.config)  # before the heavy imports: a mistyped name fails at once
     from ..bench import load_bench_config, run_benchmark
     cfg = load_bench_config(path, args.overrides, out=args.out)
     results = run_benchmark(cfg, overwrite=args.overwrite, progress=not args.no_progress, source=path)

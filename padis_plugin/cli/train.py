@@ -4,8 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import PadisError
-from ._common import PAPER, HelpFormatter, OneLineParser, add_config_options, config_listing, doc_summary, run_cli
+from ._common import PAPER, HelpFormatter, OneLineParser, add_config_options, chosen_config, doc_summary, run_cli
 
 _EPILOG = f"""\
 Examples:
@@ -40,13 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args) -> int:
-    if args.list_configs:
-        print(config_listing("train"))
+    path = chosen_config(args, "train")
+    if path is None:
         return 0
-    if not args.config:
-        raise PadisError("give --config FILE.yaml or a shipped config's NAME (or --list-configs)")
-    from ..config import load_config, resolve_config
-    path = resolve_config(args.config)  # before the heavy imports: a mistyped name fails at once
+    from ..config import load_config
     from ..train import TrainConfig, train
 
     cfg = load_config(TrainConfig, path, args.overrides)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, where
+from .files import load_npy
 from .fastmri_format import write_fastmri_h5
 
 _AXES = {"coil", "ky", "kx"}
@@ -49,12 +50,7 @@ def ingest_npy_kspace(npy_path, out_h5, patient_id: str, acquisition: str, axes:
     :return: the written path.
     """
     path = Path(npy_path)
-    if not path.is_file():
-        raise DataError(where(path, "no such file"))
-    try:
-        ksp = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise DataError(where(path, f"not a readable .npy array: {e}")) from None
+    ksp = load_npy(path, "k-space")
     if not np.iscomplexobj(ksp):
         raise DataError(where(path, f"k-space must be complex, got {ksp.dtype}"))
     if ksp.ndim == 2:
