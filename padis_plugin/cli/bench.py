@@ -5,7 +5,9 @@ Examples: ``padis-bench --help`` (``_EPILOG`` below).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 
 from ._common import HelpFormatter, OneLineParser, add_config_options, chosen_config, doc_summary, run_cli
 
@@ -55,10 +57,21 @@ def _run(args) -> int:
     return 0
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt("terminated")
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return run_cli(lambda: _run(args),
-                   interrupted="error: interrupted; finished items are saved, rerun the same command to resume")
+    # SIGTERM (a scheduler's stop, torchrun stopping its workers) ends like Ctrl-C: the finished items are
+    # already on disk, one per line, so the message is all that is missing.
+    old = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() else None
+    try:
+        return run_cli(lambda: _run(args),
+                       interrupted="error: {reason}; finished items are saved, rerun the same command to resume")
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
 
 
 if __name__ == "__main__":
