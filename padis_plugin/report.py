@@ -103,7 +103,7 @@ def _table(header, rows) -> list[str]:
 
 
 def summary_markdown(results: dict) -> str:
-    """The ``summary.md`` text of a results dict produced by :func:`padis_plugin.bench.collect`."""
+    """The ``summary.md`` text of a results dict produced by :meth:`padis_plugin.bench_store.ResultStore.collect`."""
     cfg = results["config"]
     order = [s["label"] or s["name"] for s in cfg["solvers"]]
     sizes = {s["label"] or s["name"]: s.get("training_size") for s in cfg["solvers"]}

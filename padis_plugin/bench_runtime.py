@@ -1,0 +1,85 @@
+"""Where a benchmark process runs: its torchrun rank, its device, and the versions and hardware recorded
+with its results."""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import ConfigError
+
+
+def join_ranks() -> tuple[int, int, int, bool]:
+    """(rank, world size, local rank, created): joins torchrun's process group (gloo, used only for
+    barriers, so GPU runs need no NCCL) with a long timeout so slow ranks do not break the merge."""
+    import torch.distributed as dist
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0, False
+    created = False
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", timeout=datetime.timedelta(days=7))
+        created = True
+    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), created
+
+
+def leave_ranks(created: bool) -> None:
+    """Destroy the process group :func:`join_ranks` created (not one the caller had already)."""
+    if created:
+        import torch.distributed as dist
+        dist.destroy_process_group()
+
+
+def barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+        dist.barrier()
+
+
+def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> ``cuda:<local rank>`` when CUDA is available, else CPU; ``cuda`` -> ``cuda:<local rank>``."""
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cuda":
+        spec = f"cuda:{local_rank}"
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise ConfigError(f"device: invalid device {spec!r} (auto, cpu, cuda or cuda:K)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device: {spec} requested but CUDA is not available")
+        torch.cuda.set_device(device)
+    return device
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so a wall-clock timing covers it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def environment(device: torch.device, world: int) -> dict:
+    """Package versions and hardware, recorded in results.json."""
+    import deepinv
+    from . import __version__
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    env = {
+        "versions": {"padis_plugin": __version__, "torch": torch.__version__, "deepinv": deepinv.__version__,
+                     "numpy": np.__version__, "python": platform.python_version()},
+        "device": {"type": device.type, "cpu": cpu, "world_size": world},
+    }
+    if device.type == "cuda":
+        env["device"]["gpu"] = torch.cuda.get_device_name(device)
+    return env
