@@ -160,6 +160,7 @@ def masks_and_solvers(cfg: BenchConfig, shape, device, source=None):
         raise config_error(problems)
     return tuple(built)
 
+
 def run_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=None) -> dict | None:
     """Run (or resume) the benchmark of ``cfg``; returns the results dict on rank 0 (None elsewhere).
 
@@ -179,18 +180,16 @@ def run_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=None)
         barrier(world)
 
         items = plan(cfg, ds.ids)
-        mine = {sid: [] for sid in ds.ids[rank::world]}  # this rank's slices and their items
-        for it in items:
-            if it.slice_id in mine:
-                mine[it.slice_id].append(it)
+        mine = ds.ids[rank::world]  # this rank's slices, round-robin
+        shard = set(mine)
+        my_items = [it for it in items if it.slice_id in shard]
         run = _Run(cfg, store, masks, solvers, device, done=store.done())
-        for it in _needing_recons(run, [it for its in mine.values() for it in its]):
+        for it in _needing_recons(run, my_items):
             del run.done[it.key]  # finished, but its recon is gone and a map or figure still needs it
-        todo = sum(it.key not in run.done for its in mine.values() for it in its)
-        run.bar = tqdm(total=todo, desc=f"bench[{rank}]" if world > 1 else "bench", unit="item",
-                       disable=not progress, position=rank)
-        for sid, slice_items in mine.items():
-            _run_slice(run, ds, sid, slice_items)
+        run.bar = tqdm(total=sum(it.key not in run.done for it in my_items), unit="item", disable=not progress,
+                       desc=f"bench[{rank}]" if world > 1 else "bench", position=rank)
+        for sid in mine:
+            _run_slice(run, ds, sid, [it for it in my_items if it.slice_id == sid])
         run.bar.close()
         barrier(world)
         if rank != 0:
