@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from .bench_items import Item, generator_seed, item_key, plan, uncertainty_key, uncertainty_labels
 from .bench_records import Record, UncertaintyRecord
 from .bench_runtime import barrier, environment, join_ranks, leave_ranks, resolve_device, synchronize
-from .bench_store import ResultStore, save_array
+from .bench_store import ResultStore, reference_path, save_array
 from .config import (BUNDLED_DEMO, BenchConfig, Problems, apply_overrides, config_error, from_dict,
                      load_yaml, problems_of)
 from .data.files import safe_name
@@ -251,6 +251,9 @@ def _run_slice(run: _Run, ds, sid, items: list[Item]) -> None:
             for it in todo:
                 run.finish(_solve(run, it, y, physics, x_ref, gseed, meta))
                 run.bar.update(1)
+    reference = reference_path(run.store.dir, sid)
+    if cfg.output.save_recons and not reference.is_file():
+        save_array(reference, np.asarray(slc.reference, dtype=np.complex64))
     if cfg.output.figures:
         _draw_figures(run, sid, slc.reference)
     for lab, r in pending_unc:

@@ -39,6 +39,11 @@ def recon_path(out: Path, slice_id, label, acceleration, seed) -> Path:
     return Path(out) / "recons" / safe_name(slice_id) / f"{safe_name(label)}_R{float(acceleration):g}_seed{seed}.npy"
 
 
+def reference_path(out: Path, slice_id) -> Path:
+    """The slice's reference image (complex64), saved beside its recons (``padis-study create`` reads it)."""
+    return Path(out) / "recons" / safe_name(slice_id) / "reference.npy"
+
+
 def figure_path(out: Path, slice_id, acceleration) -> Path:
     return Path(out) / "figures" / f"{safe_name(slice_id)}_R{float(acceleration):g}.png"
 
