@@ -78,6 +78,10 @@ def create_app(study, allowed_hosts=None) -> Flask:
     def index():
         return send_from_directory(STATIC, "index.html")
 
+    @app.get("/favicon.ico")
+    def favicon():
+        return Response(status=204)
+
     @app.get("/static/<name>")
     def static_file(name):
         if name not in ("app.js", "app.css"):

@@ -250,7 +250,7 @@ $("lev").addEventListener("input", (e) => setWindow(S.win, Number(e.target.value
 $("reset").addEventListener("click", resetView);
 
 document.addEventListener("keydown", (e) => {
-  if ($("study").hidden || e.target.closest("input, textarea") || e.ctrlKey || e.metaKey || e.altKey) return;
+  if ($("study").hidden || e.target.closest("textarea, input:not([type=range])") || e.ctrlKey || e.metaKey || e.altKey) return;
   if (/^[1-9]$/.test(e.key)) { select(Number(e.key)); e.preventDefault(); }
   else if (e.key === "Enter") { submit(); e.preventDefault(); }
   else if (e.key === "0" || e.key === "r") { resetView(); }
