@@ -157,21 +157,23 @@ def bar_chart(rep: dict, path) -> None:
     import matplotlib.pyplot as plt
     overall = rep["rows"][0]
     groups = ["Majority"] + [f"Reader {r}" for r in rep["readers"]]
-    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(groups), 3.6), dpi=120)
+    fig, ax = plt.subplots(figsize=(2.4 + 1.6 * len(groups), 4.2), dpi=120)
     width = 0.8 / len(rep["methods"])
     for m, name in enumerate(rep["methods"]):
         by = overall["by_method"][name]
         props = [by["majority"]] + [by["readers"][r] for r in rep["readers"]]
         rates = [100 * p["rate"] for p in props]
         err = np.array([[100 * (p["rate"] - p["ci95"][0]), 100 * (p["ci95"][1] - p["rate"])] for p in props]).T
+        err = np.nan_to_num(np.clip(err, 0, None))  # the bound may sit 1e-16 inside the rate; no answers: none
+        rates = np.nan_to_num(rates)
         ax.bar(np.arange(len(groups)) + (m - (len(rep["methods"]) - 1) / 2) * width, rates, width, yerr=err,
                capsize=3, label=name, edgecolor="black" if name == rep["method"] else "none")
-    ax.axhline(100 * rep["p0"]["reader"], color="grey", linestyle="--", linewidth=1, label="chance (reader)")
+    ax.axhline(100 * rep["p0"]["reader"], color="grey", linestyle="--", linewidth=1, label=f"chance for one reader (1/{rep['k']})")
     ax.set_xticks(np.arange(len(groups)), groups)
     ax.set_ylabel("cases chosen (%)")
     ax.set_ylim(0, 105)
     ax.set_title(f"Preferred reconstruction (N = {overall['cases']}), 95% Wilson CI", fontsize=10)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
     fig.tight_layout()
     with atomic_path(Path(path)) as tmp:
         fig.savefig(tmp, format="png")

@@ -94,7 +94,8 @@ def find_cases(folders, groups, stratify=()) -> tuple[list[Case], list[str]]:
             absent = [lab for lab in group if lab not in found
                       or not recon_path(found[lab][0], sid, lab, r, seed).is_file()]
             if absent:
-                if len(absent) < len(group):
+                own = set(group) - {lab for g in groups if g is not group for lab in g}
+                if own - set(absent):  # a method only this group has is there: a case of it, incomplete
                     missing.update(absent)
                 continue
             rows = [found[lab][1] for lab in group]
