@@ -26,7 +26,8 @@ def _rows(study, sql):
 def test_paths_agree_with_the_bench():
     from padis_plugin import bench_store as bench
     from pathlib import Path
-    assert create.recon_path(Path("o"), "a:1", "PaDIS S=25", 4, 0) == bench.recon_path(Path("o"), "a:1", "PaDIS S=25", 4, 0)
+    args = (Path("o"), "a:1", "PaDIS S=25", 4, 0)
+    assert create.recon_path(*args) == bench.recon_path(*args)
     assert create.reference_path(Path("o"), "a:1") == bench.reference_path(Path("o"), "a:1")
 
 

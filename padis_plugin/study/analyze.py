@@ -168,7 +168,8 @@ def bar_chart(rep: dict, path) -> None:
         rates = np.nan_to_num(rates)
         ax.bar(np.arange(len(groups)) + (m - (len(rep["methods"]) - 1) / 2) * width, rates, width, yerr=err,
                capsize=3, label=name, edgecolor="black" if name == rep["method"] else "none")
-    ax.axhline(100 * rep["p0"]["reader"], color="grey", linestyle="--", linewidth=1, label=f"chance for one reader (1/{rep['k']})")
+    ax.axhline(100 * rep["p0"]["reader"], color="grey", linestyle="--", linewidth=1,
+               label=f"chance for one reader (1/{rep['k']})")
     ax.set_xticks(np.arange(len(groups)), groups)
     ax.set_ylabel("cases chosen (%)")
     ax.set_ylim(0, 105)

@@ -250,7 +250,8 @@ $("lev").addEventListener("input", (e) => setWindow(S.win, Number(e.target.value
 $("reset").addEventListener("click", resetView);
 
 document.addEventListener("keydown", (e) => {
-  if ($("study").hidden || e.target.closest("textarea, input:not([type=range])") || e.ctrlKey || e.metaKey || e.altKey) return;
+  const typing = e.target.closest("textarea, input:not([type=range])");  // digits in the comment choose nothing
+  if ($("study").hidden || typing || e.ctrlKey || e.metaKey || e.altKey) return;
   if (/^[1-9]$/.test(e.key)) { select(Number(e.key)); e.preventDefault(); }
   else if (e.key === "Enter") { submit(); e.preventDefault(); }
   else if (e.key === "0" || e.key === "r") { resetView(); }
