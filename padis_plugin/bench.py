@@ -33,7 +33,7 @@ from .config import (BUNDLED_DEMO, BenchConfig, Problems, apply_overrides, confi
                      load_yaml, problems_of)
 from .data.files import safe_name
 from .data.prepared import PreparedDataset, is_prepared
-from .errors import ConfigError, DataError, where
+from .errors import ConfigError, DataError, ParamsError, where
 from .masks import cartesian_mask, load_mask_file
 from .metrics import brain_mask, center_crop, image_metrics, pixelwise_std, to_complex_numpy
 from .physics import slice_problem
@@ -140,7 +140,10 @@ def build_solvers(cfg: BenchConfig, device, source=None) -> dict:
             bad.add(f"solvers.{i}.name", f": unknown solver '{entry.name}' (available: {', '.join(names)})")
             continue
         try:
-            solvers[entry.display] = build_solver(entry.name, dict(entry.params), device=device)
+            solvers[entry.display] = build_solver(entry.name, dict(entry.params), device, source,
+                                                  prefix=f"solvers.{i}.params")
+        except ParamsError as exc:  # each problem already names the file and the dotted key
+            bad.extend(problems_of(exc))
         except ConfigError as exc:
             bad.add(f"solvers.{i}", f"({entry.display}): {exc}")
     bad.raise_any()

@@ -182,12 +182,12 @@ def apply_overrides(data: dict, overrides, source="--set") -> dict:
 
 
 # --------------------------------------------------------------------------------- collected problems
-def config_error(problems) -> ConfigError:
-    """One ConfigError for all ``problems`` (each "<file>: '<key>' ..."), kept as a list in ``.problems``."""
+def config_error(problems, cls=ConfigError) -> ConfigError:
+    """One ``cls`` error for all ``problems`` (each "<file>: '<key>' ..."), kept as a list in ``.problems``."""
     problems = list(problems)
     text = problems[0] if len(problems) == 1 else \
         f"{len(problems)} problems in the config:\n" + "\n".join(f"  {p}" for p in problems)
-    exc = ConfigError(text)
+    exc = cls(text)
     exc.problems = problems
     return exc
 

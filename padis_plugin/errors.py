@@ -13,6 +13,11 @@ class ConfigError(PadisError, ValueError):
     """A configuration (YAML file, CLI option or solver parameter) is invalid."""
 
 
+class ParamsError(ConfigError):
+    """A solver's parameters do not match its declared dataclass; each problem already names the key (by its
+    dotted path in a config), so callers report it as it is."""
+
+
 class CheckpointError(PadisError, ValueError):
     """A checkpoint is missing, corrupt, or does not match the requested model."""
 

@@ -1,4 +1,9 @@
-"""Solver registry: names -> factories ``factory(params: dict, device) -> Reconstructor``.
+"""Solver registry: names -> factories ``factory(params, device) -> Reconstructor``.
+
+A factory may declare a parameters dataclass (``factory.params``, see :mod:`padis_plugin.solvers.params`):
+:func:`build_solver` then checks ``params`` against it (every problem at once, named by dotted path under
+``prefix`` in a config) and hands the factory the parsed dataclass. A factory without one (e.g. a third-party
+plugin) gets ``params`` as a plain dict and checks them itself.
 
 The entry-point group ``padis_plugin.solvers`` is the single source of named solvers, built-ins included
 (declared in setup.cfg), so a third-party package adds a solver by declaring an entry point. Entry points
@@ -14,6 +19,7 @@ from importlib import metadata
 from typing import Callable
 
 from .errors import ConfigError
+from .solvers.params import declared_params, describe_params, parse_params
 
 GROUP = "padis_plugin.solvers"
 _REGISTERED: dict[str, Callable] = {}
@@ -50,12 +56,27 @@ def get_factory(name: str) -> Callable:
                           f"{type(exc).__name__}: {exc}") from exc
 
 
-def build_solver(name: str, params: dict | None = None, device="cpu"):
-    """Build the solver ``name`` with ``params`` (a mapping or ``None``; unknown keys -> :class:`ConfigError`)
-    on ``device``."""
+def build_solver(name: str, params: dict | None = None, device="cpu", source=None, prefix: str | None = None):
+    """Build the solver ``name`` with ``params`` (a mapping or ``None``) on ``device``. Unknown keys, wrong
+    types and disallowed values of a declared dataclass raise one :class:`~padis_plugin.errors.ParamsError`
+    naming ``source`` and each key under ``prefix`` (e.g. ``solvers.2.params``)."""
     if not isinstance(name, str):
         raise ConfigError(f"solver name must be a string, got {type(name).__name__} {name!r}")
     if params is not None and not isinstance(params, Mapping):
         raise ConfigError(f"solver '{name}': params must be a mapping of parameter names to values, "
                           f"got {type(params).__name__}")
-    return get_factory(name)(dict(params or {}), device)
+    factory = get_factory(name)
+    declared = declared_params(factory)
+    params = parse_params(declared, params, name, source, prefix) if declared else dict(params or {})
+    return factory(params, device)
+
+
+def describe_solver(name: str) -> list[str]:
+    """Lines describing the parameters of ``name``: ``key: type = default`` each, or why there are none."""
+    try:
+        declared = declared_params(get_factory(name))
+    except ConfigError as exc:
+        return [str(exc)]
+    if declared is None:
+        return ["(parameters not declared: passed to the factory unchecked)"]
+    return describe_params(declared) or ["(no parameters)"]

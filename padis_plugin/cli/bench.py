@@ -14,6 +14,7 @@ from ._common import HelpFormatter, OneLineParser, add_config_options, chosen_co
 _EPILOG = """\
 Examples:
   padis-bench --list-solvers
+  padis-bench --list-solvers -v                         # and each solver's parameters, types, defaults
   padis-bench --list-configs                            # the shipped configs, by name
   padis-bench --config wavelet_l1_r4 --out results/wl1_r4
   padis-bench --config paper_table5_data_efficiency --set data.path=data/test_384.h5
@@ -29,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="padis-bench", description=doc_summary(__doc__), epilog=_EPILOG,
                       formatter_class=HelpFormatter)
     p.add_argument("--list-solvers", action="store_true", help="print the registered solver names and exit")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="with --list-solvers: also each solver's parameters as 'key: type = default'")
     add_config_options(p, "benchmark", "wavelet_l1_r4")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set masks.accelerations=[4,8] (value parsed as YAML; "
@@ -43,8 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args) -> int:
     if args.list_solvers:
-        from ..registry import available_solvers
-        print("\n".join(available_solvers()))
+        from ..registry import available_solvers, describe_solver
+        for name in available_solvers():
+            print(name)
+            if args.verbose:
+                print("\n".join(f"  {line}" for line in describe_solver(name)))
         return 0
     path = chosen_config(args, "bench", ", --list-solvers")
     if path is None:

@@ -3,6 +3,8 @@ count and the warm start. A sampler is a :class:`deepinv.models.Reconstructor` c
 ``sampler(y, physics, generator=None, x_init=None)``; after a call ``nfe`` holds its number of network calls."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from deepinv.models import Reconstructor
 
@@ -21,6 +23,17 @@ def as_sigmas(sigmas) -> torch.Tensor:
     if s.numel() < 1 or not torch.isfinite(s).all() or (s <= 0).any() or (s[1:] > s[:-1]).any():
         raise ConfigError(f"sigmas must be a non-empty, positive, non-increasing sequence, got {s.tolist()}")
     return s
+
+
+@dataclass
+class ScheduleParams:
+    """Factory parameters every sampler shares: the Karras schedule and the progress bar."""
+
+    steps: int = 50
+    sigma_max: float = 10.0
+    sigma_min: float = 0.003
+    rho: float = 7.0
+    progress: bool = False
 
 
 class DiffusionSampler(Reconstructor):

@@ -6,6 +6,7 @@ returning (B, 2, H, W); ``nfe`` is always 0 (no network evaluations).
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, field
 
 import torch
 from deepinv.models import Reconstructor
@@ -13,8 +14,7 @@ from deepinv.optim import FISTA
 from deepinv.optim.data_fidelity import L2
 from deepinv.optim.prior import WaveletPrior
 
-from ..errors import ConfigError
-from .params import typed_params
+from .params import takes_params
 
 # Swept over {3e-4, 1e-3, 3e-3, 1e-2} on noise-free simulated 8-coil 128x128 T1/T2 brain slices at the
 # prepared normalisation (low-resolution 99th percentile ~ 1), R = 4 and 8, ACS 12, 100 iterations:
@@ -86,35 +86,55 @@ def normal_operator_bound(physics, x0) -> float:
         return 1.01 * float(physics.compute_sqnorm(x0, max_iter=100, tol=1e-5, verbose=False))
 
 
-def _params(name: str, params: dict | None, defaults: dict, minimum: dict) -> dict:
-    """Defaults updated with the typed ``params``; numbers below their ``minimum`` -> ConfigError."""
-    spec = {k: type(v) for k, v in defaults.items()}
-    p = {**defaults, **typed_params(name, params, spec)}
-    for key, low in minimum.items():
-        if p[key] < low:
-            raise ConfigError(f"solver '{name}': {key} must be >= {low}, got {p[key]}")
-    return p
+def _at_least(bad, bounds: dict) -> None:
+    """A problem for each ``key: (value, low)`` with ``value < low``."""
+    for key, (value, low) in bounds.items():
+        if value < low:
+            bad.add(key, f"must be >= {low}, got {value}")
 
 
-def make_zero_filled(params: dict | None = None, device="cpu") -> ZeroFilled:
+@dataclass
+class ZeroFilledParams:
+    """No parameters."""
+
+
+@dataclass
+class SENSEParams:
+    iterations: int = 30
+    tol: float = 1e-6
+
+    def check(self, bad):
+        _at_least(bad, {"iterations": (self.iterations, 1), "tol": (self.tol, 0.0)})
+
+
+@dataclass
+class WaveletL1Params:
+    lambda_: float = field(default=DEFAULT_LAMBDA, metadata={"key": "lambda"})
+    iterations: int = 100
+    wavelet: str = "db4"                  # a discrete pywt wavelet
+    level: int = 3
+
+    def check(self, bad):
+        import pywt
+
+        _at_least(bad, {"lambda": (self.lambda_, 0.0), "iterations": (self.iterations, 1), "level": (self.level, 1)})
+        if self.wavelet not in pywt.wavelist(kind="discrete"):
+            bad.add("wavelet", f": unknown wavelet {self.wavelet!r} (a discrete pywt wavelet, e.g. db4)")
+
+
+@takes_params(ZeroFilledParams, "zero-filled")
+def make_zero_filled(p: ZeroFilledParams, device="cpu") -> ZeroFilled:
     """Factory for ``zero-filled`` (no parameters)."""
-    _params("zero-filled", params, {}, {})
     return ZeroFilled(device=device)
 
 
-def make_sense(params: dict | None = None, device="cpu") -> SENSE:
-    """Factory for ``sense``: ``iterations`` (30), ``tol`` (1e-6)."""
-    return SENSE(**_params("sense", params, {"iterations": 30, "tol": 1e-6}, {"iterations": 1, "tol": 0.0}),
-                 device=device)
+@takes_params(SENSEParams, "sense")
+def make_sense(p: SENSEParams, device="cpu") -> SENSE:
+    """Factory for ``sense`` (:class:`SENSEParams`)."""
+    return SENSE(p.iterations, p.tol, device=device)
 
 
-def make_wavelet_l1(params: dict | None = None, device="cpu") -> WaveletL1:
-    """Factory for ``wavelet-l1``: ``lambda``, ``iterations`` (100), ``wavelet`` ('db4', a pywt name), ``level`` (3)."""
-    import pywt
-
-    p = _params("wavelet-l1", params, {"lambda": DEFAULT_LAMBDA, "iterations": 100, "wavelet": "db4", "level": 3},
-                {"lambda": 0.0, "iterations": 1, "level": 1})
-    if p["wavelet"] not in pywt.wavelist(kind="discrete"):
-        raise ConfigError(f"solver 'wavelet-l1': unknown wavelet {p['wavelet']!r} (a discrete pywt wavelet, e.g. db4)")
-    return WaveletL1(lam=p["lambda"], iterations=p["iterations"], wavelet=p["wavelet"], level=p["level"],
-                     device=device)
+@takes_params(WaveletL1Params, "wavelet-l1")
+def make_wavelet_l1(p: WaveletL1Params, device="cpu") -> WaveletL1:
+    """Factory for ``wavelet-l1`` (:class:`WaveletL1Params`)."""
+    return WaveletL1(lam=p.lambda_, iterations=p.iterations, wavelet=p.wavelet, level=p.level, device=device)

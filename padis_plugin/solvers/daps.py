@@ -18,14 +18,18 @@ denoiser call, or a few Euler steps of the probability-flow ODE from :math:`\sig
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
 from ..prior.schedules import edm_sigmas
-from .base import DiffusionSampler
+from .base import DiffusionSampler, ScheduleParams
 from .data_consistency import CGProx
+from .params import takes_params, values
+from .prior_loading import EDMPrior, PaDISPrior, prior_from_params
 
 
 def sampled_entries(y: torch.Tensor, physics) -> torch.Tensor:
@@ -126,25 +130,32 @@ class DAPSExact(DiffusionSampler):
 
 
 # -- factories (entry points of the ``padis_plugin.solvers`` group) ------------------------------------------
-DAPS_PARAMS = {"steps": int, "sigma_max": float, "sigma_min": float, "rho": float, "ode_steps": int,
-               "tau": (float, "auto"), "cg_iters": int, "progress": bool}
+@dataclass
+class DAPSParams(ScheduleParams):
+    """:class:`DAPSExact`'s parameters, same defaults."""
+
+    ode_steps: int = 1
+    tau: float | Literal["auto"] = "auto"
+    cg_iters: int = 20
 
 
-def _make(kind, name, params, device):
-    from .params import typed_params
-    from .prior_loading import EDM_PRIOR_KEYS, PADIS_PRIOR_KEYS, prior_from_params
-
-    p = typed_params(name, params, {**(PADIS_PRIOR_KEYS if kind == "padis" else EDM_PRIOR_KEYS), **DAPS_PARAMS})
-    den = prior_from_params(kind, p, device)
-    return DAPSExact(den, **{k: v for k, v in p.items() if k in DAPS_PARAMS}, device=device)
+@dataclass
+class PaDISDAPSParams(DAPSParams, PaDISPrior):
+    pass
 
 
-def make_padis_daps(params: dict | None = None, device="cpu") -> DAPSExact:
-    """``padis-daps``: DAPS (exact inner step) with the PaDIS patch prior. Keys: checkpoint (``padis-s25``),
-    steps, sigma_max, sigma_min, rho, ode_steps, tau, cg_iters, progress and the patch settings."""
-    return _make("padis", "padis-daps", params, device)
+@dataclass
+class EDMDAPSParams(DAPSParams, EDMPrior):
+    pass
 
 
-def make_edm_daps(params: dict | None = None, device="cpu") -> DAPSExact:
-    """``edm-daps``: DAPS (exact inner step) with the whole-image EDM prior."""
-    return _make("edm", "edm-daps", params, device)
+@takes_params(PaDISDAPSParams, "padis-daps")
+def make_padis_daps(p: PaDISDAPSParams, device="cpu") -> DAPSExact:
+    """``padis-daps``: DAPS (exact inner step) with the PaDIS patch prior (:class:`PaDISDAPSParams`)."""
+    return DAPSExact(prior_from_params("padis", p, device), **values(p, DAPSParams), device=device)
+
+
+@takes_params(EDMDAPSParams, "edm-daps")
+def make_edm_daps(p: EDMDAPSParams, device="cpu") -> DAPSExact:
+    """``edm-daps``: DAPS (exact inner step) with the whole-image EDM prior (:class:`EDMDAPSParams`)."""
+    return DAPSExact(prior_from_params("edm", p, device), **values(p, DAPSParams), device=device)

@@ -15,15 +15,20 @@ code, the CG here is Hermitian and :math:`A^H y` enters the right-hand side as o
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError
-from .base import DiffusionSampler
+from .base import DiffusionSampler, ScheduleParams
 from .data_consistency import make_data_consistency
+from .params import takes_params, values
+from .prior_loading import EDMPrior, PaDISPrior, prior_from_params
 
-STARTS = ("noise", "adjoint")
+Start = Literal["noise", "adjoint"]
+STARTS = get_args(Start)
 
 
 class DDS(DiffusionSampler):
@@ -82,27 +87,33 @@ class DDS(DiffusionSampler):
 # Defaults of the registered solvers, tuned on the validation patients (configs/results_fast_tuning.yaml) for
 # data normalised as padis-prepare does (99th percentile of the ACS image = 1, unit-RSS maps): a stronger data
 # weight than DDS's gamma = 1 and fresh noise at every level (eta = 1). The DDS class keeps the published values.
-TUNED = {"gamma": 100.0, "eta": 1.0}
-DDS_PARAMS = {"steps": int, "sigma_max": float, "sigma_min": float, "rho": float, "eta": float, "gamma": float,
-              "cg_iters": int, "data_consistency": ("prox", "projection"), "start": STARTS, "progress": bool}
+@dataclass
+class DDSParams(ScheduleParams):
+    eta: float = 1.0                      # tuned (the DDS class: 0.85, published)
+    gamma: float = 100.0                  # tuned (the DDS class: 1, published)
+    cg_iters: int = 5
+    data_consistency: Literal["prox", "projection"] = "prox"
+    start: Start = "noise"
 
 
-def _make(kind, name, params, device):
-    from .params import typed_params
-    from .prior_loading import EDM_PRIOR_KEYS, PADIS_PRIOR_KEYS, prior_from_params
-
-    p = typed_params(name, params, {**(PADIS_PRIOR_KEYS if kind == "padis" else EDM_PRIOR_KEYS), **DDS_PARAMS})
-    den = prior_from_params(kind, p, device)
-    return DDS(den, **{**TUNED, **{k: v for k, v in p.items() if k in DDS_PARAMS}}, device=device)
+@dataclass
+class PaDISDDSParams(DDSParams, PaDISPrior):
+    pass
 
 
-def make_padis_dds(params: dict | None = None, device="cpu") -> DDS:
-    """``padis-dds``: DDS with the PaDIS patch prior. Keys: checkpoint (``padis-s25``), steps (50), sigma_max,
-    sigma_min, rho, eta (1, tuned), gamma (100, tuned), cg_iters (5), data_consistency, start, progress, patch_size, pad, max_batch,
-    position_convention, canvas_pad (patch settings default to the checkpoint's)."""
-    return _make("padis", "padis-dds", params, device)
+@dataclass
+class EDMDDSParams(DDSParams, EDMPrior):
+    pass
 
 
-def make_edm_dds(params: dict | None = None, device="cpu") -> DDS:
-    """``edm-dds``: DDS with the whole-image EDM prior. Keys: checkpoint (``edm-s25``) and the DDS keys."""
-    return _make("edm", "edm-dds", params, device)
+@takes_params(PaDISDDSParams, "padis-dds")
+def make_padis_dds(p: PaDISDDSParams, device="cpu") -> DDS:
+    """``padis-dds``: DDS with the PaDIS patch prior (:class:`PaDISDDSParams`; patch settings default to the
+    checkpoint's)."""
+    return DDS(prior_from_params("padis", p, device), **values(p, DDSParams), device=device)
+
+
+@takes_params(EDMDDSParams, "edm-dds")
+def make_edm_dds(p: EDMDDSParams, device="cpu") -> DDS:
+    """``edm-dds``: DDS with the whole-image EDM prior (:class:`EDMDDSParams`)."""
+    return DDS(prior_from_params("edm", p, device), **values(p, DDSParams), device=device)

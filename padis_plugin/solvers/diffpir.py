@@ -8,6 +8,8 @@ model becomes the linear ``A'(u) = 2 s A(u)`` with measurements ``y' = y + s A(1
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from deepinv.models import Denoiser, Reconstructor
 from deepinv.optim.data_fidelity import L2
@@ -16,8 +18,8 @@ from deepinv.sampling import DiffPIR
 
 from ..errors import DataError
 from ..rng import denoise_fn, first_generator
-from .prior_loading import load_denoiser
-from .params import check_params
+from .params import takes_params, values
+from .prior_loading import PaDISCheckpoint, PatchSettings, load_denoiser
 
 
 class _UnitRangeDenoiser(Denoiser):
@@ -80,17 +82,23 @@ class PaDISDiffPIR(Reconstructor):
         return s * (2 * u - 1)
 
 
-DIFFPIR_PARAMS = {"checkpoint", "iterations", "sigma", "zeta", "lambda", "scale", "patch_size", "pad", "max_batch",
-                  "progress"}
+@dataclass
+class DiffPIRParams(PatchSettings, PaDISCheckpoint):
+    """:class:`PaDISDiffPIR`'s parameters (``lambda``: its ``lambda_``) and the PaDIS prior's."""
+
+    iterations: int = 100
+    sigma: float = 0.05
+    zeta: float = 0.3
+    lambda_: float = field(default=7.0, metadata={"key": "lambda"})
+    scale: float | None = field(default=None, metadata={"default": "2 max |A^H y|"})
+    progress: bool = True
 
 
-def make_padis_diffpir(params: dict | None = None, device="cpu") -> PaDISDiffPIR:
-    """``padis-diffpir``: DiffPIR with the PaDIS prior. Keys: checkpoint (default ``padis-s25``), iterations (100),
-    sigma (0.05), zeta (0.3), lambda (7), scale (auto), patch_size, pad, max_batch (the checkpoint's own, as for
-    ``padis-dps``), progress."""
-    p = check_params("padis-diffpir", params, DIFFPIR_PARAMS)
-    overrides = {k: int(p[k]) for k in ("patch_size", "pad", "max_batch") if p.get(k) is not None}
-    den = load_denoiser("padis", p.get("checkpoint", "padis-s25"), device, **overrides)
-    return PaDISDiffPIR(den, iterations=int(p.get("iterations", 100)), sigma=float(p.get("sigma", 0.05)),
-                        zeta=float(p.get("zeta", 0.3)), lambda_=float(p.get("lambda", 7.0)), scale=p.get("scale"),
-                        progress=bool(p.get("progress", True)), device=device)
+@takes_params(DiffPIRParams, "padis-diffpir")
+def make_padis_diffpir(p: DiffPIRParams, device="cpu") -> PaDISDiffPIR:
+    """``padis-diffpir``: DiffPIR with the PaDIS prior (:class:`DiffPIRParams`); patch_size, pad, max_batch
+    default to the checkpoint's own, as for ``padis-dps``."""
+    overrides = {k: v for k, v in values(p, PatchSettings).items() if v is not None}
+    den = load_denoiser("padis", p.checkpoint, device, **overrides)
+    return PaDISDiffPIR(den, iterations=p.iterations, sigma=p.sigma, zeta=p.zeta, lambda_=p.lambda_, scale=p.scale,
+                        progress=p.progress, device=device)

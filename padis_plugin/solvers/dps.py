@@ -7,21 +7,25 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError
-from .base import DiffusionSampler, SamplerDivergedError  # noqa: F401  (SamplerDivergedError: public here too)
+from .base import DiffusionSampler, SamplerDivergedError, ScheduleParams  # noqa: F401  (SamplerDivergedError: public here too)
 from .data_consistency import DPSGradient
-from .params import typed_params
-from .prior_loading import EDM_PRIOR_KEYS, PADIS_PRIOR_KEYS, load_denoiser, reject_patch_keys
+from .params import takes_params, values
+from .prior_loading import EDMPrior, PaDISPrior, load_denoiser
 
-NOISE_CONVENTIONS = ("channel", "complex")
-SKIP_NOISE = ("level", "last")
-SCORE_FROM = ("noisy", "clean")
-PAD_BANDS = ("fresh", "evolving")
+NoiseConvention = Literal["channel", "complex"]
+SkipNoise = Literal["level", "last"]
+ScoreFrom = Literal["noisy", "clean"]
+PadBand = Literal["fresh", "evolving"]
+NOISE_CONVENTIONS, SKIP_NOISE = get_args(NoiseConvention), get_args(SkipNoise)
+SCORE_FROM, PAD_BANDS = get_args(ScoreFrom), get_args(PadBand)
 
 
 class VEDPS(DiffusionSampler):
@@ -254,30 +258,41 @@ class EDMDPS(VEDPS):
 
 
 # -- factories (entry points of the ``padis_plugin.solvers`` group) ------------------------------------------
-DPS_PARAMS = {"steps": int, "inner": int, "sigma_max": float, "sigma_min": float, "rho": float, "zeta": float,
-              "noise_convention": NOISE_CONVENTIONS, "skip_noise": SKIP_NOISE, "score_from": SCORE_FROM,
-              "progress": bool}
-PADIS_DPS_PARAMS = {"pad_band": PAD_BANDS}
+@dataclass
+class DPSParams(ScheduleParams):
+    """:class:`VEDPS`'s parameters, same defaults."""
+
+    steps: int = 104
+    inner: int = 10
+    zeta: float = 3.0
+    noise_convention: NoiseConvention = "channel"
+    skip_noise: SkipNoise = "level"
+    score_from: ScoreFrom = "noisy"
 
 
-def make_padis_dps(params: dict | None = None, device="cpu") -> PaDISDPS:
-    """``padis-dps``: PaDIS-MRI patch VE-DPS. Keys: checkpoint (path or shipped name, default
-    ``padis-s25``), steps, inner, sigma_max, sigma_min, rho, zeta, pad, patch_size, noise_convention,
-    skip_noise, score_from (``noisy``; ``clean``: Algorithm 1 line 13), pad_band (``fresh``; ``evolving``: the
-    published padded iterate), max_batch, progress, position_convention, canvas_pad (the last two: see
-    PaDISDenoiser). ``patch_size`` and ``pad`` default to the checkpoint's own inference settings."""
-    p = typed_params("padis-dps", params, {**PADIS_PRIOR_KEYS, **DPS_PARAMS, **PADIS_DPS_PARAMS})
-    overrides = {k: p[k] for k in ("position_convention", "canvas_pad") if k in p}
-    den = load_denoiser("padis", p.get("checkpoint", "padis-s25"), device, **overrides)
-    return PaDISDPS(den, patch_size=p.get("patch_size"), pad=p.get("pad"), max_batch=p.get("max_batch"),
-                    **{k: v for k, v in p.items() if k in DPS_PARAMS or k in PADIS_DPS_PARAMS}, device=device)
+@dataclass
+class PaDISDPSParams(DPSParams, PaDISPrior):
+    pad_band: PadBand = "fresh"
 
 
-def make_edm_dps(params: dict | None = None, device="cpu") -> EDMDPS:
-    """``edm-dps``: whole-image FastMRI-EDM VE-DPS baseline. Keys: checkpoint (default ``edm-s25``), steps,
-    inner, sigma_max, sigma_min, rho, zeta, noise_convention, skip_noise, score_from, progress. Patch settings
+@dataclass
+class EDMDPSParams(DPSParams, EDMPrior):
+    skip_noise: SkipNoise = "last"
+
+
+@takes_params(PaDISDPSParams, "padis-dps")
+def make_padis_dps(p: PaDISDPSParams, device="cpu") -> PaDISDPS:
+    """``padis-dps``: PaDIS-MRI patch VE-DPS (keys and defaults: :class:`PaDISDPSParams`). ``score_from``:
+    ``clean`` is Algorithm 1 line 13; ``pad_band``: ``evolving`` is the published padded iterate;
+    ``patch_size`` and ``pad`` default to the checkpoint's own inference settings."""
+    overrides = {k: v for k, v in p.prior_settings().items() if k in ("position_convention", "canvas_pad")}
+    den = load_denoiser("padis", p.checkpoint, device, **overrides)
+    return PaDISDPS(den, patch_size=p.patch_size, pad=p.pad, max_batch=p.max_batch, pad_band=p.pad_band,
+                    **values(p, DPSParams), device=device)
+
+
+@takes_params(EDMDPSParams, "edm-dps")
+def make_edm_dps(p: EDMDPSParams, device="cpu") -> EDMDPS:
+    """``edm-dps``: whole-image FastMRI-EDM VE-DPS baseline (:class:`EDMDPSParams`). Patch settings
     (``patch_size``, ``pad``, ``max_batch``) are a ConfigError: the whole-image denoiser has no patches."""
-    reject_patch_keys("edm-dps", params)
-    p = typed_params("edm-dps", params, {**EDM_PRIOR_KEYS, **DPS_PARAMS})
-    den = load_denoiser("edm", p.get("checkpoint", "edm-s25"), device)
-    return EDMDPS(den, **{k: v for k, v in p.items() if k in DPS_PARAMS}, device=device)
+    return EDMDPS(load_denoiser("edm", p.checkpoint, device), **values(p, DPSParams), device=device)

@@ -9,22 +9,21 @@ the bench seeds torch's global RNG for it (``solvers.contract.call_solver``).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
 import numpy as np
 import torch
 from deepinv.models import Reconstructor
 from deepinv.optim import DRS, HQS, PGD, PnP
 from deepinv.optim.data_fidelity import L2
 
-from ..errors import ConfigError
-from .params import typed_params
-from .prior_loading import PADIS_PRIOR_KEYS, prior_from_params
+from .params import takes_params
+from .prior_loading import PaDISPrior, prior_from_params
 
 ALGORITHMS = {"HQS": HQS, "PGD": PGD, "DRS": DRS}
-DENOISERS = ("padis", "edm", "wavelet", "tv")
-PNP_PARAMS = {"algorithm": tuple(ALGORITHMS), "denoiser": DENOISERS, "iterations": int, "sigma_max": float,
-              "sigma_min": float, "stepsize": float, "wavelet": str, **PADIS_PRIOR_KEYS}
-DEFAULTS = {"algorithm": "HQS", "denoiser": "padis", "iterations": 20, "sigma_max": 0.2, "sigma_min": 0.01,
-            "stepsize": 50.0, "wavelet": "db4"}
+Denoiser = Literal["padis", "edm", "wavelet", "tv"]
+DENOISERS = get_args(Denoiser)
 
 
 class _CountingDenoiser(torch.nn.Module):
@@ -44,14 +43,14 @@ def sigma_schedule(sigma_max: float, sigma_min: float, iterations: int) -> list[
     return np.geomspace(sigma_max, sigma_min, iterations).tolist() if iterations > 1 else [float(sigma_min)]
 
 
-def deepinv_denoiser(p: dict, device):
-    """The denoiser named by ``p["denoiser"]``: one of our priors, or a weight-free deepinv denoiser."""
-    if p["denoiser"] in ("padis", "edm"):
-        return prior_from_params(p["denoiser"], p, device)
-    if p["denoiser"] == "wavelet":
+def deepinv_denoiser(p: PnPParams, device):
+    """The denoiser named by ``p.denoiser``: one of our priors, or a weight-free deepinv denoiser."""
+    if p.denoiser in ("padis", "edm"):
+        return prior_from_params(p.denoiser, p, device)
+    if p.denoiser == "wavelet":
         from deepinv.models import WaveletDenoiser
 
-        return WaveletDenoiser(level=3, wv=p["wavelet"], device=device)
+        return WaveletDenoiser(level=3, wv=p.wavelet, device=device)
     from deepinv.models import TVDenoiser
 
     return TVDenoiser(n_it_max=50)
@@ -84,20 +83,33 @@ class _PnPReconstructor(Reconstructor):
             return self.algo(y, physics)
 
 
-def make_deepinv_pnp(params: dict | None = None, device="cpu") -> Reconstructor:
-    """Factory for ``deepinv-pnp``: ``algorithm`` (HQS | PGD | DRS), ``denoiser`` (padis | edm | wavelet | tv),
-    ``checkpoint`` and patch settings for our priors, ``iterations`` (20), ``sigma_max`` (0.2), ``sigma_min``
-    (0.01), ``stepsize`` (50.0: close to a data projection; measured on a validation slice), ``wavelet`` (db4)."""
-    p = {**DEFAULTS, **typed_params("deepinv-pnp", params, PNP_PARAMS)}
-    if p["iterations"] < 1:
-        raise ConfigError(f"solver 'deepinv-pnp': iterations must be >= 1, got {p['iterations']}")
-    if not 0 < p["sigma_min"] <= p["sigma_max"]:
-        raise ConfigError(f"solver 'deepinv-pnp': need 0 < sigma_min <= sigma_max, got {p['sigma_min']}, "
-                          f"{p['sigma_max']}")
-    if p["stepsize"] <= 0:
-        raise ConfigError(f"solver 'deepinv-pnp': stepsize must be > 0, got {p['stepsize']}")
-    if "checkpoint" in (params or {}) and p["denoiser"] not in ("padis", "edm"):
-        raise ConfigError(f"solver 'deepinv-pnp': checkpoint is for the padis / edm denoisers, "
-                              f"not {p['denoiser']!r}")
-    return build_pnp(deepinv_denoiser(p, device), p["algorithm"], p["iterations"], p["sigma_max"], p["sigma_min"],
-                     p["stepsize"]).to(device)
+@dataclass
+class PnPParams(PaDISPrior):
+    """``deepinv-pnp``'s parameters; ``checkpoint`` and the patch settings are for the padis / edm denoisers."""
+
+    checkpoint: str | None = field(default=None, metadata={"default": "padis-s25 / edm-s25"})
+    algorithm: Literal["HQS", "PGD", "DRS"] = "HQS"
+    denoiser: Denoiser = "padis"
+    iterations: int = 20
+    sigma_max: float = 0.2
+    sigma_min: float = 0.01
+    stepsize: float = 50.0                # close to a data projection; measured on a validation slice
+    wavelet: str = "db4"
+
+    def check(self, bad):
+        if self.iterations < 1:
+            bad.add("iterations", f"must be >= 1, got {self.iterations}")
+        if not 0 < self.sigma_min <= self.sigma_max:
+            bad.add("sigma_min", f": need 0 < sigma_min <= sigma_max, got {self.sigma_min}, {self.sigma_max}")
+        if self.stepsize <= 0:
+            bad.add("stepsize", f"must be > 0, got {self.stepsize}")
+        if self.checkpoint is not None and self.denoiser not in ("padis", "edm"):
+            bad.add("checkpoint", f"is for the padis / edm denoisers, not {self.denoiser!r}")
+
+
+@takes_params(PnPParams, "deepinv-pnp")
+def make_deepinv_pnp(p: PnPParams, device="cpu") -> Reconstructor:
+    """Factory for ``deepinv-pnp``: deepinv's ``algorithm`` with one of our priors or a weight-free deepinv
+    denoiser (:class:`PnPParams`)."""
+    return build_pnp(deepinv_denoiser(p, device), p.algorithm, p.iterations, p.sigma_max, p.sigma_min,
+                     p.stepsize).to(device)

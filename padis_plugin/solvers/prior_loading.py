@@ -1,23 +1,49 @@
-"""The prior a solver factory samples with: a shipped name or checkpoint path -> a frozen deepinv denoiser."""
+"""The prior a solver factory samples with: a shipped name or checkpoint path -> a frozen deepinv denoiser,
+and the parameters that choose it (mixed into each factory's parameters dataclass)."""
 from __future__ import annotations
 
-from ..errors import ConfigError
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
 
-# Keys every prior-based factory accepts to choose and configure its denoiser.
-PATCH_KEYS = {"patch_size": int, "pad": int, "max_batch": int}
-PADIS_PRIOR_KEYS = {"checkpoint": str, **PATCH_KEYS, "position_convention": ("image", "published"),
-                    "canvas_pad": int}
-EDM_PRIOR_KEYS = {"checkpoint": str}
+CHECKPOINTS_OWN = {"default": "the checkpoint's own"}
 DEFAULT_CHECKPOINT = {"padis": "padis-s25", "edm": "edm-s25"}
+PATCH_SETTING = ("is a patch setting of the PaDIS prior; the whole-image EDM denoiser has no patches (one network "
+                 "call per image): remove it, or use a padis-* solver")
 
 
-def reject_patch_keys(name: str, params) -> None:
-    """Patch settings given to a whole-image (EDM) solver: a ConfigError, never silently dropped."""
-    given = sorted(set(params) & PATCH_KEYS.keys()) if isinstance(params, dict) else []  # else: typed_params
-    if given:
-        what = "is a patch setting" if len(given) == 1 else "are patch settings"
-        raise ConfigError(f"solver '{name}': {', '.join(given)} {what} of the PaDIS prior; the whole-image EDM "
-                          "denoiser has no patches (one network call per image): remove it, or use a padis-* solver")
+@dataclass
+class PaDISCheckpoint:
+    checkpoint: str = "padis-s25"         # a shipped prior's name or a checkpoint path
+
+
+@dataclass
+class PatchSettings:
+    """Patch size P, pad M and chunk size of the PaDIS denoiser (``None``: what its checkpoint was trained for)."""
+
+    patch_size: int | None = field(default=None, metadata=CHECKPOINTS_OWN)
+    pad: int | None = field(default=None, metadata=CHECKPOINTS_OWN)
+    max_batch: int | None = field(default=None, metadata=CHECKPOINTS_OWN)
+
+
+@dataclass
+class PaDISPrior(PatchSettings, PaDISCheckpoint):
+    """The PaDIS prior; ``position_convention`` and ``canvas_pad``: see :class:`~padis_plugin.prior.PaDISDenoiser`."""
+
+    position_convention: Literal["image", "published"] | None = field(default=None, metadata=CHECKPOINTS_OWN)
+    canvas_pad: int | None = field(default=None, metadata=CHECKPOINTS_OWN)
+
+    def prior_settings(self) -> dict:
+        """The settings given (not ``None``), as :meth:`PaDISDenoiser.from_pretrained` overrides."""
+        keys = ("patch_size", "pad", "max_batch", "position_convention", "canvas_pad")
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+
+@dataclass
+class EDMPrior:
+    """The whole-image FastMRI-EDM prior: a checkpoint, no patch settings (named as such when given)."""
+
+    checkpoint: str = "edm-s25"
+    NOT_HERE: ClassVar[dict] = {key: PATCH_SETTING for key in ("patch_size", "pad", "max_batch")}
 
 
 def load_denoiser(kind: str, checkpoint, device, **overrides):
@@ -30,9 +56,8 @@ def load_denoiser(kind: str, checkpoint, device, **overrides):
     return den.to(device).eval().requires_grad_(False)
 
 
-def prior_from_params(kind: str, p: dict, device):
-    """The denoiser named by a factory's checked params (``checkpoint`` and, for PaDIS, the patch settings;
-    ``None`` patch settings keep the checkpoint's own)."""
-    settings = PADIS_PRIOR_KEYS.keys() - {"checkpoint"} if kind == "padis" else ()
-    overrides = {k: p[k] for k in settings if k in p}
-    return load_denoiser(kind, p.get("checkpoint", DEFAULT_CHECKPOINT[kind]), device, **overrides)
+def prior_from_params(kind: str, p, device):
+    """The denoiser of a factory's parsed params ``p``: its ``checkpoint`` (``None``: the shipped S = 25 prior
+    of ``kind``) and, for PaDIS, the patch settings given."""
+    overrides = p.prior_settings() if kind == "padis" else {}
+    return load_denoiser(kind, p.checkpoint or DEFAULT_CHECKPOINT[kind], device, **overrides)
