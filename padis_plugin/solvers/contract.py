@@ -5,6 +5,12 @@ It may also accept ``generator=`` (a ``torch.Generator``, or a list of them, one
 randomness, and may report ``nfe`` (network evaluations of the last call). A stock deepinv reconstructor
 takes neither: it is called without ``generator`` under torch's global RNG seeded from that generator, so its
 results are reproducible too, and the caller's global RNG state is left as it was.
+
+A solver is built by a factory ``factory(params, device)``. A factory that declares a parameters dataclass
+(``@takes_params(MyParams, "my-solver")`` from :mod:`padis_plugin.solvers.params`, or ``factory.params =
+MyParams``) receives a ``MyParams`` instance, its keys, types and allowed values checked by the registry (and
+listed by ``padis-bench --list-solvers -v``); one that declares none receives the params as a plain dict and
+raises :class:`~padis_plugin.errors.ConfigError` for keys it does not know.
 """
 from __future__ import annotations
 
