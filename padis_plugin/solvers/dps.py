@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError
-from .base import DiffusionSampler, SamplerDivergedError, ScheduleParams  # noqa: F401  (SamplerDivergedError: public here too)
+from .base import DiffusionSampler, SamplerDivergedError, ScheduleParams  # noqa: F401  (public here too)
 from .data_consistency import DPSGradient
 from .params import takes_params, values
 from .prior_loading import EDMPrior, PaDISPrior, load_denoiser

@@ -26,9 +26,6 @@ from typing import Literal, Union
 from ..config import Problems, _join, config_error
 from ..errors import ConfigError, ParamsError, where
 
-__all__ = ["Literal", "takes_params", "declared_params", "parse_params", "values", "describe_params"]
-
-
 def takes_params(cls, solver: str):
     """Decorator: the factory ``factory(p: cls, device)`` is called with ``params`` parsed into ``cls``
     (:func:`parse_params`; a ``cls`` instance passes as it is) and declares ``cls`` as ``factory.params``."""
