@@ -13,6 +13,7 @@ from skimage.filters import threshold_otsu
 from skimage.metrics import structural_similarity
 
 from .errors import DataError
+from .kspace import center_crop
 
 
 def to_complex_numpy(x) -> np.ndarray:
@@ -34,18 +35,6 @@ def to_complex_numpy(x) -> np.ndarray:
     if arr.ndim != 2:
         raise DataError(f"image must be 2-D (H, W), got shape {arr.shape}")
     return arr.astype(np.complex128)
-
-
-def center_crop(x: np.ndarray, crop) -> np.ndarray:
-    """Centre crop the last two axes to ``crop = (h, w)`` (``None``: no crop)."""
-    if crop is None:
-        return x
-    h, w = (int(c) for c in crop)
-    H, W = x.shape[-2:]
-    if not (0 < h <= H and 0 < w <= W):
-        raise DataError(f"crop {(h, w)} does not fit an image of {(H, W)}")
-    top, left = (H - h) // 2, (W - w) // 2
-    return x[..., top:top + h, left:left + w]
 
 
 def image_metrics(x_hat, reference, crop=None) -> dict[str, float]:

@@ -17,7 +17,7 @@ import sigpy.mri
 import torch
 from skimage.transform import resize
 
-from padis_plugin.data.fastmri_format import fft2c, ifft2c
+from padis_plugin.kspace import fft2c, ifft2c
 from padis_plugin.data.prepared import PreparedSlice
 
 DEMO_KEY = "openneuro_ds002748__sub-29__T1w__z088"

@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from padis_plugin.data.fastmri_format import (
-    FastMRISlice, ifft2c, make_ismrmrd_header, normalize_contrast, read_fastmri_slices, write_fastmri_h5)
+    FastMRISlice, make_ismrmrd_header, normalize_contrast, read_fastmri_slices, write_fastmri_h5)
 from padis_plugin.data.raw_ingest import ingest_npy_kspace
 from padis_plugin.errors import DataError
+from padis_plugin.kspace import ifft2c
 
 
 def _kspace(s=3, c=4, h=16, w=12, seed=0):

@@ -12,10 +12,11 @@ from skimage.transform import resize
 from padis_plugin.cli.prepare import main as prepare_main
 from padis_plugin.data import prepare as prep
 from padis_plugin.data.bundled import bundled_path, demo_dataset
-from padis_plugin.data.fastmri_format import fft2c, ifft2c, write_fastmri_h5
+from padis_plugin.data.fastmri_format import write_fastmri_h5
 from padis_plugin.data.prepared import PreparedDataset
 from padis_plugin.data.simulate import birdcage_coil_maps, coil_noise_correlation, simulate_slice
 from padis_plugin.errors import DataError
+from padis_plugin.kspace import fft2c, ifft2c
 
 
 def phantom(n: int) -> np.ndarray:

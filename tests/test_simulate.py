@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 
 from padis_plugin.cli.simulate import main
-from padis_plugin.data.fastmri_format import ifft2c, read_fastmri_slices
+from padis_plugin.data.fastmri_format import read_fastmri_slices
 from padis_plugin.data.simulate import (birdcage_coil_maps, object_mask, simulate_files, simulate_slice,
                                         to_physical_grid)
 from padis_plugin.errors import DataError
+from padis_plugin.kspace import ifft2c
 
 
 def _phantom(h=32, w=32):

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import DataError, where
+from ..kspace import rss_of_kspace
 
 # Contrast names: raw token (fastMRI ``acquisition`` attr or a file-name token) -> normalised name.
 # Longer tokens first so "AXT1POST" is not read as "AXT1"; matching is case-insensitive.
@@ -105,32 +106,6 @@ def make_ismrmrd_header(h: int, w: int, recon_h: int | None = None, recon_w: int
             + limit("kspace_encoding_step_2", 0, 0)
             + limit("slice", max(num_slices - 1, 0), num_slices // 2)
             + "</encodingLimits><trajectory>cartesian</trajectory></encoding></ismrmrdHeader>")
-
-
-def ifft2c(kspace: np.ndarray) -> np.ndarray:
-    """Centred orthonormal inverse 2-D FFT over the last two axes (numpy twin of ``fastmri.ifft2c``)."""
-    axes = (-2, -1)
-    return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(kspace, axes=axes), axes=axes, norm="ortho"), axes=axes)
-
-
-def fft2c(image: np.ndarray) -> np.ndarray:
-    """Centred orthonormal forward 2-D FFT over the last two axes (numpy twin of ``fastmri.fft2c``)."""
-    axes = (-2, -1)
-    return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(image, axes=axes), axes=axes, norm="ortho"), axes=axes)
-
-
-def center_crop(x: np.ndarray, shape) -> np.ndarray:
-    """Centre crop of the last two axes to ``shape`` (same index convention as fastMRI's ``center_crop``)."""
-    h, w = x.shape[-2:]
-    ch, cw = min(shape[0], h), min(shape[1], w)
-    top, left = (h - ch) // 2, (w - cw) // 2
-    return x[..., top:top + ch, left:left + cw]
-
-
-def rss_of_kspace(kspace: np.ndarray, recon_size=None) -> np.ndarray:
-    """Root-sum-of-squares of the coil images of [..., C, H, W] k-space, optionally centre-cropped."""
-    rss = np.sqrt(np.sum(np.abs(ifft2c(kspace)) ** 2, axis=-3)).astype(np.float32)
-    return center_crop(rss, recon_size) if recon_size is not None else rss
 
 
 def write_fastmri_h5(path, kspace: np.ndarray, reconstruction_rss: np.ndarray | None = None,

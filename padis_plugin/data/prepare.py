@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_path
 from ..errors import DataError, PadisError, where
+from ..kspace import calibration_width, fft2c, ifft2c, rss
 from .prepared import PreparedSlice, check_mask, write_prepared
 
 ESPIRIT_THRESH = math.sqrt(0.001)  # BART ecalib -t 0.001 is on squared singular values; sigpy's is linear
@@ -90,16 +91,6 @@ class PrepareOptions:
 # ----------------------------------------------------------------------------------------------------------
 # building blocks
 
-def coil_images(kspace: np.ndarray) -> np.ndarray:
-    """Centred orthonormal inverse 2-D FFT over the last two axes (fastmri ``ifft2c`` convention)."""
-    return sp.ifft(kspace, axes=(-2, -1))
-
-
-def to_kspace(images: np.ndarray) -> np.ndarray:
-    """Centred orthonormal forward 2-D FFT over the last two axes."""
-    return sp.fft(images, axes=(-2, -1))
-
-
 def noise_covariance(noise: np.ndarray) -> np.ndarray:
     """Coil noise covariance of samples ``(C, ...)``: :math:`\\frac{1}{n-1}\\sum_k n_k n_k^H`, no mean removed."""
     n = noise.reshape(noise.shape[0], -1).astype(np.complex128)
@@ -127,9 +118,9 @@ def background_signal_ratio(images: np.ndarray, region) -> float:
     For background noise this is small (about 0.03 at 30 dB SNR with 8 coils); tissue in the corner
     brings it to the order of 0.1-1.
     """
-    rss = np.sqrt(np.sum(np.abs(images) ** 2, axis=0))
-    corner = rss[: region[0], : region[1]]
-    top = np.percentile(rss, 99)
+    image = rss(images)
+    corner = image[: region[0], : region[1]]
+    top = np.percentile(image, 99)
     return float(np.sqrt(np.mean(corner ** 2)) / top) if top > 0 else 0.0
 
 
@@ -152,21 +143,9 @@ def cg_sense(kspace: np.ndarray, maps: np.ndarray, mask: np.ndarray | None = Non
 
 def normalisation_constant(reference: np.ndarray, maps: np.ndarray, acs=24) -> float:
     """99th percentile of the RSS of the central ACS x ACS k-space block of the coil images ``S_c x``."""
-    k = to_kspace(maps * reference)
+    k = fft2c(maps * reference)
     low = sp.resize(sp.resize(k, (len(k), acs, acs)), k.shape)
-    rss = np.sqrt(np.sum(np.abs(coil_images(low)) ** 2, axis=0))
-    return float(np.percentile(rss, 99))
-
-
-def centred_calibration_width(mask: np.ndarray) -> int:
-    """Width of the largest centred square (around DC at N//2) that the mask samples fully."""
-    n = min(mask.shape)
-    width = 0
-    for w in range(2, n + 1, 2):
-        if not np.all(sp.resize(mask, (w, w)) > 0):
-            break
-        width = w
-    return width
+    return float(np.percentile(rss(ifft2c(low)), 99))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -176,12 +155,12 @@ def _grid_fully_sampled(kspace, opts: PrepareOptions, name):
     """Readout crop, whitening, phase-encode pad/crop in the image domain; returns N x N k-space."""
     c, h, w = kspace.shape
     n = opts.size
-    img = coil_images(kspace)
+    img = ifft2c(kspace)
     img = sp.resize(img, (c, min(h, n), w))  # readout crop (pad later if short, so the corner stays data)
     if opts.whiten is not False:
         img = apply_coil_matrix(_whitening_from_corner(img, opts, name), img)
     img = sp.resize(img, (c, n, n))
-    return to_kspace(img).astype(np.complex64)
+    return fft2c(img).astype(np.complex64)
 
 
 def _whitening_from_corner(img, opts: PrepareOptions, name):
@@ -230,10 +209,11 @@ def prepare_slice(kspace, size=384, *, mask=None, undersampled=False, noise_regi
             raise DataError(where(name, f"mask shape {np.shape(mask)} does not fit k-space {kspace.shape}")) from None
         kspace = kspace * mask
         if opts.whiten:  # coil mixing commutes with the FFT: whiten the acquired samples directly
-            kspace = apply_coil_matrix(_whitening_from_corner(coil_images(kspace), opts, name), kspace)
+            kspace = apply_coil_matrix(_whitening_from_corner(ifft2c(kspace), opts, name), kspace)
         ksp = sp.resize(kspace, (len(kspace), n, n)).astype(np.complex64)
         grid_mask = sp.resize(mask.astype(np.float32), (n, n))
-        calib = min(opts.acs, centred_calibration_width(grid_mask))
+        width = calibration_width(grid_mask)
+        calib = min(opts.acs, width - width % 2)  # even widths only, as prepare has always calibrated
         if calib <= opts.kernel_width:
             raise DataError(where(name, f"undersampled data has a fully sampled centre of only {calib} samples; "
                                         f"ESPIRiT needs more than kernel_width={opts.kernel_width}"))

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, where
+from ..kspace import calibration_width
 from .files import load_npy
 from .fastmri_format import write_fastmri_h5
 
@@ -28,18 +29,6 @@ def _parse_axes(axes: str, ndim: int, path) -> list[str]:
         raise DataError(where(path, f"axes {axes!r} must name each of coil, ky, kx (and optionally slice) "
                                     f"once, one per array axis ({ndim})"))
     return names
-
-
-def calibration_size(mask: np.ndarray) -> int:
-    """Side of the largest fully sampled centred square of a (H, W) sampling mask (0 if none)."""
-    h, w = mask.shape
-    size = 0
-    for n in range(1, min(h, w) + 1):
-        top, left = h // 2 - n // 2, w // 2 - n // 2
-        if not mask[top:top + n, left:left + n].all():
-            break
-        size = n
-    return size
 
 
 def ingest_npy_kspace(npy_path, out_h5, patient_id: str, acquisition: str, axes: str = "coil,ky,kx") -> Path:
@@ -67,7 +56,7 @@ def ingest_npy_kspace(npy_path, out_h5, patient_id: str, acquisition: str, axes:
     attrs = {
         "reconstruction_is_ground_truth": False,
         "source_file": str(path), "axes_in": axes,
-        "sampled_fraction": float(sampled.mean()), "calibration_size": calibration_size(sampled),
+        "sampled_fraction": float(sampled.mean()), "calibration_size": calibration_width(sampled),
     }
     return write_fastmri_h5(out_h5, ksp.astype(np.complex64), None, acquisition=acquisition,
                             patient_id=patient_id, extra_attrs=attrs, mask=sampled)

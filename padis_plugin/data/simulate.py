@@ -26,7 +26,8 @@ import h5py
 import numpy as np
 
 from ..errors import ConfigError, DataError, where
-from .fastmri_format import acquisition_for, center_crop, fft2c, ifft2c, normalize_contrast, write_fastmri_h5
+from ..kspace import fft2c, rss, rss_of_kspace
+from .fastmri_format import acquisition_for, normalize_contrast, write_fastmri_h5
 from .files import safe_name
 
 _STUDY_SUFFIX = re.compile(r"__study\d+$")
@@ -52,7 +53,7 @@ def birdcage_coil_maps(coils: int, shape, r: float = 1.5) -> np.ndarray:
     from sigpy.mri import birdcage_maps
 
     maps = birdcage_maps((coils,) + tuple(shape), r=r, nzz=coils)
-    maps = (maps / np.sqrt(np.sum(np.abs(maps) ** 2, axis=0, keepdims=True))).astype(np.complex64)
+    maps = (maps / rss(maps, axis=0)).astype(np.complex64)
     maps.flags.writeable = False
     return maps
 
@@ -325,7 +326,7 @@ def simulate_files(src, out_dir, coils: int = 8, snr_db: float | None = 30.0, ma
             seeds=[slice_seed(seed, s.key) for s in group], readout_oversampling=readout_oversampling,
             noise_correlation=noise_correlation, seed=slice_seed(seed, vol_key))
         recon_size = (kspace.shape[-2] // max(readout_oversampling, 1), kspace.shape[-1])
-        target = center_crop(np.sqrt(np.sum(np.abs(ifft2c(kspace)) ** 2, axis=1)), recon_size).astype(np.float32)
+        target = rss_of_kspace(kspace, recon_size)
         attrs = {
             "simulated": True, "subject": subj, "contrast": con, "seed": int(seed), "coils": int(coils),
             "snr_db": float(snr_db) if snr_db is not None else float("inf"), "noise_std": np.asarray(sigmas),
