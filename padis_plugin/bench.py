@@ -14,8 +14,6 @@ seed): the same across solvers, processes, restarts and world sizes.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -29,10 +27,9 @@ from .bench_items import Item, generator_seed, item_key, plan, uncertainty_key, 
 from .bench_records import Record, UncertaintyRecord
 from .bench_runtime import barrier, environment, join_ranks, leave_ranks, resolve_device, synchronize
 from .bench_store import ResultStore, reference_path, save_array
-from .config import (BUNDLED_DEMO, BenchConfig, Problems, apply_overrides, config_error, from_dict,
-                     load_yaml, problems_of)
-from .data.files import safe_name
-from .data.prepared import PreparedDataset, is_prepared
+from .config import BenchConfig, Problems, apply_overrides, config_error, from_dict, load_yaml, problems_of
+from .data.prepared import PreparedDataset
+from .data.source import prepared_path
 from .errors import ConfigError, DataError, ParamsError, where
 from .masks import cartesian_mask, load_mask_file
 from .metrics import brain_mask, center_crop, image_metrics, pixelwise_std, to_complex_numpy
@@ -56,29 +53,6 @@ def load_bench_config(path, overrides=(), out=None) -> BenchConfig:
 
 
 # -------------------------------------------------------------------------------------------- data
-def resolve_data(cfg: BenchConfig, progress=True) -> Path:
-    """Path of the prepared HDF5 file to read: ``bundled-demo``, a prepared file, or a raw fastMRI
-    file/folder prepared once into the cache (keyed by source path, size and slice selection)."""
-    data = cfg.data
-    if data.path == BUNDLED_DEMO:
-        from .data.bundled import demo_dataset
-        return Path(demo_dataset(cache_dir=data.cache_dir))
-    src = Path(data.path).expanduser()
-    if not src.exists():
-        raise DataError(where(src, "dataset not found (give a prepared .h5, a fastMRI file or folder, or "
-                                   f"'{BUNDLED_DEMO}'; set it with --set data.path=...)"))
-    if src.is_file() and is_prepared(src):
-        return src
-    from .data.prepare import default_cache_dir, prepare
-    cache = Path(data.cache_dir).expanduser() if data.cache_dir else default_cache_dir()
-    key = json.dumps([str(src.resolve()), data.size, data.slices, data.contrasts], sort_keys=True)
-    out = cache / "prepared" / f"{safe_name(src.stem)}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.h5"
-    if out.is_file():
-        return out
-    return Path(prepare(src, out, size=data.size, slices=data.slices, contrasts=data.contrasts,
-                        cache_dir=data.cache_dir, progress=progress))
-
-
 def open_dataset(cfg: BenchConfig, path) -> PreparedDataset:
     """The filtered dataset (contrasts / patients / ids, fully sampled slices only, first max_slices)."""
     data = cfg.data
@@ -174,7 +148,9 @@ def run_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=None)
     store, lock, fresh = ResultStore(cfg.output_dir, rank), None, False
     try:
         device = resolve_device(cfg.device, local_rank)
-        data_path = resolve_data(cfg, progress=progress and rank == 0)
+        data = cfg.data
+        data_path = prepared_path(data.path, data.size, data.slices, data.contrasts, data.cache_dir,
+                                  progress=progress and rank == 0)
         ds = open_dataset(cfg, data_path)
         masks, solvers = masks_and_solvers(cfg, (ds.size, ds.size), device, source)
         fresh = store.is_fresh()

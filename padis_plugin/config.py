@@ -29,6 +29,7 @@ from typing import Any, Union
 
 import yaml
 
+from .data.source import BUNDLED_DEMO
 from .errors import ConfigError, where
 
 
@@ -382,7 +383,6 @@ def _type_name(tp) -> str:
 
 
 # ---------------------------------------------------------------------------------- benchmark schema
-BUNDLED_DEMO = "bundled-demo"
 MAX_R = 16.0
 
 

@@ -6,7 +6,6 @@ acquisition's own mask for data acquired undersampled); the solver runs with ``t
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -17,7 +16,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .atomic import atomic_path, atomic_paths, clean_stale_temps, naming, write_json
-from .data.prepared import PreparedDataset, is_prepared
+from .data.prepared import is_prepared
+from .data.source import BUNDLED_DEMO, open_source
 from .errors import CheckpointError, ConfigError, DataError, where
 from .masks import cartesian_mask, default_acs_lines
 from .metrics import image_metrics, to_complex_numpy
@@ -36,19 +36,6 @@ DIFFUSION_SOLVERS = {"padis-dps": "padis", "edm-dps": "edm", "padis-dds": "padis
 
 
 # -- data -----------------------------------------------------------------------------------------------------
-def _prepared_cache(src: Path, size: int, slice_id, cache_dir) -> Path:
-    """Prepare a raw fastMRI file once per (file, size, slices) into the cache; returns the prepared file."""
-    from .data.prepare import default_cache_dir, prepare
-
-    st = src.stat()
-    key = hashlib.sha256(f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}|{size}|{slice_id}".encode()).hexdigest()[:16]
-    out = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "recon" / f"{src.stem}_{key}.h5"
-    if not out.is_file():
-        slices = "centre" if slice_id is None else int(slice_id)
-        prepare(src, out, size=size, slices=slices, cache_dir=cache_dir, progress=False)
-    return out
-
-
 def load_slice(input_path, slice_id=None, size=384, cache_dir=None):
     """The :class:`~padis_plugin.data.prepared.PreparedSlice` to reconstruct.
 
@@ -58,12 +45,12 @@ def load_slice(input_path, slice_id=None, size=384, cache_dir=None):
     path = Path(input_path)
     if not path.is_file():
         raise DataError(where(path, "no such file"))
-    if not is_prepared(path):
-        if slice_id is not None and not str(slice_id).lstrip("-").isdigit():
+    slices = "centre"  # of a raw file, unless slice_id names one
+    if not is_prepared(path) and slice_id is not None:
+        if not str(slice_id).lstrip("-").isdigit():
             raise ConfigError(where(path, f"raw fastMRI input: --slice must be a slice index, got {slice_id!r}"))
-        path = _prepared_cache(path, size, slice_id, cache_dir)
-        slice_id = None
-    ds = PreparedDataset(path)
+        slices, slice_id = int(slice_id), None  # the prepared file then holds just that slice
+    ds = open_source(path, size=size, slices=slices, cache_dir=cache_dir)
     if not ds.ids:
         raise DataError(where(path, "holds no slices"))
     if slice_id is None:
@@ -233,7 +220,6 @@ def run_demo(out_dir="padis_demo_output", steps=None, inner=None, device="cpu", 
     ``demo_results.json`` (``{solver: {psnr, ssim, nrmse, seconds, nfe}}``) and ``demo_config.json`` (the
     resolved settings) into ``out_dir``. Returns the results dict.
     """
-    from .data.bundled import demo_dataset
     from .figures import slice_figure
 
     steps = DEMO_STEPS if steps is None else int(steps)
@@ -241,7 +227,7 @@ def run_demo(out_dir="padis_demo_output", steps=None, inner=None, device="cpu", 
     chosen = {"padis": padis_checkpoint, "edm": edm_checkpoint}
     ckpt = {name: _demo_checkpoint(chosen[kind], f"--{kind}-checkpoint") for name, kind in DIFFUSION_SOLVERS.items()
             if name in solvers}
-    ds = PreparedDataset(demo_dataset(cache_dir=cache_dir, progress=progress))
+    ds = open_source(BUNDLED_DEMO, cache_dir=cache_dir, progress=progress)
     slc = ds[ds.ids[-1] if slice_id is None else slice_id]  # last bundled slice: the demo's held-out one
     acs_lines = default_acs_lines(slc.size) if acs_lines is None else acs_lines
     y, physics, x_ref, mask = make_problem(slc, acceleration, acs_lines, 0, device)

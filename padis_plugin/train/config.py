@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..data.source import BUNDLED_DEMO
 from ..errors import ConfigError, where
 from ..prior.network import downsampling_factor, resolve_model_config
 from ..prior.patches import CONVENTIONS
@@ -26,7 +27,7 @@ class ModelSection:
 class DataSection:
     """Training slices: a prepared file (or ``bundled-demo``), a seeded subset of ``num_slices`` (S)."""
 
-    path: str = field(default="bundled-demo", metadata={"required": True})  # a config file must name it
+    path: str = field(default=BUNDLED_DEMO, metadata={"required": True})  # a config file must name it
     num_slices: int | None = None          # S; None = every matching slice
     seed: int = 0                          # subset selection seed (recorded in checkpoints)
     patients: list[str] | None = None      # training pool (e.g. the train split); None = all

@@ -8,25 +8,12 @@ further slices uniformly from the rest. Everything follows from one recorded see
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError, where
-from ..data.prepared import PreparedDataset
-
-#: ``data.path`` value that resolves to :func:`padis_plugin.data.bundled.demo_dataset`.
-BUNDLED_DEMO = "bundled-demo"
-
-
-def resolve_data_path(path) -> Path:
-    """Map ``"bundled-demo"`` to the bundled demo prepared file (built on first use); other values to a Path."""
-    if str(path) == BUNDLED_DEMO:
-        from ..data.bundled import demo_dataset
-
-        return Path(demo_dataset())
-    return Path(path).expanduser()
+from ..data.source import open_source
 
 
 def select_subset(meta: list[dict], num_slices: int | None, seed: int, one_per_patient: bool = True) -> list[str]:
@@ -81,8 +68,8 @@ def load_training_images(path, num_slices: int | None = None, seed: int = 0, pat
     ``patients`` restricts the pool to a training split; ``contrasts`` (e.g. ``["T2"]``) to some contrasts.
     Slices acquired undersampled have no reference image and are never used.
     """
-    path = resolve_data_path(path)
-    dataset = PreparedDataset(path, contrasts=contrasts, patients=patients)
+    dataset = open_source(path, size=None, contrasts=contrasts, patients=patients)  # prepared data or the demo
+    path = dataset.path
     pool = [m for m in dataset.meta() if not m["undersampled"]]
     if not pool:
         raise DataError(where(path, f"no fully sampled slices match contrasts={contrasts} patients="
