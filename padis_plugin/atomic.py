@@ -22,6 +22,8 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 from .errors import ConfigError, DataError, where
 
 # Our temporary files: "." + target name + "." + mkstemp's 8 random characters + suffix, ending in ".tmp"
@@ -149,6 +151,19 @@ def write_text(path, text: str) -> None:
 
 def write_json(path, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_to_builtin) + "\n")
+
+
+def save_npy(path, array) -> None:
+    """Write one array as ``.npy`` to exactly ``path`` (given a file name, ``np.save`` would append ".npy");
+    for a temporary already held, e.g. from :func:`atomic_paths`."""
+    with open(path, "wb") as f:
+        np.save(f, array)
+
+
+def write_npy(path, array) -> None:
+    """:func:`save_npy`, atomically."""
+    with atomic_path(path) as tmp:
+        save_npy(tmp, array)
 
 
 def _to_builtin(obj):

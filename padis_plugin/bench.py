@@ -23,10 +23,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .atomic import write_npy
 from .bench_items import Item, generator_seed, item_key, plan, uncertainty_key, uncertainty_labels
 from .bench_records import Record, UncertaintyRecord
-from .bench_runtime import barrier, environment, join_ranks, leave_ranks, resolve_device, synchronize
-from .bench_store import ResultStore, reference_path, save_array
+from .bench_runtime import barrier, environment, join_ranks, leave_ranks, resolve_device
+from .bench_store import ResultStore, reference_path
 from .config import BenchConfig, Problems, apply_overrides, config_error, from_dict, load_yaml, problems_of
 from .data.prepared import PreparedDataset
 from .data.source import prepared_path
@@ -35,6 +36,7 @@ from .masks import cartesian_mask, load_mask_file
 from .metrics import brain_mask, center_crop, image_metrics, pixelwise_std, to_complex_numpy
 from .physics import slice_problem
 from .solvers.contract import call_solver, solver_nfe
+from .timing import sync
 from . import figures
 
 # Moved to bench_items and bench_store; still importable from here.
@@ -232,7 +234,7 @@ def _run_slice(run: _Run, ds, sid, items: list[Item]) -> None:
                 run.bar.update(1)
     reference = reference_path(run.store.dir, sid)
     if cfg.output.save_recons and not reference.is_file():
-        save_array(reference, np.asarray(slc.reference, dtype=np.complex64))
+        write_npy(reference, np.asarray(slc.reference, dtype=np.complex64))
     if cfg.output.figures:
         _draw_figures(run, sid, slc.reference)
     for lab, r in pending_unc:
@@ -243,17 +245,17 @@ def _solve(run: _Run, it: Item, y, physics, x_ref, gseed: int, meta: dict) -> Re
     """One item: the solver's reconstruction (timed, seeded), its metrics, its recon saved when needed."""
     solver, entry = run.solvers[it.label], run.entries[it.label]
     gen = torch.Generator(device=run.device).manual_seed(gseed)
-    synchronize(run.device)
+    sync(run.device)
     t0 = time.perf_counter()
     x_hat = call_solver(solver, y, physics, gen)  # DPS solvers manage autograd themselves
-    synchronize(run.device)
+    sync(run.device)
     seconds = time.perf_counter() - t0
     x_hat = x_hat.detach()
     if not torch.isfinite(x_hat).all():
         warnings.warn(f"{it.label} gave non-finite values on {it.slice_id} (R={it.acceleration:g}, seed {it.seed})")
     metrics = image_metrics(x_hat, x_ref, crop=run.cfg.crop)
     if _keep_recon(run, it):
-        save_array(run.store.recon_path(it.slice_id, it.label, it.acceleration, it.seed),
+        write_npy(run.store.recon_path(it.slice_id, it.label, it.acceleration, it.seed),
                    to_complex_numpy(x_hat).astype(np.complex64))
     return Record(**meta, solver=it.label, name=entry.name, training_size=entry.training_size,
                   R=it.acceleration, seed=int(it.seed), acs_lines=run.masks.acs_lines, generator_seed=gseed,
@@ -322,7 +324,7 @@ def _uncertainty(run: _Run, sid, label, acceleration, reference, meta) -> Uncert
     std_c, ref_c, mean_c = (center_crop(a, crop) for a in (std, np.asarray(reference), mean_mag))
     brain = brain_mask(ref_c)
     stem = run.store.uncertainty_stem(sid, label, acceleration)
-    save_array(stem.with_name(stem.name + "_std.npy"), std)
+    write_npy(stem.with_name(stem.name + "_std.npy"), std)
     figures.std_heatmap(stem.with_name(stem.name + "_std.png"), std_c,
                         title=f"{label}  {sid}  R={acceleration:g}  ({len(seeds)} masks)", vmax=cfg.uncertainty.vmax)
     mean_std = float(std_c[brain].mean()) if brain.any() else float("nan")

@@ -57,12 +57,6 @@ def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
     return device
 
 
-def synchronize(device: torch.device) -> None:
-    """Wait for queued GPU work, so a wall-clock timing covers it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def environment(device: torch.device, world: int) -> dict:
     """Package versions and hardware, recorded in results.json."""
     import deepinv

@@ -16,10 +16,8 @@ import shutil
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 from . import report
-from .atomic import FolderLock, atomic_path, clean_stale_temps, read_jsonl, repair_jsonl, write_json, write_text
+from .atomic import FolderLock, clean_stale_temps, read_jsonl, repair_jsonl, write_json, write_text
 from .bench_items import (Item, config_hash, item_fingerprint, solver_labels, uncertainty_key, uncertainty_labels,
                           unchanged_solvers)
 from .bench_records import Record, UncertaintyRecord, from_json
@@ -46,12 +44,6 @@ def reference_path(out: Path, slice_id) -> Path:
 
 def figure_path(out: Path, slice_id, acceleration) -> Path:
     return Path(out) / "figures" / f"{safe_name(slice_id)}_R{float(acceleration):g}.png"
-
-
-def save_array(path: Path, array: np.ndarray):
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, array)
 
 
 class ResultStore:

@@ -1,5 +1,5 @@
-"""Benchmark figures (matplotlib, Agg backend, written atomically): per-slice reconstructions with
-error maps, and pixel-wise standard-deviation heatmaps (magma, vmin 0, as in the paper's Table 1 maps)."""
+"""Figures (matplotlib, Agg backend, written atomically): per-slice reconstructions with error maps (or, without
+a reference, images only), pixel-wise standard-deviation heatmaps (magma, vmin 0, as in the paper's Table 1 maps)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -45,6 +45,28 @@ def slice_figure(path, reference, panels, title="", mask=None, error_scale=0.25)
         ax.set_axis_off()
     if panels:
         fig.colorbar(im, ax=axes[1, -1], fraction=0.046, pad=0.02)
+    fig.suptitle(title, fontsize=9)
+    _save(fig, Path(path))
+
+
+def unreferenced_figure(path, panels, mask, title="", vmax=None, mask_label="mask"):
+    """For data without a reference (acquired undersampled): the sampling mask, then ``|image|`` of each panel
+    on one grey scale; no error maps, no metrics.
+
+    :param panels: list of (label, complex or magnitude (H, W) image).
+    :param vmax: top of the grey scale (None: the 99.5th percentile of the last panel).
+    """
+    images = [(label, np.abs(np.asarray(image))) for label, image in panels]
+    if vmax is None:
+        vmax = float(np.percentile(images[-1][1], 99.5)) if images else 1.0
+    fig, axes = plt.subplots(1, 1 + len(images), figsize=(2.5 * (1 + len(images)), 2.8), squeeze=False)
+    axes[0, 0].imshow(np.asarray(mask), cmap="gray", vmin=0, vmax=1)
+    axes[0, 0].set_title(f"{mask_label} ({float(np.mean(mask)):.1%})", fontsize=8)
+    for ax, (label, image) in zip(axes[0, 1:], images):
+        ax.imshow(image, cmap="gray", vmin=0, vmax=vmax or 1.0)
+        ax.set_title(label, fontsize=8)
+    for ax in axes.ravel():
+        ax.set_axis_off()
     fig.suptitle(title, fontsize=9)
     _save(fig, Path(path))
 

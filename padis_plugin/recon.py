@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .atomic import atomic_path, atomic_paths, clean_stale_temps, naming, write_json
+from .atomic import atomic_path, atomic_paths, clean_stale_temps, naming, save_npy, write_json
 from .data.prepared import is_prepared
 from .data.source import BUNDLED_DEMO, open_source
 from .errors import CheckpointError, ConfigError, DataError, where
@@ -24,6 +24,7 @@ from .metrics import image_metrics, to_complex_numpy
 from .physics import slice_problem
 from .registry import build_solver
 from .solvers.contract import call_solver, solver_nfe
+from .timing import sync
 
 DEMO_SOLVERS = ("zero-filled", "wavelet-l1", "edm-dds", "padis-dds")
 # Fast mode: DDS needs only D(x, sigma), no backprop (the paper's VE-DPS makes 104 x 10 calls with backprop).
@@ -77,8 +78,7 @@ def _run(solver, y, physics, seed, device):
     gen = torch.Generator(device=device).manual_seed(int(seed))
     t0 = time.perf_counter()
     x_hat = call_solver(solver, y, physics, gen)
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
+    sync(device)
     return x_hat.detach(), time.perf_counter() - t0, solver_nfe(solver)
 
 
@@ -92,8 +92,7 @@ def _recon_format(path) -> str:
 
 def _write_recon(path, image: np.ndarray, meta: dict, fmt: str) -> None:
     if fmt == "npy":
-        with open(path, "wb") as f:  # a file object: np.save must not add ".npy"
-            np.save(f, image)
+        save_npy(path, image)
     else:
         with h5py.File(path, "w") as f:
             f.create_dataset("reconstruction", data=image)
@@ -111,28 +110,14 @@ def save_recon(path, image: np.ndarray, meta: dict) -> Path:
 
 
 def _figure(path, zero_filled, recon, reference, mask, title, label, record):
-    from .figures import slice_figure
+    from .figures import slice_figure, unreferenced_figure
 
-    if reference is not None:
-        zf = image_metrics(zero_filled, reference)
-        slice_figure(path, reference, [("zero-filled", zero_filled, zf), (label, recon, record)], title=title,
-                     mask=mask)
+    if reference is None:
+        unreferenced_figure(path, [("zero-filled", zero_filled), (label, recon)], mask,
+                            title=title + " (acquired undersampled: no reference)")
         return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.8))
-    vmax = float(np.percentile(np.abs(recon), 99.5)) or 1.0
-    for ax, img, name in zip(axes, (mask, np.abs(zero_filled), np.abs(recon)), ("mask", "zero-filled", label)):
-        ax.imshow(img, cmap="gray", vmin=0, vmax=1 if name == "mask" else vmax)
-        ax.set_title(name, fontsize=8)
-        ax.set_axis_off()
-    fig.suptitle(title + " (acquired undersampled: no reference)", fontsize=9)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    zf = image_metrics(zero_filled, reference)
+    slice_figure(path, reference, [("zero-filled", zero_filled, zf), (label, recon, record)], title=title, mask=mask)
 
 
 # -- entry points ---------------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 
 import torch
 
@@ -20,12 +19,12 @@ from padis_plugin.data.prepared import PreparedDataset
 from padis_plugin.masks import cartesian_mask
 from padis_plugin.physics import slice_problem
 from padis_plugin.registry import build_solver
+from padis_plugin.timing import timed
 
 
-def timed(solver, y, physics):
-    t = time.perf_counter()
-    solver(y, physics, generator=torch.Generator().manual_seed(0))
-    return time.perf_counter() - t, solver.nfe
+def seconds_and_nfe(solver, y, physics):
+    seconds = timed(lambda: solver(y, physics, generator=torch.Generator().manual_seed(0)), "cpu")
+    return seconds, solver.nfe
 
 
 def main():
@@ -43,12 +42,12 @@ def main():
     rows = {}
     for prior in ("padis", "edm"):
         inner = 10
-        sec, nfe = timed(build_solver(f"{prior}-dps", {"steps": a.dps_calls // inner, "inner": inner}), y, physics)
+        sec, nfe = seconds_and_nfe(build_solver(f"{prior}-dps", {"steps": a.dps_calls // inner, "inner": inner}), y, physics)
         rows[f"{prior}-dps"] = {"timed_calls": nfe, "s_per_call": sec / nfe, "s_per_slice_1040": 1040 * sec / nfe}
         for name, params in ((f"{prior}-dds", {"steps": 50, "gamma": 100.0, "eta": 1.0}),
                              (f"{prior}-dds", {"steps": 100, "gamma": 100.0, "eta": 1.0}),
                              (f"{prior}-daps", {"steps": 50})):
-            sec, nfe = timed(build_solver(name, params), y, physics)
+            sec, nfe = seconds_and_nfe(build_solver(name, params), y, physics)
             rows[f"{name} {nfe}"] = {"params": params, "nfe": nfe, "s_per_slice": sec, "s_per_call": sec / nfe}
         print(json.dumps({k: v for k, v in rows.items() if k.startswith(prior)}, indent=1))
     write_json(a.out, {"slice": a.slice, "acceleration": a.acceleration, "machine": platform.processor() or

@@ -7,10 +7,7 @@ A config runs as ``name`` (PaDIS patch size / EDM image side from --patch / --im
 from __future__ import annotations
 
 import argparse
-import os
 import platform
-import threading
-import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -18,6 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from padis_plugin.atomic import write_json
 from padis_plugin.prior import EDMPrecond, build_unet, count_parameters
 from padis_plugin.prior.network import resolve_model_config
+from padis_plugin.timing import PeakRSS, timed
 
 
 def _inputs(cfg, size, batch, device):
@@ -42,43 +40,8 @@ def count_flops(name, size, batch, device="meta") -> dict:
             "flops_forward_per_sample": fwd / batch}
 
 
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class PeakRSS:
-    """Peak resident memory above the starting level while the block runs (sampled every 2 ms; Linux)."""
-
-    def __enter__(self):
-        self.base = self.peak = _rss()
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._poll, daemon=True)
-        self._t.start()
-        return self
-
-    def _poll(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _rss())
-            time.sleep(0.002)
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
-        self.peak = max(self.peak, _rss())
-        self.bytes = self.peak - self.base
-
-
 def _timed(fn, device, repeats):
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
+    times = [timed(fn, device) for _ in range(repeats)]
     return min(times), sum(times) / len(times)
 
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import resource
-import time
 
 import torch
 from deepinv.physics import MultiCoilMRI
@@ -24,25 +22,15 @@ from padis_plugin.atomic import write_json
 from padis_plugin.masks import cartesian_mask
 from padis_plugin.prior import EDMDenoiser, EDMPrecond, PaDISDenoiser, build_unet, count_parameters
 from padis_plugin.solvers.dps import EDMDPS, PaDISDPS, VEDPS
+from padis_plugin.timing import peak_memory_bytes, timed
 
 
 def matmul_rate(device, n=2048, reps=5) -> float:
     """Achieved float32 FLOP/s of an n x n matmul on ``device`` (best of ``reps``)."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     a @ b
-    best = float("inf")
-    for _ in range(reps):
-        _sync(device)
-        t0 = time.perf_counter()
-        a @ b
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
+    best = min(timed(lambda: a @ b, device) for _ in range(reps))
     return 2 * n ** 3 / best
-
-
-def _sync(device):
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
 
 
 def problem(size, coils, device, seed=0):
@@ -82,13 +70,9 @@ def measure(sampler, y, physics, n, device) -> float:
     first = sampler.sigmas[:1]
     kw = dict(zeta=sampler.zeta, noise_convention=sampler.noise_convention, skip_noise=sampler.skip_noise,
               progress=False, device=device, sigmas=first)
-    warm, timed = (VEDPS(sampler.denoiser, inner=k, **kw) for k in (1, n))
+    warm, run = (VEDPS(sampler.denoiser, inner=k, **kw) for k in (1, n))
     warm(y, physics, generator=torch.Generator(device=device).manual_seed(0))
-    _sync(device)
-    t0 = time.perf_counter()
-    timed(y, physics, generator=torch.Generator(device=device).manual_seed(0))
-    _sync(device)
-    return (time.perf_counter() - t0) / n
+    return timed(lambda: run(y, physics, generator=torch.Generator(device=device).manual_seed(0)), device) / n
 
 
 def main(argv=None):
@@ -126,8 +110,7 @@ def main(argv=None):
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         per_it = measure(sampler, y, physics, args.measure, device)
-        peak = (torch.cuda.max_memory_allocated() if device.startswith("cuda")
-                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+        peak = peak_memory_bytes(device)
         r = {"model_config": cfg, "parameters": count_parameters(precond), "nfe_per_slice": nfe,
              "flops_per_iteration": flops, "predicted_seconds_per_slice": flops * nfe / rate,
              "measured_iterations": args.measure, "measured_seconds_per_iteration": per_it,

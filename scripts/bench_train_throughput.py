@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import platform
-import resource
 import sys
-import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -30,6 +28,7 @@ from padis_plugin.config import load_config
 from padis_plugin.errors import PadisError
 from padis_plugin.prior.network import build_unet, count_parameters
 from padis_plugin.prior.precond import EDMPrecond
+from padis_plugin.timing import peak_memory_bytes, timed
 from padis_plugin.train.config import TrainConfig
 from padis_plugin.train.loss import EDMLoss, PatchEDMLoss, edm_weight
 
@@ -47,12 +46,6 @@ def count_step_flops(cfg: TrainConfig, shape) -> int:
         loss = (edm_weight(sigma) * (d - y).square().sum(dim=(1, 2, 3))).mean()
         loss.backward()
     return int(counter.get_total_flops())
-
-
-def _peak_memory_mib(device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2 ** 20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def time_steps(cfg: TrainConfig, n_samples: int, patch_size, image_size: int, steps: int, warmup: int,
@@ -73,23 +66,20 @@ def time_steps(cfg: TrainConfig, n_samples: int, patch_size, image_size: int, st
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.run.precision == "bf16" and device.type == "cuda")
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    times = []
-    for i in range(warmup + steps):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
+    losses = []
+
+    def step():
         opt.zero_grad(set_to_none=True)
         with autocast:
             loss = step_loss().float().mean()
         loss.backward()
         opt.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
+        losses.append(loss.detach())
+
+    times = [timed(step, device) for _ in range(warmup + steps)][warmup:]
     sec = sum(times) / len(times)
-    return {"seconds_per_step": sec, "samples_per_s": n_samples / sec, "peak_memory_mib": _peak_memory_mib(device),
-            "final_loss": float(loss.detach())}
+    return {"seconds_per_step": sec, "samples_per_s": n_samples / sec,
+            "peak_memory_mib": peak_memory_bytes(device) / 2 ** 20, "final_loss": float(losses[-1])}
 
 
 def bench_config(path, image_size: int, steps: int, warmup: int, device, flops_only: bool) -> dict:

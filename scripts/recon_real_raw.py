@@ -8,26 +8,22 @@ There is no fully sampled ground truth for this acquisition, so the figure shows
         --gamma 30 --padis-checkpoint padis-s25-256 --edm-checkpoint edm-s25-256 --out scripts/results/real_raw_8ch_256.png
 """
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from padis_plugin.atomic import atomic_path, write_json  # noqa: E402
-from padis_plugin.data.prepare import prepare  # noqa: E402
-from padis_plugin.data.prepared import PreparedDataset  # noqa: E402
-from padis_plugin.data.raw_ingest import ingest_npy_kspace  # noqa: E402
-from padis_plugin.metrics import to_complex_numpy  # noqa: E402
-from padis_plugin.physics import slice_problem  # noqa: E402
-from padis_plugin.registry import build_solver  # noqa: E402
-from padis_plugin.solvers.contract import call_solver  # noqa: E402
+from padis_plugin.atomic import write_json
+from padis_plugin.data.prepare import prepare
+from padis_plugin.data.prepared import PreparedDataset
+from padis_plugin.data.raw_ingest import ingest_npy_kspace
+from padis_plugin.figures import unreferenced_figure
+from padis_plugin.metrics import to_complex_numpy
+from padis_plugin.physics import slice_problem
+from padis_plugin.registry import build_solver
+from padis_plugin.solvers.contract import call_solver
 
 
 def main(argv=None):
@@ -69,20 +65,9 @@ def main(argv=None):
         record["solvers"][name] = {"params": params, "seconds": time.perf_counter() - start,
                                    "nfe": int(getattr(solver, "nfe", 0))}
         print(f"{name}: {record['solvers'][name]['seconds']:.1f} s")
-    vmax = float(np.percentile(images["sense"], 99.5))
-    fig, axes = plt.subplots(1, len(images) + 1, figsize=(2.6 * (len(images) + 1), 3.0))
-    axes[0].imshow(slc.acquired_mask, cmap="gray")  # centred k-space sampling pattern
-    axes[0].set_title(f"acquired mask ({record['sampled_fraction']:.1%})", fontsize=8)
-    for ax, (name, image) in zip(axes[1:], images.items()):
-        ax.imshow(image, cmap="gray", vmin=0, vmax=vmax)
-        ax.set_title(name, fontsize=8)
-    for ax in axes:
-        ax.set_axis_off()
-    fig.suptitle("Real raw 8-coil brain slice (sigpy tutorial data): no ground truth, images only", fontsize=9)
-    fig.tight_layout()
-    with atomic_path(args.out) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    unreferenced_figure(args.out, list(images.items()), slc.acquired_mask,  # centred k-space sampling pattern
+                        title="Real raw 8-coil brain slice (sigpy tutorial data): no ground truth, images only",
+                        vmax=float(np.percentile(images["sense"], 99.5)), mask_label="acquired mask")
     write_json(args.out.with_suffix(".json"), record)
     print(f"wrote {args.out}")
 

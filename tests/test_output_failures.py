@@ -95,6 +95,15 @@ def test_atomic_paths_renames_all_or_none(tmp_path, monkeypatch):
     assert not a.exists() and not b.exists() and not _temps(tmp_path)
 
 
+def test_write_npy_writes_exactly_the_named_file(tmp_path):
+    """The one .npy saver of recon and bench: no ".npy" appended to another suffix, nothing left beside it."""
+    array = (np.arange(6) + 1j).astype(np.complex64).reshape(2, 3)
+    atomic.write_npy(tmp_path / "x.tmp", array)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.tmp"]
+    loaded = np.load(tmp_path / "x.tmp")
+    assert loaded.dtype == np.complex64 and np.array_equal(loaded, array)
+
+
 def test_safetensors_io_error_becomes_an_oserror_naming_the_file(tmp_path, monkeypatch):
     import safetensors.torch
     from safetensors import SafetensorError

@@ -62,6 +62,20 @@ def test_reconstruct_saves_npy_h5_png(tiny, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.h5", "x.npy", "x.png"]  # no temp files left
 
 
+def test_acquired_undersampled_slice_gets_an_images_only_figure(tmp_path):
+    """No reference: no metrics, and the figure (padis_plugin.figures.unreferenced_figure) shows images only."""
+    from conftest import make_slice
+    from padis_plugin.data.prepared import write_prepared
+
+    slc = make_slice(n=32, coils=4, acs=8)
+    mask = cartesian_mask(32, 4.0, 8, seed=0).numpy()
+    slc.kspace, slc.undersampled, slc.acquired_mask = slc.kspace * mask, True, mask
+    data = write_prepared(tmp_path / "under.h5", [slc])
+    rec = reconstruct(data, None, "zero-filled", out=tmp_path / "x.npy", png=tmp_path / "x.png")
+    assert rec["metrics"] is None and rec["acceleration"] is None and rec["sampled_fraction"] == float(mask.mean())
+    assert (tmp_path / "x.png").stat().st_size > 0 and np.load(tmp_path / "x.npy").shape == (32, 32)
+
+
 def test_cli_errors_exit_2_without_outputs(tiny, tmp_path, capsys):
     for argv in ([str(tmp_path / "missing.h5")],
                  [str(tiny["data"]), "--solver", "zero-filled", "--out", str(tmp_path / "x.txt")],

@@ -1,0 +1,20 @@
+"""The scripts' timing and peak-memory helper (padis_plugin.timing) on CPU."""
+import time
+
+import numpy as np
+
+from padis_plugin.timing import PeakRSS, peak_memory_bytes, timed
+
+
+def test_timed_measures_the_call():
+    seconds = timed(lambda: time.sleep(0.05), "cpu")
+    assert 0.04 < seconds < 1.0
+
+
+def test_peak_rss_sees_an_allocation_inside_the_block():
+    with PeakRSS() as mem:
+        block = np.ones(64 * 2 ** 20 // 8)  # 64 MiB, touched
+        time.sleep(0.02)
+        del block
+    assert mem.bytes > 32 * 2 ** 20
+    assert peak_memory_bytes("cpu") >= mem.peak - 2 ** 20  # the lifetime peak (ru_maxrss) covers it
