@@ -1,4 +1,5 @@
-"""Centred k-space helpers on numpy arrays: 2-D FFTs, centre crop, calibration width, root-sum-of-squares.
+"""Centred k-space helpers on numpy arrays: 2-D FFTs (also on torch tensors), centre crop, calibration width,
+root-sum-of-squares.
 
 One convention throughout, that of deepinv's ``MultiCoilMRI`` (and fastMRI's ``fft2c``, sigpy's centred
 ``fft``): orthonormal FFTs over the last two axes, ``ifftshift`` before and ``fftshift`` after, so DC sits at
@@ -7,6 +8,7 @@ index ``N // 2``. A block of ``n`` samples centred on DC starts at ``N // 2 - n 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from .errors import DataError
 
@@ -62,3 +64,15 @@ def calibration_width(mask: np.ndarray) -> int:
             break
         width = n
     return width
+
+
+def fft2c_torch(image: torch.Tensor) -> torch.Tensor:
+    """:func:`fft2c` on complex torch tensors (the same centred orthonormal convention; differentiable)."""
+    return torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(image, dim=_AXES), dim=_AXES, norm="ortho"),
+                              dim=_AXES)
+
+
+def ifft2c_torch(kspace: torch.Tensor) -> torch.Tensor:
+    """:func:`ifft2c` on complex torch tensors (the same centred orthonormal convention; differentiable)."""
+    return torch.fft.fftshift(torch.fft.ifft2(torch.fft.ifftshift(kspace, dim=_AXES), dim=_AXES, norm="ortho"),
+                              dim=_AXES)

@@ -59,7 +59,7 @@ def time_steps(cfg: TrainConfig, n_samples: int, patch_size, image_size: int, st
     if cfg.kind == "padis":
         loss_fn = PatchEDMLoss([patch_size], [1.0], [n_samples], cfg.patch.pad, sigma_data=cfg.model.sigma_data,
                                position_convention=cfg.patch.position_convention)
-        step_loss = lambda: loss_fn(net, images, g, patch_size, n_samples)  # noqa: E731
+        step_loss = lambda: loss_fn(net, images, g, patch_size=patch_size, n=n_samples)  # noqa: E731
     else:
         loss_fn = EDMLoss(sigma_data=cfg.model.sigma_data)
         step_loss = lambda: loss_fn(net, images[torch.randint(8, (n_samples,), generator=g, device=device)], g)  # noqa

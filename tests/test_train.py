@@ -154,7 +154,8 @@ def test_training_lowers_the_loss(data_path, tmp_path):
 
     def fixed_loss(net):
         with torch.no_grad():
-            return float(trainer.loss_fn(net, trainer.images, torch.Generator().manual_seed(123), 8, 128).mean())
+            return float(trainer.loss_fn(net, trainer.images, torch.Generator().manual_seed(123), patch_size=8,
+                                         n=128).mean())
 
     before = fixed_loss(trainer.net)
     trainer.run()

@@ -1,7 +1,11 @@
-"""PaDIS patch prior and whole-image EDM prior: DDPM++ network, EDM preconditioning, patch tiling, denoisers."""
+"""Prior families (PaDIS patch prior, whole-image EDM prior, HFS and patch-HFS): DDPM++ network, EDM
+preconditioning, patch tiling, the high-frequency projector, denoisers and the family registry."""
 from padis_plugin.prior.denoiser import EDMDenoiser, PaDISDenoiser, load_prior
+from padis_plugin.prior.families import FAMILIES, PriorFamily, get_family
+from padis_plugin.prior.hfs import HFSDenoiser, PatchHFSDenoiser, high_pass, low_pass
 from padis_plugin.prior.network import MODEL_CONFIGS, build_unet, count_parameters
 from padis_plugin.prior.precond import EDMPrecond
 
-__all__ = ["PaDISDenoiser", "EDMDenoiser", "load_prior", "EDMPrecond", "MODEL_CONFIGS", "build_unet",
-           "count_parameters"]
+__all__ = ["PaDISDenoiser", "EDMDenoiser", "HFSDenoiser", "PatchHFSDenoiser", "load_prior", "EDMPrecond",
+           "MODEL_CONFIGS", "build_unet", "count_parameters", "FAMILIES", "PriorFamily", "get_family", "high_pass",
+           "low_pass"]

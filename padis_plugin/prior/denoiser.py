@@ -116,6 +116,9 @@ class PaDISDenoiser(Denoiser):
     :param int seed: builds a CPU generator when ``generator`` is None.
     """
 
+    kind = "padis"  # the checkpoint JSON's "kind" (see :mod:`padis_plugin.prior.families`)
+    settings = ("patch_size", "pad", "max_batch", "position_convention", "canvas_pad")  # from the checkpoint JSON
+
     def __init__(self, precond: EDMPrecond, patch_size: int = 64, pad: int = 64, max_batch: int | None = None,
                  position_convention: str = "image", canvas_pad: int | None = None,
                  generator: torch.Generator | None = None, seed: int | None = None):
@@ -139,9 +142,9 @@ class PaDISDenoiser(Denoiser):
         self.generator = generator
 
     def with_settings(self, **changes) -> "PaDISDenoiser":
-        """A new denoiser sharing these weights with some of ``patch_size``, ``pad``, ``max_batch``,
-        ``position_convention``, ``canvas_pad`` changed (validated as in the constructor)."""
-        allowed = ("patch_size", "pad", "max_batch", "position_convention", "canvas_pad")
+        """A new denoiser sharing these weights with some of its :attr:`settings` (``patch_size``, ``pad``,
+        ``max_batch``, ``position_convention``, ``canvas_pad``) changed (validated as in the constructor)."""
+        allowed = self.settings
         unknown = sorted(set(changes) - set(allowed))
         if unknown:
             raise ConfigError(f"with_settings: unknown setting(s) {unknown}; allowed: {list(allowed)}")
@@ -152,7 +155,7 @@ class PaDISDenoiser(Denoiser):
     @property
     def config(self) -> dict:
         """Everything needed to rebuild this denoiser (the JSON of a ``kind="padis"`` checkpoint)."""
-        return {"kind": "padis", "model": dict(self.precond.unet.config), "sigma_data": self.precond.sigma_data,
+        return {"kind": self.kind, "model": dict(self.precond.unet.config), "sigma_data": self.precond.sigma_data,
                 "patch_size": self.patch_size, "pad": self.pad, "max_batch": self.max_batch,
                 "position_convention": self.position_convention, "canvas_pad": self.canvas_pad}
 
@@ -203,8 +206,8 @@ class PaDISDenoiser(Denoiser):
     @classmethod
     def from_pretrained(cls, path_or_name, device=None, **overrides) -> "PaDISDenoiser":
         """Load a ``kind="padis"`` checkpoint (path or shipped name); ``overrides`` replace patch settings."""
-        precond, config, path = _load_precond(path_or_name, "padis", device)
-        kw = _inference_settings(config)
+        precond, config, path = _load_precond(path_or_name, cls.kind, device)
+        kw = _inference_settings(config, cls.settings)
         kw.update(overrides)
         try:
             return cls(precond, **kw)
@@ -217,12 +220,11 @@ class PaDISDenoiser(Denoiser):
                                {**self.config, **(extra_config or {})}, fp16=fp16)
 
 
-def _inference_settings(config: dict) -> dict:
+def _inference_settings(config: dict, keys=PaDISDenoiser.settings) -> dict:
     """Patch settings of a ``kind="padis"`` checkpoint JSON. Training checkpoints once stored their training
     pad as ``canvas_pad`` (it is ``patch_training.pad``): that is the training canvas, not an inference
     setting, so it is dropped and the published inference canvas N + 2M applies."""
-    kw = {k: config[k] for k in ("patch_size", "pad", "max_batch", "position_convention", "canvas_pad")
-          if k in config}
+    kw = {k: config[k] for k in keys if k in config}
     train_pad = (config.get("patch_training") or {}).get("pad")
     if kw.get("canvas_pad") is not None and kw["canvas_pad"] == train_pad:
         kw["canvas_pad"] = None
@@ -241,6 +243,9 @@ class EDMDenoiser(Denoiser):
     :param generator, seed: as for :class:`PaDISDenoiser` (used only for the pad-band noise).
     """
 
+    kind = "edm"
+    settings: tuple = ()  # denoiser settings read from the checkpoint JSON (subclasses add theirs)
+
     def __init__(self, precond: EDMPrecond, generator: torch.Generator | None = None, seed: int | None = None):
         super().__init__()
         self.precond = precond
@@ -252,7 +257,7 @@ class EDMDenoiser(Denoiser):
 
     @property
     def config(self) -> dict:
-        return {"kind": "edm", "model": dict(self.precond.unet.config), "sigma_data": self.precond.sigma_data}
+        return {"kind": self.kind, "model": dict(self.precond.unet.config), "sigma_data": self.precond.sigma_data}
 
     def forward(self, x: torch.Tensor, sigma, generator: torch.Generator | None = None, **kwargs) -> torch.Tensor:
         B, _, H, W = x.shape
@@ -267,9 +272,11 @@ class EDMDenoiser(Denoiser):
     @classmethod
     def from_pretrained(cls, path_or_name, device=None, **overrides) -> "EDMDenoiser":
         """Load a ``kind="edm"`` checkpoint (path or shipped name)."""
-        precond, _, path = _load_precond(path_or_name, "edm", device)
+        precond, config, path = _load_precond(path_or_name, cls.kind, device)
+        kw = {k: config[k] for k in cls.settings if k in config}
+        kw.update(overrides)
         try:
-            return cls(precond, **overrides)
+            return cls(precond, **kw)
         except (ConfigError, TypeError) as e:
             raise CheckpointError(where(path, f"invalid denoiser settings ({e})")) from None
 
@@ -278,11 +285,9 @@ class EDMDenoiser(Denoiser):
                                {**self.config, **(extra_config or {})}, fp16=fp16)
 
 
-def load_prior(path_or_name, device=None, **overrides) -> PaDISDenoiser | EDMDenoiser:
-    """Load a checkpoint as the right denoiser class, chosen by its JSON's ``"kind"`` (``padis`` | ``edm``)."""
-    path = resolve_checkpoint(path_or_name)
-    kind = read_checkpoint_config(path).get("kind")
-    classes = {"padis": PaDISDenoiser, "edm": EDMDenoiser}
-    if kind not in classes:
-        raise CheckpointError(where(path, f"unknown checkpoint kind {kind!r} (expected 'padis' or 'edm')"))
-    return classes[kind].from_pretrained(path, device=device, **overrides)
+def load_prior(path_or_name, device=None, **overrides):
+    """Load a checkpoint as its family's denoiser class, chosen by its JSON's ``"kind"`` (see
+    :func:`padis_plugin.prior.families.load_prior`)."""
+    from .families import load_prior as load  # families.py imports this module
+
+    return load(path_or_name, device=device, **overrides)

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 CHECKPOINTS_OWN = {"default": "the checkpoint's own"}
-DEFAULT_CHECKPOINT = {"padis": "padis-s25", "edm": "edm-s25"}
 PATCH_SETTING = ("is a patch setting of the PaDIS prior; the whole-image EDM denoiser has no patches (one network "
                  "call per image): remove it, or use a padis-* solver")
 
@@ -47,17 +46,19 @@ class EDMPrior:
 
 
 def load_denoiser(kind: str, checkpoint, device, **overrides):
-    """``PaDISDenoiser`` (kind ``padis``) or ``EDMDenoiser`` (``edm``) in eval mode with frozen weights
-    (gradients flow to the image only, never to the weights)."""
-    from ..prior import EDMDenoiser, PaDISDenoiser  # prior/ sits below solvers/
+    """The denoiser of prior family ``kind`` (:mod:`padis_plugin.prior.families`: ``padis``, ``edm``, ``hfs``,
+    ``patch-hfs``) in eval mode with frozen weights (gradients flow to the image only, never to the weights)."""
+    from ..prior.families import get_family  # prior/ sits below solvers/
 
-    cls = PaDISDenoiser if kind == "padis" else EDMDenoiser
-    den = cls.from_pretrained(checkpoint, device=device, **overrides)
+    den = get_family(kind).denoiser.from_pretrained(checkpoint, device=device, **overrides)
     return den.to(device).eval().requires_grad_(False)
 
 
 def prior_from_params(kind: str, p, device):
-    """The denoiser of a factory's parsed params ``p``: its ``checkpoint`` (``None``: the shipped S = 25 prior
-    of ``kind``) and, for PaDIS, the patch settings given."""
-    overrides = p.prior_settings() if kind == "padis" else {}
-    return load_denoiser(kind, p.checkpoint or DEFAULT_CHECKPOINT[kind], device, **overrides)
+    """The denoiser of a factory's parsed params ``p``: its ``checkpoint`` (``None``: the family's shipped
+    default) and, for the patch families, the patch settings given."""
+    from ..prior.families import get_family
+
+    family = get_family(kind)
+    overrides = p.prior_settings() if family.patches and hasattr(p, "prior_settings") else {}
+    return load_denoiser(kind, p.checkpoint or family.default_checkpoint, device, **overrides)

@@ -8,10 +8,11 @@ from typing import Any
 
 from ..data.source import BUNDLED_DEMO
 from ..errors import ConfigError, where
+from ..prior.families import FAMILIES, get_family
 from ..prior.network import downsampling_factor, resolve_model_config
 from ..prior.patches import CONVENTIONS
 
-KINDS = ("padis", "edm")
+KINDS = tuple(FAMILIES)  # the prior families a config's ``kind`` may name
 
 
 @dataclass
@@ -37,7 +38,8 @@ class DataSection:
 
 @dataclass
 class PatchSection:
-    """PaDIS patch sampling (ignored for ``kind: edm``); published 16/32/64, 0.2/0.3/0.5, 256/128/64."""
+    """Patch sampling of the patch families (``padis``, ``patch-hfs``; ignored by the whole-image ones);
+    published 16/32/64, 0.2/0.3/0.5, 256/128/64."""
 
     sizes: list[int] = field(default_factory=lambda: [16, 32, 64])
     probs: list[float] = field(default_factory=lambda: [0.2, 0.3, 0.5])
@@ -46,6 +48,14 @@ class PatchSection:
     position_convention: str = "image"
     inference_patch_size: int | None = None  # written to checkpoints for the denoiser; None = max(sizes)
     inference_pad: int = 64                  # grid-offset range M of the inference denoiser
+
+
+@dataclass
+class HFSSection:
+    """High-frequency band of the HFS families (``hfs``, ``patch-hfs``; ignored by the others)."""
+
+    band_width: int | None = None          # central phase-encode columns m_lf; None = round(16/320 N), >= 1
+    keep_low_band: bool = False            # the denoiser returns P x + Q D (stored in the checkpoint)
 
 
 @dataclass
@@ -81,7 +91,7 @@ class EMASection:
 @dataclass
 class RunSection:
     steps: int = 100000
-    batch: int = 4                         # whole images per step (kind: edm; all ranks together)
+    batch: int = 4                         # whole images per step (whole-image kinds; all ranks together)
     seed: int = 2025                       # training randomness (patches, sigmas, noise, dropout)
     device: str = "auto"                   # auto | cpu | cuda | cuda:N (under torchrun: cuda:LOCAL_RANK)
     precision: str = "fp32"                # fp32 | bf16 (autocast, CUDA only; fp32 on CPU with a warning)
@@ -106,6 +116,7 @@ class TrainConfig:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     patch: PatchSection = field(default_factory=PatchSection)
+    hfs: HFSSection = field(default_factory=HFSSection)
     loss: LossSection = field(default_factory=LossSection)
     optim: OptimSection = field(default_factory=OptimSection)
     ema: EMASection = field(default_factory=EMASection)
@@ -121,11 +132,12 @@ class TrainConfig:
 
         if self.kind not in KINDS:
             bad("kind", f"must be one of {KINDS}, got {self.kind!r}")
+        family = get_family(self.kind)
         try:
             mc = self.model_config()
         except ConfigError as exc:
             bad("model", f"is invalid: {exc}")
-        want_in = 4 if self.kind == "padis" else 2
+        want_in = family.in_channels
         if mc["in_channels"] != want_in or mc["out_channels"] != 2:
             bad("model.name", f"{self.model.name!r} has {mc['in_channels']} inputs / {mc['out_channels']} outputs; "
                               f"kind {self.kind!r} needs {want_in} / 2")
@@ -133,8 +145,11 @@ class TrainConfig:
             bad("model.sigma_data", f"must be a finite number > 0, got {self.model.sigma_data}")
         if self.data.num_slices is not None and self.data.num_slices < 1:
             bad("data.num_slices", "must be >= 1 or null")
+        h = self.hfs
+        if family.hfs and h.band_width is not None and (isinstance(h.band_width, bool) or h.band_width < 1):
+            bad("hfs.band_width", f"must be an integer >= 1 or null, got {h.band_width!r}")
         p = self.patch
-        if self.kind == "padis":
+        if family.patches:
             if not p.sizes or not len(p.sizes) == len(p.probs) == len(p.batch):
                 bad("patch", "sizes, probs and batch must be non-empty lists of equal length")
             multiple = downsampling_factor(mc)

@@ -1,9 +1,10 @@
-"""Training loop for the PaDIS patch prior and the whole-image EDM prior: :class:`Trainer` and :func:`train`.
+"""Training loop for every prior family (PaDIS, EDM, HFS, patch-HFS; :mod:`padis_plugin.prior.families`):
+:class:`Trainer` and :func:`train`.
 
 The configuration (:class:`.config.TrainConfig`) and its learning-rate / EMA schedules live in :mod:`.config`.
 
-One step: (PaDIS) draw a patch size, cut that many random positioned patches, or (EDM) draw a batch of whole
-images; EDM loss (:mod:`.loss`) averaged over the samples; backward; clip the gradient norm; skip the update if
+One step: the family's loss (:mod:`.loss`; patch families draw a patch size and cut that many random
+positioned patches, whole-image families draw a batch of images) averaged over the samples; backward; clip the gradient norm; skip the update if
 the norm is not finite (counted as ``skipped``); Adam with a linear warm-up that ends after ``warmup_steps``
 (then constant or cosine); EMA of the weights. Rank 0 writes a JSONL log, periodic checkpoints (safetensors +
 JSON, never pickle, with optimizer, EMA and every random state, so ``resume=True`` continues step for step as if
@@ -50,12 +51,13 @@ from ..atomic import FolderLock, atomic_path, clean_stale_temps, read_jsonl, wri
 from ..checkpoints import (get_group, load_checkpoint, load_state_into, optimizer_state_from_tensors,
                            optimizer_state_to_tensors, save_checkpoint)
 from ..errors import CheckpointError, ConfigError, PadisError, where
-from ..prior.network import build_unet, downsampling_factor
+from ..kspace import center_crop
+from ..prior.families import get_family
+from ..prior.network import build_unet
 from ..prior.precond import EDMPrecond
-from ..prior.schedules import edm_sigmas
+from ..prior.preview import edm_heun_sample  # noqa: F401  (was defined here; kept importable)
 from .config import TrainConfig, ema_beta, learning_rate
 from .data import TrainingImages, load_training_images
-from .loss import EDMLoss, PatchEDMLoss
 
 LOG_NAME, LATEST_NAME, CONFIG_NAME = "train_log.jsonl", "latest.json", "resolved_config.yaml"
 
@@ -203,23 +205,6 @@ def latest_checkpoint(out_dir) -> Path | None:
     return Path(out_dir) / rel
 
 
-@torch.no_grad()
-def edm_heun_sample(denoiser, shape, steps: int = 18, generator: torch.Generator | None = None,
-                    sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0, device="cpu"):
-    """Deterministic EDM sampler (Karras et al. 2022, Algorithm 1: Heun, Karras sigma schedule) for previews."""
-    sigmas = edm_sigmas(steps, sigma_max, sigma_min, rho).tolist() + [0.0]
-    x = torch.randn(shape, generator=generator, device=generator.device if generator else device).to(device)
-    x = x * sigmas[0]
-    for s, s_next in zip(sigmas[:-1], sigmas[1:]):
-        d = (x - denoiser(x, s, generator=generator)) / s
-        x_next = x + (s_next - s) * d
-        if s_next > 0:
-            d2 = (x_next - denoiser(x_next, s_next, generator=generator)) / s_next
-            x_next = x + (s_next - s) * 0.5 * (d + d2)
-        x = x_next
-    return x
-
-
 # ------------------------------------------------------------------------------------------------- train
 class Trainer:
     """State of one training run (built by :func:`train`); kept as an object so tests can inspect it."""
@@ -244,24 +229,9 @@ class Trainer:
         self.images = self.data.images.to(dev)
         N = self.images.shape[-1]
         self.model_config = cfg.model_config()
-        multiple = downsampling_factor(self.model_config)
-        if cfg.kind == "padis":
-            pad = N // 4 if cfg.patch.pad is None else cfg.patch.pad
-            if max(cfg.patch.sizes) > N + 2 * pad:
-                raise ConfigError(f"'patch.sizes': {max(cfg.patch.sizes)} exceeds the padded canvas {N + 2 * pad}")
-            for key, b in (("patch.batch", cfg.patch.batch),):
-                if any(v % world for v in b):
-                    raise ConfigError(f"'{key}' = {b} must be divisible by the {world} processes")
-            self.loss_fn = PatchEDMLoss(cfg.patch.sizes, cfg.patch.probs, [b // world for b in cfg.patch.batch],
-                                        pad, cfg.loss.p_mean, cfg.loss.p_std, cfg.model.sigma_data,
-                                        cfg.patch.position_convention)
-            self.pad = pad
-        else:
-            if N % multiple:
-                raise ConfigError(f"'model.name': images of side {N} are not a multiple of {multiple}")
-            if cfg.run.batch % world:
-                raise ConfigError(f"'run.batch' = {cfg.run.batch} must be divisible by the {world} processes")
-            self.loss_fn = EDMLoss(cfg.loss.p_mean, cfg.loss.p_std, cfg.model.sigma_data)
+        self.family = get_family(cfg.kind)
+        self.loss_fn = self.family.loss_class().from_config(cfg, N, world)
+        self.pad = getattr(self.loss_fn, "pad", None)   # patch families: the training canvas padding
 
         self.net = EDMPrecond(build_unet(self.model_config), cfg.model.sigma_data).to(dev).train()
         self.ema = copy.deepcopy(self.net).eval().requires_grad_(False)
@@ -281,14 +251,7 @@ class Trainer:
         """JSON part of a checkpoint: loadable by :func:`padis_plugin.prior.denoiser.load_prior`, plus provenance."""
         cfg = self.cfg
         out = {"kind": cfg.kind, "model": self.model_config, "sigma_data": cfg.model.sigma_data}
-        if cfg.kind == "padis":
-            out.update(patch_size=cfg.patch.inference_patch_size or max(cfg.patch.sizes),
-                       pad=cfg.patch.inference_pad, max_batch=None,
-                       # canvas_pad None: the "published" linspace spans the inference canvas N + 2M as in the
-                       # published code; the training canvas is patch_training.pad
-                       position_convention=cfg.patch.position_convention, canvas_pad=None,
-                       patch_training={"sizes": cfg.patch.sizes, "probs": cfg.patch.probs,
-                                       "batch": cfg.patch.batch, "pad": self.pad})
+        out.update(self.loss_fn.checkpoint_config())   # the family's denoiser settings
         out["training"] = {"step": self.step, "steps": cfg.run.steps, "skipped": self.skipped,
                            "elapsed_s": self.elapsed, "seed": cfg.run.seed, "world_size": self.dist.world,
                            "precision": cfg.run.precision, "loss": asdict(cfg.loss)}
@@ -359,7 +322,7 @@ class Trainer:
         groups, config = load_checkpoint(stem)
         path = Path(str(stem) + ".json")
         mine = json.loads(json.dumps(self.checkpoint_config()))   # tuples -> lists, as stored
-        for key in ("kind", "model", "sigma_data", "patch_training"):
+        for key in ("kind", "model", "sigma_data", "patch_training", "band_width"):
             if config.get(key) != mine.get(key):
                 raise CheckpointError(where(path, f"checkpoint {key!r} = {config.get(key)!r} does not match the "
                                                   f"config ({mine.get(key)!r})"))
@@ -401,15 +364,9 @@ class Trainer:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
         autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16)
-        patch_size = None
         with autocast:
-            if cfg.kind == "padis":
-                patch_size, n = self.loss_fn.draw_patch_size(self.gens["shared"])
-                losses = self.loss_fn(self.ddp, self.images, self.gens["local"], patch_size, n)
-            else:
-                idx = torch.randint(self.images.shape[0], (cfg.run.batch // self.dist.world,),
-                                    generator=self.gens["local"], device=dev)
-                losses = self.loss_fn(self.ddp, self.images[idx], self.gens["local"])
+            losses = self.loss_fn(self.ddp, self.images, self.gens["local"], self.gens["shared"])
+        patch_size = self.loss_fn.last_patch_size
         loss = losses.float().mean()
         loss.backward()
         params = [p for p in self.net.parameters() if p.grad is not None]
@@ -436,19 +393,13 @@ class Trainer:
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
 
-        from ..prior.denoiser import EDMDenoiser, PaDISDenoiser
-
         cfg, dev = self.cfg, self.dist.device
         size = cfg.run.sample_size or min(self.images.shape[-1], 128)
         g = torch.Generator(dev).manual_seed(cfg.run.seed)      # own generator: training streams untouched
-        if cfg.kind == "padis":
-            ps = min(max(cfg.patch.sizes), size)
-            ps -= ps % downsampling_factor(self.model_config)
-            den = PaDISDenoiser(self.ema, patch_size=ps, pad=ps, position_convention=cfg.patch.position_convention,
-                                canvas_pad=self.pad)
-        else:
-            den = EDMDenoiser(self.ema)
-        x = edm_heun_sample(den, (1, 2, size, size), cfg.run.sample_steps, g, device=dev)
+        den = self.family.denoiser(self.ema, **self.loss_fn.preview_settings(size))
+        reference = (torch.as_tensor(center_crop(self.images[:1].cpu().numpy(), (size, size)))
+                     if self.family.hfs else None)   # the HFS preview keeps this image's low band
+        x = self.family.preview(den, (1, 2, size, size), cfg.run.sample_steps, g, device=dev, reference=reference)
         mag = torch.linalg.vector_norm(x[0].float(), dim=0).cpu().numpy()
         path = self.out / "samples" / f"step{self.step:07d}.png"
         with atomic_path(path) as tmp:
