@@ -12,6 +12,8 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "PaDISDenoiser": "padis_plugin.prior.denoiser", "EDMDenoiser": "padis_plugin.prior.denoiser",
     "load_prior": "padis_plugin.prior.denoiser",
+    "HFSDenoiser": "padis_plugin.prior.hfs", "PatchHFSDenoiser": "padis_plugin.prior.hfs",
+    "HFSPC": "padis_plugin.solvers.hfs_pc",
     "VEDPS": "padis_plugin.solvers.dps", "PaDISDPS": "padis_plugin.solvers.dps", "EDMDPS": "padis_plugin.solvers.dps",
     "DDS": "padis_plugin.solvers.dds", "DAPSExact": "padis_plugin.solvers.daps",
     "CGProx": "padis_plugin.solvers.data_consistency", "Projection": "padis_plugin.solvers.data_consistency",

@@ -36,3 +36,16 @@ def edm_sigmas(K: int, sigma_max: float = 10.0, sigma_min: float = 0.003, rho: f
     sig = (hi + i / (K - 1) * (lo - hi)) ** rho
     sig[0], sig[-1] = sigma_max, sigma_min  # exact end points despite rounding
     return sig.to(dtype)
+
+
+def hfs_vp_sigmas(N: int, beta_min: float = 0.1, beta_max: float = 20.0, eps: float = 1e-3,
+                  dtype=torch.float64) -> torch.Tensor:
+    r"""The released HFS-SDE time grid :math:`t_i` = linspace(1, eps, N) of the VP-SDE (beta 0.1 .. 20) mapped to
+    VE noise levels :math:`\sigma_i = \sqrt{1 - \alpha_i^2}/\alpha_i`, :math:`\alpha = \exp(-t^2(\beta_1 - \beta_0)/4
+    - t\beta_0/2)` (about 152 at t = 1 and 0.0105 at t = 1e-3).
+    """
+    if int(N) != N or N < 1:
+        raise ConfigError(f"hfs_vp_sigmas: N must be a positive integer, got {N}")
+    t = torch.linspace(1.0, eps, int(N), dtype=torch.float64)
+    log_alpha = -0.25 * t ** 2 * (beta_max - beta_min) - 0.5 * t * beta_min
+    return (torch.expm1(-2 * log_alpha).sqrt()).to(dtype)

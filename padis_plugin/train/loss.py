@@ -51,7 +51,7 @@ def edm_weight(sigma: torch.Tensor, sigma_data: float = 0.5) -> torch.Tensor:
 
 
 def _denoising_loss(net, y, sigma, noise, sigma_data, pos=None, project=None) -> torch.Tensor:
-    """Per-sample :math:`\lambda(\sigma)\lVert R(D(y + \sigma n, \sigma, pos) - y)\rVert^2` summed over (C, H, W);
+    r"""Per-sample :math:`\lambda(\sigma)\lVert R(D(y + \sigma n, \sigma, pos) - y)\rVert^2` summed over (C, H, W);
     ``project`` is :math:`R` (None: the identity)."""
     s = sigma.reshape(-1, 1, 1, 1)
     denoised = net(y + s * noise, sigma, pos) if pos is not None else net(y + s * noise, sigma)
