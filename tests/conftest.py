@@ -79,11 +79,13 @@ def one_thread():
 
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory) -> dict[str, str]:
-    """Randomly initialised tiny PaDIS (patch 16, pad 16) and EDM checkpoints: ``{"padis": path, "edm": path}``."""
-    from padis_plugin.prior import EDMDenoiser, EDMPrecond, PaDISDenoiser, build_unet
+    """Randomly initialised tiny PaDIS (patch 16, pad 16), EDM and HFS (the grid's default band) checkpoints:
+    ``{"padis": path, "edm": path, "hfs": path}``."""
+    from padis_plugin.prior import EDMDenoiser, EDMPrecond, HFSDenoiser, PaDISDenoiser, build_unet
 
     d = tmp_path_factory.mktemp("ckpt")
     torch.manual_seed(0)
     padis = PaDISDenoiser(EDMPrecond(build_unet("padis-tiny")), patch_size=16, pad=16).save_pretrained(d / "padis")
     edm = EDMDenoiser(EDMPrecond(build_unet("edm-tiny"))).save_pretrained(d / "edm")
-    return {"padis": str(padis), "edm": str(edm)}
+    hfs = HFSDenoiser(EDMPrecond(build_unet("edm-tiny"))).save_pretrained(d / "hfs")
+    return {"padis": str(padis), "edm": str(edm), "hfs": str(hfs)}
