@@ -140,7 +140,7 @@ class TrainConfig:
         want_in = family.in_channels
         if mc["in_channels"] != want_in or mc["out_channels"] != 2:
             bad("model.name", f"{self.model.name!r} has {mc['in_channels']} inputs / {mc['out_channels']} outputs; "
-                              f"kind {self.kind!r} needs {want_in} / 2")
+                              f"kind {self.kind!r} needs {want_in} / 2 (e.g. {', '.join(family.model_configs)})")
         if not (math.isfinite(self.model.sigma_data) and self.model.sigma_data > 0):
             bad("model.sigma_data", f"must be a finite number > 0, got {self.model.sigma_data}")
         if self.data.num_slices is not None and self.data.num_slices < 1:
