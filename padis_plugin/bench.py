@@ -17,12 +17,12 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .acquisition import MaskBank, achieved_acceleration, make_problem
 from .atomic import write_npy
 from .bench_items import Item, generator_seed, item_key, plan, uncertainty_key, uncertainty_labels
 from .bench_records import Record, UncertaintyRecord
@@ -32,9 +32,7 @@ from .config import BenchConfig, Problems, apply_overrides, config_error, from_d
 from .data.prepared import PreparedDataset
 from .data.source import prepared_path
 from .errors import ConfigError, DataError, ParamsError, where
-from .masks import cartesian_mask, load_mask_file
 from .metrics import brain_mask, center_crop, image_metrics, pixelwise_std, to_complex_numpy
-from .physics import slice_problem
 from .solvers.contract import call_solver, solver_nfe
 from .timing import sync
 from . import figures
@@ -69,40 +67,6 @@ def open_dataset(cfg: BenchConfig, path) -> PreparedDataset:
     if not ds.ids:
         raise DataError(where(path, "no slices left after filtering (contrasts/patients/ids/max_slices)"))
     return ds
-
-
-class MaskBank:
-    """Masks per (R, seed): generated (:func:`cartesian_mask`) or read from ``masks.file``."""
-
-    def __init__(self, cfg: BenchConfig, shape, source=None):
-        self.cfg, self.shape, self.stored = cfg.masks, tuple(shape), None
-        if cfg.masks.file:
-            path = Path(cfg.masks.file)
-            arr = load_mask_file(path, self.shape)  # binary, finite, non-empty, on this grid
-            if len(cfg.masks.accelerations) != 1:
-                raise ConfigError(where(path, "a mask file needs exactly one (nominal) acceleration"))
-            seeds = set(cfg.masks.seeds) | set(cfg.uncertainty.seed_list if cfg.uncertainty.enabled else ())
-            bad = [s for s in seeds if not 0 <= s < arr.shape[0]]
-            if bad:
-                raise ConfigError(where(path, f"mask seeds {bad} index past the file's {arr.shape[0]} masks"))
-            self.stored = torch.from_numpy(arr.astype(np.float32))
-        else:  # validate every (R, ACS) now, before anything is written; every failing R reported
-            bad = Problems(source, "masks")
-            for r in cfg.masks.accelerations:
-                try:
-                    cartesian_mask(self.shape, r, self.acs_lines, 0)
-                except ConfigError as exc:
-                    bad.add("acs_lines", f": {exc}")
-            bad.raise_any()
-
-    @property
-    def acs_lines(self) -> int:
-        return self.cfg.acs_for(self.shape[1])
-
-    def __call__(self, acceleration, seed) -> torch.Tensor:
-        if self.stored is not None:
-            return self.stored[seed]
-        return cartesian_mask(self.shape, acceleration, self.acs_lines, seed)
 
 
 # ------------------------------------------------------------------------------------------- run
@@ -227,10 +191,12 @@ def _run_slice(run: _Run, ds, sid, items: list[Item]) -> None:
             todo = [it for it in items if it.acceleration == float(r) and it.seed == seed and it.key not in run.done]
             if not todo:
                 continue
-            y, physics, x_ref = slice_problem(slc, run.masks(r, seed), device=run.device)
+            acquisition = run.masks.acquisition(r)
+            y, physics, x_ref = make_problem(slc, acquisition, seed, device=run.device)
             gseed = generator_seed(cfg.seed, sid, r, seed)
+            achieved = achieved_acceleration(run.masks(r, seed)) if acquisition.approximate_rate else None
             for it in todo:
-                run.finish(_solve(run, it, y, physics, x_ref, gseed, meta))
+                run.finish(_solve(run, it, y, physics, x_ref, gseed, meta, achieved))
                 run.bar.update(1)
     reference = reference_path(run.store.dir, sid)
     if cfg.output.save_recons and not reference.is_file():
@@ -241,8 +207,9 @@ def _run_slice(run: _Run, ds, sid, items: list[Item]) -> None:
         run.finish(_uncertainty(run, sid, lab, r, slc.reference, meta))
 
 
-def _solve(run: _Run, it: Item, y, physics, x_ref, gseed: int, meta: dict) -> Record:
-    """One item: the solver's reconstruction (timed, seeded), its metrics, its recon saved when needed."""
+def _solve(run: _Run, it: Item, y, physics, x_ref, gseed: int, meta: dict, achieved_R: float | None) -> Record:
+    """One item: the solver's reconstruction (timed, seeded), its metrics, its recon saved when needed.
+    ``achieved_R``: the mask's R where it only approximates the nominal one (None: it is the nominal R)."""
     solver, entry = run.solvers[it.label], run.entries[it.label]
     gen = torch.Generator(device=run.device).manual_seed(gseed)
     sync(run.device)
@@ -259,7 +226,7 @@ def _solve(run: _Run, it: Item, y, physics, x_ref, gseed: int, meta: dict) -> Re
                    to_complex_numpy(x_hat).astype(np.complex64))
     return Record(**meta, solver=it.label, name=entry.name, training_size=entry.training_size,
                   R=it.acceleration, seed=int(it.seed), acs_lines=run.masks.acs_lines, generator_seed=gseed,
-                  **metrics, seconds=seconds, nfe=solver_nfe(solver))
+                  **metrics, seconds=seconds, nfe=solver_nfe(solver), achieved_R=achieved_R)
 
 
 def _draw_figures(run: _Run, sid, reference) -> None:

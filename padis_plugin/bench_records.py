@@ -44,9 +44,11 @@ class Record(_Row):
     nrmse: float
     seconds: float
     nfe: int | None
+    achieved_R: float | None = None      # the mask's R where it only approximates R (Poisson-disc)
     reused_from: str | None = None       # results folder it was taken from (``output.reuse_from``)
 
     kind: ClassVar[str] = "item"
+    _OMITTED_WHEN_NONE: ClassVar[tuple] = ("achieved_R", "reused_from")  # absent, not null: rows stay as before
 
     @property
     def key(self) -> str:
@@ -54,8 +56,9 @@ class Record(_Row):
 
     def row(self) -> dict:
         row = super().row()
-        if self.reused_from is None:  # absent, not null, in records computed here
-            del row["reused_from"]
+        for name in self._OMITTED_WHEN_NONE:
+            if row[name] is None:
+                del row[name]
         return row
 
     def relabelled(self, label: str, training_size: int | None, folder: str) -> "Record":

@@ -287,9 +287,12 @@ def _required_keys(tp, prefix: str) -> list[str]:
 
 
 def to_dict(obj) -> Any:
-    """Dataclasses -> plain dicts/lists (JSON and YAML serialisable), recursively."""
+    """Dataclasses -> plain dicts/lists (JSON and YAML serialisable), recursively. A field with
+    ``metadata={"omit_default": True}`` is left out while it holds its default (a key added later then leaves
+    the dicts, and hashes, of older configs as they were)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not (f.metadata.get("omit_default") and getattr(obj, f.name) == f.default)}
     if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]
     if isinstance(obj, dict):
@@ -384,6 +387,7 @@ def _type_name(tp) -> str:
 
 # ---------------------------------------------------------------------------------- benchmark schema
 MAX_R = 16.0
+MASK_KINDS = ("cartesian", "poisson")  # padis_plugin.acquisition.KINDS
 
 
 @dataclass
@@ -409,15 +413,21 @@ class DataConfig:
 
 @dataclass
 class MaskConfig:
-    """1-D Cartesian masks: one per (acceleration, seed); ``file`` replaces generation by a stored
-    (H, W) or (K, H, W) ``.npy`` array whose K masks are addressed by the seeds (indices).
+    """Sampling masks: one per (acceleration, seed), of ``kind`` ``cartesian`` (1-D random lines, the paper's)
+    or ``poisson`` (2-D variable-density Poisson-disc, with an ACS square); ``file`` replaces generation by a
+    stored (H, W) or (K, H, W) ``.npy`` array whose K masks are addressed by the seeds (indices).
 
     ``acs_lines`` unset (``None``): the paper's 24 lines at W = 384, scaled to the data's grid
     (``round(24 * W / 384)``, 8 at 128), so a minimal config runs on any grid.
     ``acs_grid``: the grid width ``acs_lines`` refers to; on another grid width W the ACS block is scaled to
     ``round(acs_lines * W / acs_grid)`` lines (so a config written for 384 x 384 data, e.g. 20 ACS lines,
-    also runs on the 128 x 128 bundled demo). ``None``: ``acs_lines`` is absolute."""
+    also runs on the 128 x 128 bundled demo). ``None``: ``acs_lines`` is absolute.
+    (:func:`padis_plugin.masks.acs_lines_for` is the rule.)
 
+    ``kind`` is left out of :func:`to_dict` at its default, so the configs, hashes and item fingerprints of
+    Cartesian benchmarks are those they had before masks had a kind."""
+
+    kind: str = field(default="cartesian", metadata={"omit_default": True})
     accelerations: list[float] = field(default_factory=lambda: [7.0])
     acs_lines: int | None = None
     acs_grid: int | None = None
@@ -426,12 +436,8 @@ class MaskConfig:
 
     def acs_for(self, width: int) -> int:
         """ACS lines on a grid of ``width`` phase-encode lines."""
-        if self.acs_lines is None:
-            from .masks import default_acs_lines  # here, not at the top: masks imports torch
-            return default_acs_lines(width)
-        if self.acs_grid is None:
-            return self.acs_lines
-        return int(round(self.acs_lines * width / self.acs_grid))
+        from .masks import acs_lines_for  # here, not at the top: masks imports torch
+        return acs_lines_for(width, self.acs_lines, self.acs_grid)
 
     def validate(self, source, prefix):
         bad = Problems(source, prefix)
@@ -448,6 +454,10 @@ class MaskConfig:
             bad.add("acs_lines", "must be >= 0")
         if self.acs_grid is not None and self.acs_grid < 1:
             bad.add("acs_grid", "must be >= 1")
+        if self.kind not in MASK_KINDS:
+            bad.add("kind", f": unknown mask kind {self.kind!r} (known: {', '.join(MASK_KINDS)})")
+        elif self.file and self.kind != "cartesian":
+            bad.add("kind", f": masks.file gives the masks; leave kind unset, not {self.kind!r}")
         bad.raise_any()
 
 

@@ -24,13 +24,15 @@ from .data.files import load_npy
 from .data.prepared import check_mask
 from .errors import ConfigError, DataError, where
 
-__all__ = ["MAX_ACCELERATION", "CartesianMaskGenerator", "cartesian_mask", "cartesian_masks", "check_mask",
-           "default_acs_lines", "load_mask_file", "n_lines"]
+__all__ = ["MAX_ACCELERATION", "CartesianMaskGenerator", "acs_lines_for", "cartesian_mask", "cartesian_masks",
+           "check_mask", "default_acs_lines", "grid_shape", "load_mask_file", "n_lines"]
 
 MAX_ACCELERATION = 16.0
+PAPER_ACS_LINES, PAPER_GRID = 24, 384  # the paper's fully sampled centre: 24 of 384 phase-encode lines
 
 
-def _hw(shape) -> tuple[int, int]:
+def grid_shape(shape) -> tuple[int, int]:
+    """``N`` or ``(H, W)`` as a positive ``(H, W)``; :class:`ConfigError` otherwise."""
     if isinstance(shape, (int, np.integer)):
         shape = (int(shape), int(shape))
     try:
@@ -81,7 +83,7 @@ def cartesian_mask(shape, acceleration: float, acs_lines: int = 24, seed: int = 
     :param int seed: seed of ``numpy.random.default_rng``; same seed, same mask.
     :raises ConfigError: on R out of range, negative or too many ACS lines, non-positive shape.
     """
-    h, w = _hw(shape)
+    h, w = grid_shape(shape)
     _check(w, acceleration, acs_lines)
     mask = np.zeros((h, w), dtype=np.float32)
     mask[:, _columns(w, acceleration, int(acs_lines), seed)] = 1.0
@@ -116,9 +118,23 @@ def load_mask_file(path, shape=None) -> np.ndarray:
     return arr.astype(np.float32)
 
 
+def acs_lines_for(width: int, acs_lines: int | None = None, acs_grid: int | None = None) -> int:
+    """Fully sampled centre lines on a grid ``width`` wide (the square's side for a 2-D mask): the one ACS rule.
+
+    ``acs_lines`` unset: the paper's 24 lines at 384 scaled to ``width`` (at least 1; 8 at 128, 16 at 256).
+    ``acs_grid`` set: ``acs_lines`` counts lines of a grid that wide, scaled to ``width`` (a config written for
+    384 x 384 data then also runs on 128 x 128). Otherwise ``acs_lines`` is absolute.
+    """
+    if acs_lines is None:
+        return max(1, int(round(PAPER_ACS_LINES * width / PAPER_GRID)))
+    if acs_grid is None:
+        return int(acs_lines)
+    return int(round(acs_lines * width / acs_grid))
+
+
 def default_acs_lines(width: int) -> int:
-    """The paper's 24 fully sampled lines on a 384-wide grid, scaled to ``width`` (8 at 128)."""
-    return max(1, int(round(24 * width / 384)))
+    """:func:`acs_lines_for` with nothing configured: 24 lines at 384 scaled to ``width``."""
+    return acs_lines_for(width)
 
 
 

@@ -1,8 +1,8 @@
-"""Multi-coil Cartesian MRI forward models for prepared slices, built on :class:`deepinv.physics.MultiCoilMRI`.
+"""Multi-coil Cartesian MRI forward models, built on :class:`deepinv.physics.MultiCoilMRI`, from arrays.
 
 y_c = M . F(S_c x) with a centred orthonormal FFT; images are (B, 2, H, W) float32,
-k-space is (B, 2, C, H, W). The measurement of a prepared slice is ``mask * stored k-space`` (not A applied
-to the reference), as in the paper.
+k-space is (B, 2, C, H, W). The measurement of stored k-space is ``mask * k-space`` (not A applied to the
+reference), as in the paper. :mod:`padis_plugin.acquisition` turns a prepared slice into a problem.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from deepinv.physics import MultiCoilMRI
 
-from .data.prepared import PreparedSlice, check_mask
+from .data.prepared import check_mask
 from .errors import DataError, where
 
 
@@ -64,59 +64,13 @@ def complex_to_channels(x: torch.Tensor) -> torch.Tensor:
     return torch.stack([x.real, x.imag], dim=1).float()
 
 
-def _slice_mask(slc: PreparedSlice, mask):
-    if mask is None:
-        if slc.undersampled and slc.acquired_mask is not None:
-            return torch.as_tensor(np.asarray(slc.acquired_mask, dtype=np.float32))
-        raise DataError(where(slc.id, "no mask given and the slice has no acquired_mask"))
-    return torch.as_tensor(mask)
+def image_channels(image) -> torch.Tensor:
+    """A complex (H, W) image (numpy or torch) as the (1, 2, H, W) float32 tensor deepinv expects."""
+    return complex_to_channels(torch.as_tensor(np.asarray(image, dtype=np.complex64))[None])
 
 
-def _measurement(slc: PreparedSlice, mask) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mask (1, 1, N, N), y (1, 2, C, N, N)) from the stored k-space; checks the mask against it."""
-    n = slc.kspace.shape[-2:]
-    m = _as_mask(_slice_mask(slc, mask), 1, n, name=f"slice {slc.id}")
-    kspace = torch.from_numpy(np.ascontiguousarray(slc.kspace, dtype=np.complex64))[None]  # (1, C, H, W)
-    y = complex_to_channels(kspace) * m[:, :, None]
-    return m, y
-
-
-def slice_problem(slc: PreparedSlice, mask=None, device="cpu"):
-    """``(y (1, 2, C, N, N), physics, x_ref (1, 2, N, N))`` for one prepared slice.
-
-    ``mask`` is (N, N) (or (1, N, N) / (1, 1, N, N)); ``None`` uses the slice's ``acquired_mask`` for data
-    that was acquired undersampled. ``x_ref`` is the stored reference (for undersampled raw data it is
-    only the CG-SENSE image of what was acquired, not a ground truth).
-    """
-    m, y = _measurement(slc, mask)
-    physics = build_physics(torch.from_numpy(np.asarray(slc.coil_maps, dtype=np.complex64)), m, device)
-    x_ref = complex_to_channels(torch.from_numpy(np.asarray(slc.reference, dtype=np.complex64))[None])
-    return y.to(device), physics, x_ref.to(device)
-
-
-def batch_problems(slices, masks, device="cpu"):
-    """Batched :func:`slice_problem`: ``(y (B, 2, C, N, N), physics, x_ref (B, 2, N, N))``.
-
-    ``masks`` is one mask shared by all slices, a list with one mask (or ``None``) per slice, or a
-    (B, N, N) tensor. All slices need the same coil count and grid.
-    """
-    slices = list(slices)
-    if not slices:
-        raise DataError("batch_problems needs at least one slice")
-    if masks is None or (isinstance(masks, (torch.Tensor, np.ndarray)) and np.ndim(masks) == 2):
-        masks = [masks] * len(slices)
-    masks = list(masks)
-    if len(masks) != len(slices):
-        raise DataError(f"got {len(masks)} masks for {len(slices)} slices")
-    shape = slices[0].kspace.shape
-    for s in slices[1:]:
-        if s.kspace.shape != shape:
-            raise DataError(where(f"slice {s.id}", f"k-space shape {s.kspace.shape} differs from "
-                                                   f"{shape} of slice {slices[0].id}; cannot batch"))
-    parts = [_measurement(s, m) for s, m in zip(slices, masks)]
-    mask = torch.cat([m for m, _ in parts])
-    y = torch.cat([y for _, y in parts])
-    maps = torch.from_numpy(np.stack([np.asarray(s.coil_maps, dtype=np.complex64) for s in slices]))
-    x_ref = complex_to_channels(torch.from_numpy(np.stack([np.asarray(s.reference, dtype=np.complex64)
-                                                           for s in slices])))
-    return y.to(device), build_physics(maps, mask, device), x_ref.to(device)
+def masked_kspace(kspace, mask, name=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mask (1, 1, H, W), y (1, 2, C, H, W))``: stored k-space (C, H, W) under a mask checked against it."""
+    kspace = torch.as_tensor(np.ascontiguousarray(kspace, dtype=np.complex64))[None]  # (1, C, H, W)
+    m = _as_mask(mask, 1, tuple(kspace.shape[-2:]), name=name)
+    return m, complex_to_channels(kspace) * m[:, :, None]

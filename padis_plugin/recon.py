@@ -1,8 +1,9 @@
 """Reconstruct one slice with any registered solver (``reconstruct``), and the bundled demo (``run_demo``).
 
 A slice comes from a prepared HDF5 file (``format="padis-prepared"``) or a raw fastMRI file, which is prepared
-on the fly into a cache. The undersampling mask is :func:`~padis_plugin.masks.cartesian_mask` (or the
-acquisition's own mask for data acquired undersampled); the solver runs with ``torch.Generator(seed)``.
+on the fly into a cache. The acquisition (:mod:`padis_plugin.acquisition`) is 1-D Cartesian lines or a 2-D
+Poisson-disc mask (``mask_kind``), or the slice's own mask for data acquired undersampled; the solver runs with
+``torch.Generator(seed)``.
 """
 from __future__ import annotations
 
@@ -15,13 +16,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .acquisition import AcquiredMask, make_acquisition, make_problem
 from .atomic import atomic_path, atomic_paths, clean_stale_temps, naming, save_npy, write_json
 from .data.prepared import is_prepared
 from .data.source import BUNDLED_DEMO, open_source
 from .errors import CheckpointError, ConfigError, DataError, where
-from .masks import cartesian_mask, default_acs_lines
+from .masks import default_acs_lines
 from .metrics import image_metrics, to_complex_numpy
-from .physics import slice_problem
 from .registry import build_solver
 from .solvers.contract import call_solver, solver_nfe
 from .timing import sync
@@ -64,14 +65,15 @@ def load_slice(input_path, slice_id=None, size=384, cache_dir=None):
                                 + (" ..." if len(ds) > 8 else "")))
 
 
-def make_problem(slc, acceleration=4.0, acs_lines=None, mask_seed=0, device="cpu"):
-    """``(y, physics, x_ref, mask)``: the slice's own mask if it was acquired undersampled, else a Cartesian one."""
-    if acs_lines is None:
-        acs_lines = default_acs_lines(slc.size)
-    mask = None if slc.undersampled else cartesian_mask(slc.size, acceleration, acs_lines, seed=mask_seed)
-    y, physics, x_ref = slice_problem(slc, mask, device=device)
-    mask = physics.mask[0, 0].detach().cpu().numpy()
-    return y, physics, x_ref, mask
+def acquisition_for(slc, mask_kind="cartesian", acceleration=4.0, acs_lines=None):
+    """The slice's own mask if it was acquired undersampled, else a generated ``mask_kind`` one at R."""
+    return AcquiredMask(slc) if slc.undersampled else make_acquisition(mask_kind, acceleration, acs_lines)
+
+
+def _problem(slc, acquisition, mask_seed, device):
+    """``(y, physics, x_ref, mask)``, the mask as the (H, W) numpy array the figures draw."""
+    y, physics, x_ref = make_problem(slc, acquisition, mask_seed, device)
+    return y, physics, x_ref, physics.mask[0, 0].detach().cpu().numpy()
 
 
 def _run(solver, y, physics, seed, device):
@@ -123,7 +125,7 @@ def _figure(path, zero_filled, recon, reference, mask, title, label, record):
 # -- entry points ---------------------------------------------------------------------------------------------
 def reconstruct(input_path, slice_id=None, solver="padis-dps", params=None, acceleration=4.0, seed=0,
                 acs_lines=None, out=None, png=None, device="cpu", mask_seed=0, size=384, cache_dir=None,
-                overwrite=True) -> dict:
+                overwrite=True, mask_kind="cartesian") -> dict:
     """Reconstruct one slice with a registered solver; returns the run record.
 
     :param input_path: prepared HDF5 file, or a raw fastMRI ``.h5`` (prepared on the fly into the cache at
@@ -131,7 +133,7 @@ def reconstruct(input_path, slice_id=None, solver="padis-dps", params=None, acce
     :param slice_id: see :func:`load_slice`.
     :param str solver: registered solver name (:func:`~padis_plugin.registry.available_solvers`).
     :param dict params: solver parameters (unknown keys -> :class:`ConfigError`).
-    :param float acceleration: R of the Cartesian mask (ignored for data acquired undersampled).
+    :param float acceleration: R of the mask (ignored for data acquired undersampled).
     :param int seed: seed of the solver's ``torch.Generator``.
     :param int acs_lines: fully sampled central lines of the mask (None: 24 at N = 384, scaled to N).
     :param out: ``.npy`` or ``.h5`` output (complex image), written atomically; ``None``: not saved.
@@ -139,10 +141,13 @@ def reconstruct(input_path, slice_id=None, solver="padis-dps", params=None, acce
         ``out`` and ``png`` are written together or not at all (temporaries, renamed when both are complete).
     :param int mask_seed: seed of the mask's random lines.
     :param bool overwrite: replace existing ``out`` / ``png`` files (False: :class:`ConfigError` up front).
+    :param str mask_kind: ``cartesian`` (1-D lines, the paper's) or ``poisson`` (2-D Poisson-disc, ACS square).
     :return: dict with ``slice``, ``solver``, ``params``, ``seed``, ``mask_seed``, ``acceleration``,
-        ``acs_lines``, ``metrics`` (None without a reference), ``seconds``, ``nfe``, ``out``, ``png``.
+        ``acs_lines``, ``sampled_fraction``, ``metrics`` (None without a reference), ``seconds``, ``nfe``,
+        ``out``, ``png``; and ``mask_kind`` when it is not ``cartesian``.
     """
     fmt = _recon_format(out) if out is not None else None  # fail before the slow part
+    make_acquisition(mask_kind, acceleration)  # an unknown kind fails before the slow part too
     targets = [Path(p) for p in (out, png) if p is not None]
     if len(targets) == 2 and targets[0].resolve() == targets[1].resolve():
         raise ConfigError(where(out, "out and png name the same file"))
@@ -153,7 +158,8 @@ def reconstruct(input_path, slice_id=None, solver="padis-dps", params=None, acce
             raise ConfigError(where(target, "exists; pass --overwrite to replace it"))
     slc = load_slice(input_path, slice_id, size=size, cache_dir=cache_dir)
     acs_lines = default_acs_lines(slc.size) if acs_lines is None else acs_lines
-    y, physics, x_ref, mask = make_problem(slc, acceleration, acs_lines, mask_seed, device)
+    y, physics, x_ref, mask = _problem(slc, acquisition_for(slc, mask_kind, acceleration, acs_lines), mask_seed,
+                                       device)
     model = build_solver(solver, params, device)
     x_hat, seconds, nfe = _run(model, y, physics, seed, device)
     recon = to_complex_numpy(x_hat[0].cpu())
@@ -163,6 +169,8 @@ def reconstruct(input_path, slice_id=None, solver="padis-dps", params=None, acce
               "acs_lines": acs_lines, "sampled_fraction": float(mask.mean()),
               "metrics": image_metrics(recon, reference) if reference is not None else None,
               "seconds": seconds, "nfe": nfe, "out": str(out) if out else None, "png": str(png) if png else None}
+    if mask_kind != "cartesian":  # the default's record stays as it always was
+        record["mask_kind"] = mask_kind
     if not targets:
         return record
     for folder in {t.parent for t in targets}:  # temporaries of earlier killed writes of these outputs
@@ -215,7 +223,7 @@ def run_demo(out_dir="padis_demo_output", steps=None, inner=None, device="cpu", 
     ds = open_source(BUNDLED_DEMO, cache_dir=cache_dir, progress=progress)
     slc = ds[ds.ids[-1] if slice_id is None else slice_id]  # last bundled slice: the demo's held-out one
     acs_lines = default_acs_lines(slc.size) if acs_lines is None else acs_lines
-    y, physics, x_ref, mask = make_problem(slc, acceleration, acs_lines, 0, device)
+    y, physics, x_ref, mask = _problem(slc, acquisition_for(slc, "cartesian", acceleration, acs_lines), 0, device)
     reference = to_complex_numpy(x_ref[0].cpu())
     echo(f"demo: slice {slc.id} ({slc.size}x{slc.size}), R={acceleration}, ACS {acs_lines}, seed {seed}; "
          f"diffusion samplers: {_schedule_text(solvers, steps, inner)}")

@@ -117,9 +117,7 @@ def summary_markdown(results: dict) -> str:
     lines = [f"# Benchmark `{results['name']}`", ""]
     lines += [f"- data: `{results['dataset']['path']}` ({results['dataset']['n_slices']} slices, "
               f"{results['dataset']['size']}x{results['dataset']['size']}, contrasts: {', '.join(contrasts)})",
-              f"- masks: 1-D Cartesian, R = {', '.join(f'{r:g}' for r in accelerations)}, "
-              f"{_acs(results)} ACS lines, mask seeds {cfg['masks']['seeds']}"
-              + (f" (file `{cfg['masks']['file']}`)" if cfg["masks"].get("file") else ""),
+              _masks_line(results, accelerations),
               f"- metrics on magnitude images, data range max-min |ref|"
               + (f", centre crop {cfg['crop']}" if cfg.get("crop") else ", full image"),
               f"- device: {hw} ({env['type']}, {env['world_size']} process(es)); versions: "
@@ -184,6 +182,21 @@ def summary_markdown(results: dict) -> str:
         lines += _table(head + [f"R={r:g}" for r in accelerations], rows)
         lines.append("")
     return "\n".join(lines)
+
+
+def _masks_line(results, accelerations) -> str:
+    """The masks of a results dict; a Poisson-disc one with the R its masks achieved (mean over items)."""
+    masks = results["config"]["masks"]
+    if masks.get("kind", "cartesian") == "cartesian":
+        return (f"- masks: 1-D Cartesian, R = {', '.join(f'{r:g}' for r in accelerations)}, "
+                f"{_acs(results)} ACS lines, mask seeds {masks['seeds']}"
+                + (f" (file `{masks['file']}`)" if masks.get("file") else ""))
+    achieved = []
+    for r in accelerations:
+        got = [x["achieved_R"] for x in results["results"] if x["R"] == r and x.get("achieved_R") is not None]
+        achieved.append(f"{r:g}" + (f" (achieved {sum(got) / len(got):.2f})" if got else ""))
+    return (f"- masks: 2-D variable-density Poisson-disc, R = {', '.join(achieved)}, {_acs(results)} x "
+            f"{_acs(results)} ACS square, mask seeds {masks['seeds']}")
 
 
 def _acs(results) -> str:

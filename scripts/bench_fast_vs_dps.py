@@ -16,8 +16,7 @@ import torch
 
 from padis_plugin.atomic import write_json
 from padis_plugin.data.prepared import PreparedDataset
-from padis_plugin.masks import cartesian_mask
-from padis_plugin.physics import slice_problem
+from padis_plugin.acquisition import CartesianLines, make_problem
 from padis_plugin.registry import build_solver
 from padis_plugin.timing import timed
 
@@ -38,7 +37,7 @@ def main():
     torch.set_num_threads(1)
     ds = PreparedDataset(a.data, ids=[a.slice])
     slc = ds[0]
-    y, physics, _ = slice_problem(slc, cartesian_mask(slc.size, a.acceleration, round(slc.size * 24 / 384), 0))
+    y, physics, _ = make_problem(slc, CartesianLines(a.acceleration), seed=0)  # ACS: 24 at 384, scaled
     rows = {}
     for prior in ("padis", "edm"):
         inner = 10

@@ -13,8 +13,7 @@ import torch
 
 from padis_plugin.bench import generator_seed
 from padis_plugin.data.prepared import PreparedDataset
-from padis_plugin.masks import cartesian_mask
-from padis_plugin.physics import slice_problem
+from padis_plugin.acquisition import CartesianLines, make_problem
 from padis_plugin.registry import build_solver
 
 matplotlib.use("Agg")
@@ -26,7 +25,7 @@ SLICE, R, CALLS = "patient12__study1_T2:4", 7.0, (10, 25, 100)
 def main(data, out):
     torch.set_num_threads(1)
     slc = PreparedDataset(data, ids=[SLICE])[0]
-    y, physics, x_ref = slice_problem(slc, cartesian_mask(slc.size, R, 8, 0))
+    y, physics, x_ref = make_problem(slc, CartesianLines(R, acs_lines=8), seed=0)
     ref = torch.linalg.vector_norm(x_ref[0], dim=0).numpy()
     vmax = np.percentile(ref, 99.5)
     fig, ax = plt.subplots(2, len(CALLS) + 1, figsize=(13, 6.5))

@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from padis_plugin.acquisition import AcquiredMask, make_problem
 from padis_plugin.atomic import write_json
 from padis_plugin.data.prepare import prepare
 from padis_plugin.data.prepared import PreparedDataset
 from padis_plugin.data.raw_ingest import ingest_npy_kspace
 from padis_plugin.figures import unreferenced_figure
 from padis_plugin.metrics import to_complex_numpy
-from padis_plugin.physics import slice_problem
 from padis_plugin.registry import build_solver
 from padis_plugin.solvers.contract import call_solver
 
@@ -45,7 +45,7 @@ def main(argv=None):
                                 acquisition="AXT1")
         prepared = prepare(raw, Path(tmp) / "prepared.h5", size=args.size, slices="all", progress=False)
         slc = PreparedDataset(prepared)[0]
-    y, physics, _ = slice_problem(slc, None)  # the acquisition's own Poisson-disc mask
+    y, physics, _ = make_problem(slc, AcquiredMask(slc))  # the scan's own Poisson-disc mask
     solvers = [("zero-filled", {}), ("sense", {}), ("wavelet-l1", {})]
     if args.sampler == "dps":
         common = {"steps": args.steps, "inner": args.inner, **({"zeta": args.zeta} if args.zeta is not None else {})}

@@ -93,7 +93,7 @@ def _physics(mask, batch=1):
 
 
 def _slice_problem(mask=None, **changes):
-    from padis_plugin.physics import slice_problem
+    from padis_plugin.acquisition import slice_problem
 
     return lambda: slice_problem(_slice(**changes), mask)
 
@@ -392,7 +392,8 @@ def test_noiseless_and_finite_snr_stay_allowed(snr_db):
 def test_good_inputs_still_pass(tmp_path):
     from padis_plugin.data.prepared import PreparedDataset
     from padis_plugin.masks import load_mask_file
-    from padis_plugin.physics import build_physics, slice_problem
+    from padis_plugin.acquisition import slice_problem
+    from padis_plugin.physics import build_physics
 
     mask = _line_mask()
     bool_mask = torch.from_numpy(mask > 0)

@@ -20,7 +20,7 @@ from padis_plugin.cli.bench import main
 from padis_plugin.data.prepared import write_prepared
 from padis_plugin.masks import cartesian_mask
 from padis_plugin.metrics import image_metrics, paired_difference
-from padis_plugin.physics import slice_problem
+from padis_plugin.acquisition import slice_problem
 from padis_plugin.registry import register_solver
 
 FAKE = "test-fake-noisy"

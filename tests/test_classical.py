@@ -4,7 +4,7 @@ import torch
 from padis_plugin.errors import ConfigError
 from padis_plugin.masks import cartesian_mask
 from padis_plugin.metrics import image_metrics
-from padis_plugin.physics import slice_problem
+from padis_plugin.acquisition import slice_problem
 from padis_plugin.solvers.classical import make_sense, make_wavelet_l1, make_zero_filled
 
 
@@ -62,7 +62,7 @@ def test_wavelet_step_bound_is_exact_upper_bound_and_silent(tiny_slice):
     import warnings
 
     from padis_plugin.masks import cartesian_mask
-    from padis_plugin.physics import slice_problem
+    from padis_plugin.acquisition import slice_problem
     from padis_plugin.solvers.classical import normal_operator_bound
 
     y, physics, _ = slice_problem(tiny_slice, cartesian_mask(64, 4, 8, seed=0))

@@ -4,7 +4,8 @@ import torch
 
 from padis_plugin.errors import DataError
 from padis_plugin.masks import cartesian_mask
-from padis_plugin.physics import batch_problems, build_physics, slice_problem
+from padis_plugin.acquisition import batch_problems, slice_problem
+from padis_plugin.physics import build_physics
 
 
 def test_slice_problem_shapes_measurement_and_adjoint(tiny_slice):

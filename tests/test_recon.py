@@ -12,7 +12,7 @@ from padis_plugin.data.prepared import PreparedDataset
 from padis_plugin.recon import make_problem, reconstruct
 from padis_plugin.registry import available_solvers, build_solver
 from padis_plugin.masks import cartesian_mask
-from padis_plugin.physics import slice_problem
+from padis_plugin.acquisition import slice_problem
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

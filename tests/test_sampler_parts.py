@@ -8,7 +8,7 @@ import torch
 
 from conftest import make_slice
 from padis_plugin.masks import cartesian_mask
-from padis_plugin.physics import slice_problem
+from padis_plugin.acquisition import slice_problem
 from padis_plugin.prior import PaDISDenoiser
 from padis_plugin.prior.schedules import edm_sigmas
 from padis_plugin.rng import denoise_fn, randn

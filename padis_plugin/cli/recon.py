@@ -19,6 +19,7 @@ Examples:
   padis-recon --steps 2 --inner 1 --padis-checkpoint ckpt/padis --edm-checkpoint ckpt/edm
   padis-recon data/test_384.h5 --slice file_brain_001:2 --solver padis-dps --set zeta=3 --out x.npy --png x.png
   padis-recon raw/file_brain_AXT2_200_6002217.h5 --solver wavelet-l1 --acceleration 8 --out x.h5
+  padis-recon data/test_384.h5 --solver wavelet-l1 --mask-kind poisson --acceleration 8 --png x.png
 
 padis-dps is Algorithm 1 of {PAPER} (VE-DPS with a patch prior;
 the paper uses 104 noise levels x 10 inner iterations). padis-bench --list-solvers names every solver.
@@ -38,8 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="solver parameter, e.g. --set zeta=3 --set checkpoint=ckpt/padis (value parsed as YAML; "
                         "repeatable; default: none, the solver's defaults)")
     p.add_argument("--acceleration", type=float, default=4.0, help="undersampling factor R (default: %(default)s)")
+    p.add_argument("--mask-kind", choices=("cartesian", "poisson"), default="cartesian",
+                   help="1-D Cartesian lines (the paper's) or a 2-D variable-density Poisson-disc mask with a "
+                        "fully sampled --acs square; ignored for data acquired undersampled (default: %(default)s)")
     p.add_argument("--acs", type=int, default=None,
-                   help="fully sampled central lines (default: 24 at N = 384, scaled to the grid: 8 at 128)")
+                   help="fully sampled central lines, or the side of the square (default: 24 at N = 384, scaled "
+                        "to the grid: 8 at 128)")
     p.add_argument("--seed", type=int, default=0, help="solver random seed (default: %(default)s)")
     p.add_argument("--mask-seed", type=int, default=0, help="mask random seed (default: %(default)s)")
     p.add_argument("--out", help="output .npy or .h5 (complex image) (default: none, not written)")
@@ -83,6 +88,8 @@ def _run(args) -> int:
         if not torch.cuda.is_available():
             raise ConfigError("--device cuda requested but CUDA is not available")
     if args.input is None:
+        if args.mask_kind != "cartesian":
+            raise ConfigError("--mask-kind needs an INPUT; the demo uses its Cartesian masks")
         from ..recon import run_demo
         run_demo(args.demo_out, steps=args.steps, inner=args.inner, device=args.device,
                  padis_checkpoint=args.padis_checkpoint, edm_checkpoint=args.edm_checkpoint,
@@ -102,7 +109,7 @@ def _run(args) -> int:
         params.setdefault("progress", not args.no_progress)
     rec = reconstruct(args.input, args.slice_id, args.solver, params, acceleration=args.acceleration,
                       seed=args.seed, acs_lines=args.acs, out=args.out, png=args.png, device=args.device,
-                      mask_seed=args.mask_seed, overwrite=args.overwrite)
+                      mask_seed=args.mask_seed, overwrite=args.overwrite, mask_kind=args.mask_kind)
     m = rec["metrics"]
     summary = (f"PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, NRMSE {m['nrmse']:.4f}" if m
                else "no reference (acquired undersampled)")
