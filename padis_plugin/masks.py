@@ -128,7 +128,7 @@ def acs_lines_for(width: int, acs_lines: int | None = None, acs_grid: int | None
     if acs_lines is None:
         return max(1, int(round(PAPER_ACS_LINES * width / PAPER_GRID)))
     if acs_grid is None:
-        return int(acs_lines)
+        return acs_lines  # as given: cartesian_mask refuses a non-integer count
     return int(round(acs_lines * width / acs_grid))
 
 
@@ -154,7 +154,7 @@ class CartesianMaskGenerator(PhysicsGenerator):
         super().__init__(rng=rng, device=device)
         size = (int(img_size),) * 2 if np.isscalar(img_size) else tuple(int(n) for n in img_size)[-2:]
         self.shape, self.acceleration = size, float(acceleration)
-        self.acs_lines = default_acs_lines(size[1]) if acs_lines is None else int(acs_lines)
+        self.acs_lines = int(acs_lines_for(size[1], acs_lines))
         _check(size[1], self.acceleration, self.acs_lines)
 
     def step(self, batch_size: int = 1, seed: int | None = None, **kwargs) -> dict:

@@ -21,7 +21,7 @@ from .atomic import atomic_path, atomic_paths, clean_stale_temps, naming, save_n
 from .data.prepared import is_prepared
 from .data.source import BUNDLED_DEMO, open_source
 from .errors import CheckpointError, ConfigError, DataError, where
-from .masks import default_acs_lines
+from .masks import acs_lines_for
 from .metrics import image_metrics, to_complex_numpy
 from .registry import build_solver
 from .solvers.contract import call_solver, solver_nfe
@@ -157,7 +157,7 @@ def reconstruct(input_path, slice_id=None, solver="padis-dps", params=None, acce
         if target.exists() and not overwrite:
             raise ConfigError(where(target, "exists; pass --overwrite to replace it"))
     slc = load_slice(input_path, slice_id, size=size, cache_dir=cache_dir)
-    acs_lines = default_acs_lines(slc.size) if acs_lines is None else acs_lines
+    acs_lines = acs_lines_for(slc.size, acs_lines)
     y, physics, x_ref, mask = _problem(slc, acquisition_for(slc, mask_kind, acceleration, acs_lines), mask_seed,
                                        device)
     model = build_solver(solver, params, device)
@@ -222,7 +222,7 @@ def run_demo(out_dir="padis_demo_output", steps=None, inner=None, device="cpu", 
             if name in solvers}
     ds = open_source(BUNDLED_DEMO, cache_dir=cache_dir, progress=progress)
     slc = ds[ds.ids[-1] if slice_id is None else slice_id]  # last bundled slice: the demo's held-out one
-    acs_lines = default_acs_lines(slc.size) if acs_lines is None else acs_lines
+    acs_lines = acs_lines_for(slc.size, acs_lines)
     y, physics, x_ref, mask = _problem(slc, acquisition_for(slc, "cartesian", acceleration, acs_lines), 0, device)
     reference = to_complex_numpy(x_ref[0].cpu())
     echo(f"demo: slice {slc.id} ({slc.size}x{slc.size}), R={acceleration}, ACS {acs_lines}, seed {seed}; "

@@ -166,3 +166,21 @@ def test_poisson_bench_reports_achieved_r(tmp_path):
     rows = results["results"]
     assert [r["achieved_R"] for r in rows] == [achieved_acceleration(poisson_mask(32, 4, 4, s)) for s in (0, 1)]
     assert "Poisson-disc" in (tmp_path / "out" / "summary.md").read_text()
+
+
+def test_recon_mask_kind(tmp_path, capsys):
+    from padis_plugin.cli.recon import main
+    from padis_plugin.data.prepared import write_prepared
+    from padis_plugin.recon import reconstruct
+
+    data = write_prepared(tmp_path / "d.h5", [make_slice(n=32, coils=4, acs=8)])
+    rec = reconstruct(data, None, "zero-filled", acceleration=4, acs_lines=4, mask_seed=2, mask_kind="poisson")
+    assert rec["mask_kind"] == "poisson" and rec["sampled_fraction"] == float(poisson_mask(32, 4, 4, 2).mean())
+    assert "mask_kind" not in reconstruct(data, None, "zero-filled", acceleration=4)  # the default's record as before
+    assert main([str(data), "--solver", "zero-filled", "--mask-kind", "poisson", "--acceleration", "4"]) == 0
+    with pytest.raises(SystemExit):  # argparse: not one of the choices
+        main([str(data), "--solver", "zero-filled", "--mask-kind", "spiral"])
+    with pytest.raises(ConfigError, match="unknown mask kind"):
+        reconstruct(data, None, "zero-filled", mask_kind="spiral")
+    assert main(["--mask-kind", "poisson", "--demo-out", str(tmp_path / "demo")]) == 2  # the demo is Cartesian
+    assert not (tmp_path / "demo").exists()
