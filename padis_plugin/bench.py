@@ -28,7 +28,8 @@ from .bench_items import Item, generator_seed, item_key, plan, uncertainty_key, 
 from .bench_records import Record, UncertaintyRecord
 from .bench_runtime import barrier, environment, join_ranks, leave_ranks, resolve_device
 from .bench_store import ResultStore, reference_path
-from .config import BenchConfig, Problems, apply_overrides, config_error, from_dict, load_yaml, problems_of
+from .bench_config import BenchConfig
+from .config import Problems, apply_overrides, config_error, from_dict, load_yaml, problems_of
 from .data.prepared import PreparedDataset
 from .data.source import prepared_path
 from .errors import ConfigError, DataError, ParamsError, where

@@ -11,7 +11,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from .config import BenchConfig, SolverEntry, to_dict
+from .bench_config import BenchConfig, SolverEntry
+from .config import to_dict
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ from .atomic import FolderLock, clean_stale_temps, read_jsonl, repair_jsonl, wri
 from .bench_items import (Item, config_hash, item_fingerprint, solver_labels, uncertainty_key, uncertainty_labels,
                           unchanged_solvers)
 from .bench_records import Record, UncertaintyRecord, from_json
-from .config import BenchConfig, to_dict
+from .bench_config import BenchConfig
+from .config import to_dict
 from .data.files import safe_name
 from .errors import ConfigError, DataError, where
 

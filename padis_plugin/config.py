@@ -13,7 +13,8 @@ Generic helpers (any dataclass, used by the benchmark and by training):
 
 Every problem of a config is reported at once: one :class:`ConfigError` lists them all (``.problems``).
 
-Then the benchmark's schema, :class:`BenchConfig` (see ``configs/*.yaml`` for commented examples).
+The schemas live beside what they configure: the benchmark's in :mod:`.bench_config` (its names are still
+importable from here), training's in :mod:`.train.config`.
 """
 from __future__ import annotations
 
@@ -29,7 +30,6 @@ from typing import Any, Union
 
 import yaml
 
-from .data.source import BUNDLED_DEMO
 from .errors import ConfigError, where
 
 
@@ -385,197 +385,14 @@ def _type_name(tp) -> str:
     return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
 
 
-# ---------------------------------------------------------------------------------- benchmark schema
-MAX_R = 16.0
-MASK_KINDS = ("cartesian", "poisson")  # padis_plugin.acquisition.KINDS
+# --------------------------------------------------------------------- benchmark schema (moved, still here)
+_BENCH_NAMES = ("MAX_R", "MASK_KINDS", "DataConfig", "MaskConfig", "SolverEntry", "UncertaintyConfig",
+                "ReuseSource", "OutputConfig", "BenchConfig", "_check_crop")
 
 
-@dataclass
-class DataConfig:
-    """Which slices: a prepared HDF5 file, a fastMRI file/folder (prepared on the fly, cached) or
-    ``bundled-demo``; then filters."""
-
-    path: str = BUNDLED_DEMO
-    contrasts: list[str] | None = None
-    patients: list[str] | None = None
-    ids: list[str] | None = None
-    max_slices: int | None = None
-    size: int = 384                      # grid N when a raw fastMRI source is prepared on the fly
-    slices: str | int | list[int] = "centre"   # raw sources: "centre", "all", an index or indices per volume
-    cache_dir: str | None = None         # prepared-file cache for raw sources (default ~/.cache/padis_plugin)
-
-    def validate(self, source, prefix):
-        bad = Problems(source, prefix)
-        if self.max_slices is not None and self.max_slices < 1:
-            bad.add("max_slices", "must be >= 1")
-        bad.raise_any()
-
-
-@dataclass
-class MaskConfig:
-    """Sampling masks: one per (acceleration, seed), of ``kind`` ``cartesian`` (1-D random lines, the paper's)
-    or ``poisson`` (2-D variable-density Poisson-disc, with an ACS square); ``file`` replaces generation by a
-    stored (H, W) or (K, H, W) ``.npy`` array whose K masks are addressed by the seeds (indices).
-
-    ``acs_lines`` unset (``None``): the paper's 24 lines at W = 384, scaled to the data's grid
-    (``round(24 * W / 384)``, 8 at 128), so a minimal config runs on any grid.
-    ``acs_grid``: the grid width ``acs_lines`` refers to; on another grid width W the ACS block is scaled to
-    ``round(acs_lines * W / acs_grid)`` lines (so a config written for 384 x 384 data, e.g. 20 ACS lines,
-    also runs on the 128 x 128 bundled demo). ``None``: ``acs_lines`` is absolute.
-    (:func:`padis_plugin.masks.acs_lines_for` is the rule.)
-
-    ``kind`` is left out of :func:`to_dict` at its default, so the configs, hashes and item fingerprints of
-    Cartesian benchmarks are those they had before masks had a kind."""
-
-    kind: str = field(default="cartesian", metadata={"omit_default": True})
-    accelerations: list[float] = field(default_factory=lambda: [7.0])
-    acs_lines: int | None = None
-    acs_grid: int | None = None
-    seeds: list[int] = field(default_factory=lambda: [0])
-    file: str | None = None
-
-    def acs_for(self, width: int) -> int:
-        """ACS lines on a grid of ``width`` phase-encode lines."""
-        from .masks import acs_lines_for  # here, not at the top: masks imports torch
-        return acs_lines_for(width, self.acs_lines, self.acs_grid)
-
-    def validate(self, source, prefix):
-        bad = Problems(source, prefix)
-        if not self.accelerations:
-            bad.add("accelerations", "must not be empty")
-        for i, r in enumerate(self.accelerations):
-            if not 1.0 <= r <= MAX_R:
-                bad.add(f"accelerations.{i}", f": R={r:g} is outside [1, {MAX_R:g}]")
-        if len(set(self.accelerations)) != len(self.accelerations):
-            bad.add("accelerations", "has duplicates")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            bad.add("seeds", "must be a non-empty list of distinct seeds")
-        if self.acs_lines is not None and self.acs_lines < 0:
-            bad.add("acs_lines", "must be >= 0")
-        if self.acs_grid is not None and self.acs_grid < 1:
-            bad.add("acs_grid", "must be >= 1")
-        if self.kind not in MASK_KINDS:
-            bad.add("kind", f": unknown mask kind {self.kind!r} (known: {', '.join(MASK_KINDS)})")
-        elif self.file and self.kind != "cartesian":
-            bad.add("kind", f": masks.file gives the masks; leave kind unset, not {self.kind!r}")
-        bad.raise_any()
-
-
-@dataclass
-class SolverEntry:
-    """One row of the benchmark: a registered solver name, its parameters, a display label (unique) and
-    optionally the training-set size S of its prior (shown as a column)."""
-
-    name: str
-    label: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    training_size: int | None = None
-
-    @property
-    def display(self) -> str:
-        return self.label or self.name
-
-    def validate(self, source, prefix):
-        # checked here, with the rest of the config, so a typo is not hidden behind a later data or mask error
-        from .registry import available_solvers  # entry-point names only; no solver module is imported
-        names = available_solvers()
-        if self.name not in names:
-            raise ConfigError(where(source, f"'{_join(prefix, 'name')}': unknown solver '{self.name}' "
-                                            f"(available: {', '.join(names)})"))
-
-
-@dataclass
-class UncertaintyConfig:
-    """Paper Table 1: reconstruct each slice under ``seeds`` masks (a count -> seeds 0..n-1, or a list)
-    and report pixel-wise standard deviation maps and their mean inside the brain (Otsu on |ref|)."""
-
-    enabled: bool = False
-    seeds: int | list[int] = 10
-    solvers: list[str] | None = None      # labels; None = every solver
-    crop: list[int] | None = None         # (h, w) centre crop before the brain mask, e.g. [384, 320]
-    vmax: float | None = None             # heatmap colour limit (None: per-figure max)
-
-    @property
-    def seed_list(self) -> list[int]:
-        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
-
-    def validate(self, source, prefix):
-        bad = Problems(source, prefix)
-        if not self.seed_list or len(set(self.seed_list)) != len(self.seed_list):
-            bad.add("seeds", "must give at least one distinct seed")
-        elif self.enabled and len(self.seed_list) < 2:
-            bad.add("seeds", ": a standard deviation needs >= 2 masks")
-        _check_crop(bad, self.crop)
-        bad.raise_any()
-
-
-def _check_crop(bad: Problems, crop) -> None:
-    """A centre crop ``[h, w]`` of two positive sizes, or None."""
-    if crop is None:
-        return
-    if len(crop) != 2:
-        bad.add("crop", "must be [h, w]")
-    elif any(c < 1 for c in crop):
-        bad.add("crop", f"must be [h, w] with h, w >= 1, got {list(crop)}")
-
-
-@dataclass
-class ReuseSource:
-    """Finished items of another results folder to take over instead of recomputing them: ``solvers`` maps a
-    label of this config to the label it has there; an item is taken only when its solver entry (less the
-    label), data, mask and seed settings are the same there, so it would be computed identically here."""
-
-    dir: str
-    solvers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class OutputConfig:
-    dir: str | None = None                # default results/<name>
-    figures: bool = True                  # one PNG per slice and R (first mask seed)
-    save_recons: bool = True              # recons/*.npy (complex64), needed by figures and uncertainty
-    reuse_from: list[ReuseSource] = field(default_factory=list)
-
-
-@dataclass
-class BenchConfig:
-    """A benchmark: solvers x slices x accelerations x mask seeds -> metrics, tables, figures."""
-
-    name: str = "bench"
-    seed: int = 0                         # global seed of every solver's torch.Generator
-    device: str = "auto"                  # auto | cpu | cuda | cuda:K (auto: cuda:LOCAL_RANK if available)
-    data: DataConfig = field(default_factory=DataConfig)
-    masks: MaskConfig = field(default_factory=MaskConfig)
-    solvers: list[SolverEntry] = field(default_factory=list)
-    crop: list[int] | None = None         # metrics centre crop (h, w); None: full image (paper)
-    reference: str | None = None          # label that every other solver is compared against
-    pairs: list[list[str]] = field(default_factory=list)   # [[label A, label B], ...] -> A - B
-    uncertainty: UncertaintyConfig = field(default_factory=UncertaintyConfig)
-    output: OutputConfig = field(default_factory=OutputConfig)
-
-    def validate(self, source, prefix=""):
-        bad = Problems(source, prefix)
-        if not self.solvers:
-            bad.add("solvers", "must list at least one solver")
-        labels = [s.display for s in self.solvers]
-        dup = sorted({x for x in labels if labels.count(x) > 1})
-        if dup:
-            bad.add("solvers", f": duplicate label(s) {', '.join(dup)}; give each a distinct 'label'")
-        known = set(labels)
-        if self.reference is not None and self.reference not in known:
-            bad.add("reference", f": unknown solver label '{self.reference}' (labels: {', '.join(labels)})")
-        for i, pair in enumerate(self.pairs):
-            if len(pair) != 2:
-                bad.add(f"pairs.{i}", "must be [label A, label B]")
-            for label in pair if len(pair) == 2 else ():
-                if label not in known:
-                    bad.add(f"pairs.{i}", f": unknown solver label '{label}' (labels: {', '.join(labels)})")
-        for label in self.uncertainty.solvers or ():
-            if label not in known:
-                bad.add("uncertainty.solvers", f": unknown solver label '{label}'")
-        _check_crop(bad, self.crop)
-        bad.raise_any()
-
-    @property
-    def output_dir(self) -> Path:
-        return Path(self.output.dir) if self.output.dir else Path("results") / self.name
+def __getattr__(name):
+    # resolved on first use, not imported at the top: bench_config builds on this module
+    if name in _BENCH_NAMES:
+        from . import bench_config
+        return getattr(bench_config, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

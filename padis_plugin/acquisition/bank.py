@@ -5,7 +5,8 @@ from pathlib import Path
 
 import torch
 
-from ..config import BenchConfig, Problems
+from ..bench_config import BenchConfig
+from ..config import Problems
 from ..errors import ConfigError, where
 from .base import Acquisition
 from .cartesian import CartesianLines
