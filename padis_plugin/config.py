@@ -24,7 +24,6 @@ import difflib
 import re
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 

@@ -1,7 +1,9 @@
 """Training loop for every prior family (PaDIS, EDM, HFS, patch-HFS; :mod:`padis_plugin.prior.families`):
 :class:`Trainer` and :func:`train`.
 
-The configuration (:class:`.config.TrainConfig`) and its learning-rate / EMA schedules live in :mod:`.config`.
+The configuration (:class:`.config.TrainConfig`) and its learning-rate / EMA schedules live in :mod:`.config`;
+the process's place in a run in :mod:`.distributed`; random states, EMA update and stop flag in :mod:`.state`;
+the log in :mod:`.run_log`; the checkpoint files, latest.json and keep-last pruning in :mod:`.checkpointing`.
 
 One step: the family's loss (:mod:`.loss`; patch families draw a patch size and cut that many random
 positioned patches, whole-image families draw a batch of images) averaged over the samples; backward; clip the gradient norm; skip the update if
@@ -32,14 +34,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import os
-import re
-import signal
 import sys
-import threading
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -47,7 +45,7 @@ import numpy as np
 import torch
 import yaml
 
-from ..atomic import FolderLock, atomic_path, clean_stale_temps, read_jsonl, write_json, write_text
+from ..atomic import FolderLock, atomic_path, clean_stale_temps, write_json, write_text
 from ..checkpoints import (get_group, load_checkpoint, load_state_into, optimizer_state_from_tensors,
                            optimizer_state_to_tensors, save_checkpoint)
 from ..errors import CheckpointError, ConfigError, PadisError, where
@@ -56,153 +54,16 @@ from ..prior.families import get_family
 from ..prior.network import build_unet
 from ..prior.precond import EDMPrecond
 from ..prior.preview import edm_heun_sample  # noqa: F401  (was defined here; kept importable)
+from .checkpointing import (LATEST_NAME, checkpoint_stem, discard_unfinished, latest_checkpoint,
+                            prune_checkpoints)
 from .config import TrainConfig, ema_beta, learning_rate
 from .data import TrainingImages, load_training_images
+from .distributed import setup_distributed
+from .run_log import LOG_NAME, loss_tenths, read_log, truncate_log  # noqa: F401  (loss_tenths: kept importable)
+from .run_log import append_text as _append  # looked up here at each write (a test makes it fail)
+from .state import StopFlag, rank_seed, rng_tensors, set_rng, update_ema
 
-LOG_NAME, LATEST_NAME, CONFIG_NAME = "train_log.jsonl", "latest.json", "resolved_config.yaml"
-
-
-# ------------------------------------------------------------------------------------------- distribution
-@dataclass
-class _Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    device: torch.device = torch.device("cpu")
-    owns_group: bool = False               # we initialised the process group, so we destroy it
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def active(self) -> bool:
-        return self.world > 1
-
-
-def _setup_distributed(device: str) -> _Dist:
-    """Single process by default; under torchrun (WORLD_SIZE > 1) join the process group (nccl/gloo)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    if use_cuda and not torch.cuda.is_available():
-        raise ConfigError(f"run.device={device!r} but CUDA is not available")
-    if use_cuda:
-        dev = torch.device(device if device.startswith("cuda:") and world == 1 else f"cuda:{local_rank}")
-        torch.cuda.set_device(dev)
-    else:
-        dev = torch.device("cpu")
-    owns = world > 1 and not torch.distributed.is_initialized()
-    if owns:
-        torch.distributed.init_process_group("nccl" if use_cuda else "gloo")
-    return _Dist(rank, world, local_rank, dev, owns)
-
-
-# --------------------------------------------------------------------------------------- random states
-def _rng_tensors(gens: dict[str, torch.Generator], device: torch.device) -> tuple[dict[str, torch.Tensor], dict]:
-    """Every random state of this process as uint8/int64 tensors plus JSON (numpy's scalars)."""
-    t = {name: g.get_state() for name, g in gens.items()}
-    t["torch_cpu"] = torch.get_rng_state()
-    if device.type == "cuda":
-        t["torch_cuda"] = torch.cuda.get_rng_state(device)
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    t["numpy_keys"] = torch.from_numpy(keys.astype(np.int64))
-    return t, {"numpy": [kind, int(pos), int(has_gauss), float(cached)]}
-
-
-def _set_rng(t: dict[str, torch.Tensor], meta: dict, gens: dict[str, torch.Generator], device: torch.device):
-    for name, g in gens.items():
-        g.set_state(t[name].cpu())
-    torch.set_rng_state(t["torch_cpu"].cpu())
-    if device.type == "cuda" and "torch_cuda" in t:
-        torch.cuda.set_rng_state(t["torch_cuda"].cpu(), device)
-    kind, pos, has_gauss, cached = meta["numpy"]
-    np.random.set_state((kind, t["numpy_keys"].numpy().astype(np.uint32), pos, has_gauss, cached))
-
-
-def _rank_seed(seed: int, rank: int) -> int:
-    return int(np.random.SeedSequence([int(seed), int(rank)]).generate_state(1)[0])
-
-
-# ----------------------------------------------------------------------------------------------- helpers
-class _StopFlag:
-    """SIGINT/SIGTERM -> finish the current step, checkpoint, stop (a second signal interrupts at once)."""
-
-    def __init__(self):
-        self.raised = False
-        self._old = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.raised:
-            raise KeyboardInterrupt
-        self.raised = True
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-
-def _update_ema(ema: torch.nn.Module, net: torch.nn.Module, beta: float) -> None:
-    with torch.no_grad():
-        for pe, p in zip(ema.parameters(), net.parameters()):
-            pe.lerp_(p.detach().to(pe.dtype), 1.0 - beta)
-        for be, b in zip(ema.buffers(), net.buffers()):
-            be.copy_(b)
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines after ``step`` (written after the checkpoint being resumed from) and a torn last line."""
-    if not path.is_file():
-        return
-    keep = [r for r in read_jsonl(path) if r["step"] <= step]
-    write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
-
-
-def read_log(out_dir) -> list[dict]:
-    """The JSONL training log of an output folder as a list of records (a torn last line is dropped with a
-    warning; a damaged line before it raises :class:`DataError`)."""
-    return read_jsonl(Path(out_dir) / LOG_NAME)
-
-
-def _append(log, path: Path, text: str) -> None:
-    """Write ``text`` to the unbuffered log file ``log``; a failed write names ``path``."""
-    data = text.encode()
-    try:
-        while data:
-            data = data[log.write(data):]
-    except OSError as exc:
-        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
-
-
-def _checkpoint_files(stem: Path) -> list[Path]:
-    return [Path(str(stem) + ".safetensors"), Path(str(stem) + ".json")]
-
-
-def loss_tenths(log: list[dict]) -> dict[str, float]:
-    """Mean loss over the first, middle and last tenth of a run's log: a convergence summary."""
-    losses = np.asarray([r["loss"] for r in log], dtype=float)
-    n = max(1, len(losses) // 10)
-    mid = len(losses) // 2 - n // 2
-    return {"first_tenth": float(losses[:n].mean()), "middle_tenth": float(losses[mid:mid + n].mean()),
-            "last_tenth": float(losses[-n:].mean())}
-
-
-def latest_checkpoint(out_dir) -> Path | None:
-    """Stem of the checkpoint ``latest.json`` points to (None when there is none); CheckpointError if broken."""
-    pointer = Path(out_dir) / LATEST_NAME
-    if not pointer.is_file():
-        return None
-    try:
-        rel = json.loads(pointer.read_text())["checkpoint"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(where(pointer, f"unreadable latest-checkpoint pointer ({exc})")) from None
-    return Path(out_dir) / rel
+CONFIG_NAME = "resolved_config.yaml"
 
 
 # ------------------------------------------------------------------------------------------------- train
@@ -214,14 +75,14 @@ class Trainer:
         self.cfg = cfg
         self.out = Path(out_dir if out_dir is not None else cfg.run.out)
         self.progress = cfg.run.progress if progress is None else progress
-        self.dist = _setup_distributed(cfg.run.device)
+        self.dist = setup_distributed(cfg.run.device)
         dev, rank, world = self.dist.device, self.dist.rank, self.dist.world
         # bf16 autocast only on GPU: on CPU it measured ~35x slower than fp32 (padis-small, 2 cores)
         self.bf16 = cfg.run.precision == "bf16" and dev.type == "cuda"
         if cfg.run.precision == "bf16" and not self.bf16:
             warnings.warn("run.precision=bf16 applies on CUDA only; training in fp32 on the CPU")
-        torch.manual_seed(_rank_seed(cfg.run.seed, rank))      # dropout
-        np.random.seed(_rank_seed(cfg.run.seed, rank) % 2 ** 32)
+        torch.manual_seed(rank_seed(cfg.run.seed, rank))      # dropout
+        np.random.seed(rank_seed(cfg.run.seed, rank) % 2 ** 32)
 
         d = cfg.data
         self.data: TrainingImages = load_training_images(d.path, d.num_slices, d.seed, d.patients, d.contrasts,
@@ -239,7 +100,7 @@ class Trainer:
                                           eps=cfg.optim.eps)
         # shared: same stream on every rank (patch size); local: per rank (images, positions, sigma, noise)
         self.gens = {"shared": torch.Generator("cpu").manual_seed(cfg.run.seed),
-                     "local": torch.Generator(dev).manual_seed(_rank_seed(cfg.run.seed + 1, rank))}
+                     "local": torch.Generator(dev).manual_seed(rank_seed(cfg.run.seed + 1, rank))}
         self.step, self.skipped, self.elapsed, self._in_step = 0, 0, 0.0, False
         self.ddp = self.net
         if self.dist.active:
@@ -261,7 +122,7 @@ class Trainer:
 
     def save(self) -> Path | None:
         """Checkpoint the current step (all ranks take part: random states are gathered to rank 0)."""
-        rng, rng_meta = _rng_tensors(self.gens, self.dist.device)
+        rng, rng_meta = rng_tensors(self.gens, self.dist.device)
         if self.dist.active:
             gathered = [None] * self.dist.world
             torch.distributed.all_gather_object(gathered, ({k: v.cpu() for k, v in rng.items()}, rng_meta))
@@ -274,48 +135,20 @@ class Trainer:
                   "rng": {f"rank{r}_{k}": v for r, (t, _) in enumerate(gathered) for k, v in t.items()}}
         config = self.checkpoint_config()
         config["resume"] = {"optimizer": optim_meta, "rng": [m for _, m in gathered]}
-        rel = f"checkpoints/ckpt_step{self.step:07d}"
+        rel = checkpoint_stem(self.step)
         try:
             save_checkpoint(self.out / rel, groups, config)
             write_json(self.out / LATEST_NAME, {"step": self.step, "checkpoint": rel})
         except BaseException:
             # latest.json still names the last complete checkpoint: remove what was written of this one
-            try:
-                pointed = latest_checkpoint(self.out)
-            except CheckpointError:
-                pointed = None
-            if pointed != self.out / rel:
-                for path in _checkpoint_files(self.out / rel):
-                    path.unlink(missing_ok=True)
+            discard_unfinished(self.out, self.out / rel)
             raise
         self.prune_checkpoints()
         return self.out / rel
 
     def prune_checkpoints(self) -> list[Path]:
-        """Delete all but the newest ``run.keep_last`` checkpoints (0 / None: keep all); never the one
-        latest.json points to. Returns the deleted files; a file that cannot be deleted only warns."""
-        keep = self.cfg.run.keep_last
-        if not keep:
-            return []
-        latest = latest_checkpoint(self.out)
-        by_step: dict[int, list[Path]] = {}
-        for path in (self.out / "checkpoints").glob("ckpt_step*"):
-            m = re.fullmatch(r"ckpt_step(\d+)\.(safetensors|json)", path.name)
-            if m:
-                by_step.setdefault(int(m[1]), []).append(path)
-        deleted = []
-        for step in sorted(by_step)[:-keep]:
-            for path in by_step[step]:
-                if latest is not None and path.name.startswith(latest.name + "."):
-                    continue
-                try:
-                    path.unlink()
-                    deleted.append(path)
-                except FileNotFoundError:
-                    pass
-                except OSError as exc:
-                    warnings.warn(f"{path}: cannot delete an old checkpoint ({exc})")
-        return deleted
+        """Delete all but the newest ``run.keep_last`` checkpoints (:func:`.checkpointing.prune_checkpoints`)."""
+        return prune_checkpoints(self.out, self.cfg.run.keep_last)
 
     def restore(self, stem: Path) -> None:
         """Load model, EMA, optimizer, step and random states from checkpoint ``stem`` (checked to match)."""
@@ -339,15 +172,15 @@ class Trainer:
             metas = config["resume"]["rng"]
             prefix = f"rank{self.dist.rank}_"
             if tr["world_size"] == self.dist.world:
-                _set_rng({k[len(prefix):]: v for k, v in rng.items() if k.startswith(prefix)},
+                set_rng({k[len(prefix):]: v for k, v in rng.items() if k.startswith(prefix)},
                          metas[self.dist.rank], self.gens, self.dist.device)
             else:  # cannot continue the same streams: reseed them deterministically from (seed, step, rank)
                 warnings.warn(f"{path}: saved with {tr['world_size']} processes, resumed with {self.dist.world}: "
                               "random streams are reseeded, the run will not match an uninterrupted one")
-                _set_rng({k[len("rank0_"):]: v for k, v in rng.items() if k.startswith("rank0_")}, metas[0],
+                set_rng({k[len("rank0_"):]: v for k, v in rng.items() if k.startswith("rank0_")}, metas[0],
                          self.gens, self.dist.device)
-                self.gens["local"].manual_seed(_rank_seed(self.cfg.run.seed + 1 + self.step, self.dist.rank))
-                torch.manual_seed(_rank_seed(self.cfg.run.seed + self.step, self.dist.rank))
+                self.gens["local"].manual_seed(rank_seed(self.cfg.run.seed + 1 + self.step, self.dist.rank))
+                torch.manual_seed(rank_seed(self.cfg.run.seed + self.step, self.dist.rank))
         except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
             if isinstance(exc, PadisError):
                 raise
@@ -375,7 +208,7 @@ class Trainer:
         finite = bool(torch.isfinite(grad_norm))
         if finite:
             self.optimizer.step()
-            _update_ema(self.ema, self.net, ema_beta(self.step + 1, cfg.ema))
+            update_ema(self.ema, self.net, ema_beta(self.step + 1, cfg.ema))
         else:
             self.skipped += 1
         self.step += 1
@@ -460,7 +293,7 @@ class Trainer:
                 for path in stale:
                     path.unlink(missing_ok=True)
             write_text(self.out / CONFIG_NAME, yaml.safe_dump(asdict(cfg), sort_keys=False))
-            _truncate_log(log_path, self.step)
+            truncate_log(log_path, self.step)
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.run.steps, initial=self.step, disable=not (self.progress and main), desc="train",
@@ -469,7 +302,7 @@ class Trainer:
         try:
             # unbuffered: each record goes out in one write, nothing is left to flush at close
             log_file = open(log_path, "ab", buffering=0) if main else contextlib.nullcontext()
-            with _StopFlag() as stop, log_file as log:
+            with StopFlag() as stop, log_file as log:
                 while self.step < cfg.run.steps:
                     record = self.train_step()
                     if callback is not None:
