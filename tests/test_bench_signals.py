@@ -29,11 +29,11 @@ def config(tmp_path_factory):
     slices = [dataclasses.replace(make_slice(n=32, coils=4, acs=8, seed=i), id=f"vol{i}:0", patient_id=f"p{i}")
               for i in range(2)]
     data = write_prepared(root / "tiny.h5", slices)
-    # wavelet-l1: a registered solver that is bitwise reproducible and slow enough (tens of ms per item) to
+    # wavelet-l1: a registered solver that is bitwise reproducible and slow enough (about 0.1-1 s per item) to
     # be stopped between items
     cfg = {"name": "signals", "device": "cpu", "data": {"path": str(data)},
            "masks": {"accelerations": [4], "acs_lines": 4, "seeds": list(range(6))},
-           "solvers": [{"name": "wavelet-l1", "label": "W", "params": {"iterations": 20}}],
+           "solvers": [{"name": "wavelet-l1", "label": "W", "params": {"iterations": 80}}],
            "output": {"figures": False}}
     path = root / "bench.yaml"
     path.write_text(yaml.safe_dump(cfg))

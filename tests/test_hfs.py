@@ -132,18 +132,22 @@ def test_tiny_hfs_prior_learns_and_its_checkpoint_loads(kind, data_path, tmp_pat
 
 # ------------------------------------------------------------------------------------------- families
 def test_family_registry_loads_every_shipped_checkpoint_unchanged():
-    """Every shipped checkpoint loads through the registry as its family's class, and PaDIS / EDM denoise a
-    fixed input bitwise as main's code did before the registry (tests/data/family_pinned.npz)."""
+    """Every shipped checkpoint loads through the registry as its family's class, and the PaDIS / EDM
+    checkpoints shipped before the registry denoise a fixed input bitwise as the code before it did
+    (tests/data/family_pinned.npz; priors shipped later have no pinned output)."""
     pinned = np.load(PINNED)
     names = sorted(p.stem for p in CHECKPOINTS.glob("*.json"))
-    assert names and {f"denoise/{n}" for n in names} <= set(pinned.files)
+    pinned_names = {f.split("/", 1)[1] for f in pinned.files if f.startswith("denoise/")}
+    assert pinned_names and pinned_names <= set(names)
     x = torch.randn(1, 2, 48, 48, generator=torch.Generator().manual_seed(123))
     for name in names:
         den = load_prior(name).eval()
         assert type(den) is FAMILIES[den.kind].denoiser
         with torch.no_grad():
             out = den(x, 0.7, generator=torch.Generator().manual_seed(5))
-        assert np.array_equal(out.numpy(), pinned[f"denoise/{name}"]), name
+        assert bool(torch.isfinite(out).all()), name
+        if name in pinned_names:
+            assert np.array_equal(out.numpy(), pinned[f"denoise/{name}"]), name
 
 
 @pytest.mark.parametrize("kind", ["padis", "edm"])
