@@ -87,7 +87,12 @@ class _HFSSettings:
     def band_for(self, width: int) -> int:
         return check_band_width(self.band_width, width)
 
-    def _finish(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    @property
+    def config(self) -> dict:  # the denoiser's own config (next in the MRO) plus the band settings
+        return {**super().config, "band_width": self.band_width, "keep_low_band": self.keep_low_band}
+
+    def forward(self, x, sigma, generator=None, **kwargs):
+        out = super().forward(x, sigma, generator=generator)
         if not self.keep_low_band:
             return out
         w = self.band_for(x.shape[-1])
@@ -111,13 +116,6 @@ class HFSDenoiser(_HFSSettings, EDMDenoiser):
         super().__init__(precond, generator=generator, seed=seed)
         self._init_hfs(band_width, keep_low_band)
 
-    @property
-    def config(self) -> dict:
-        return {**super().config, "band_width": self.band_width, "keep_low_band": self.keep_low_band}
-
-    def forward(self, x, sigma, generator=None, **kwargs):
-        return self._finish(x, super().forward(x, sigma, generator=generator))
-
 
 class PatchHFSDenoiser(_HFSSettings, PaDISDenoiser):
     r"""Patch HFS denoiser (kind ``patch-hfs``): the PaDIS patch tiling of :class:`PaDISDenoiser` around a patch
@@ -134,10 +132,3 @@ class PatchHFSDenoiser(_HFSSettings, PaDISDenoiser):
                  seed=None):
         super().__init__(precond, patch_size, pad, max_batch, position_convention, canvas_pad, generator, seed)
         self._init_hfs(band_width, keep_low_band)
-
-    @property
-    def config(self) -> dict:
-        return {**super().config, "band_width": self.band_width, "keep_low_band": self.keep_low_band}
-
-    def forward(self, x, sigma, generator=None, **kwargs):
-        return self._finish(x, super().forward(x, sigma, generator=generator))
