@@ -100,7 +100,7 @@ def _two_step_params(name, tiny):
         return {"iterations": 2}
     if name == "deepinv-pnp":
         return {"checkpoint": tiny["padis"], "iterations": 2}
-    if name == "hfs-pc":
+    if name in ("hfs-pc", "hfs-dds"):
         return {"checkpoint": tiny["hfs"], "steps": 2}
     return {}
 

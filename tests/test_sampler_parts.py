@@ -27,12 +27,14 @@ def _small_problem(n=32, coils=4):
 @pytest.mark.parametrize("name,make", [("padis", make_padis_dps), ("edm", make_edm_dps)])
 def test_vedps_output_is_pinned(name, make):
     """3 x 2 VE-DPS steps of the shipped S = 25 priors equal the output recorded before VE-DPS was rebuilt on the
-    shared parts (same generator, same draws in the same order, the patch offsets included)."""
+    shared parts (same generator, same draws in the same order, the patch offsets included). To float rounding
+    (1e-5): the pin was made on an Intel CPU, and other CPUs' kernels differ in the last bits (2e-6 on AMD EPYC);
+    a changed draw or step order moves the output by far more."""
     y, physics, _ = _small_problem()
     sampler = make({"checkpoint": f"{name}-s25", "steps": 3, "inner": 2, "progress": False})
     out = sampler(y, physics, generator=torch.Generator().manual_seed(0)).numpy()
     pinned = np.load(PINNED)[name]
-    assert np.array_equal(out, pinned), float(np.abs(out - pinned).max())
+    assert np.allclose(out, pinned, rtol=1e-5, atol=1e-5), float(np.abs(out - pinned).max())
 
 
 def test_given_sigmas_equal_built_schedule_and_slices_shorten_it():

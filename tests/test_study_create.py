@@ -133,3 +133,33 @@ def test_cli_create(tmp_path, capsys):
     assert main(["create", "--results", str(bench), "--solvers", *GROUP, "--cases", "9",
                  "--out", str(tmp_path / "s2")]) == 2
     assert "error: --cases 9, but only 6" in capsys.readouterr().err
+
+
+def test_fixed_quotas_per_training_size(tmp_path):
+    """The paper's design in miniature: per training-set size, a fixed count of T2 and of T1/FLAIR cases."""
+    slices = (("s1:0", "T2"), ("s2:0", "T2"), ("s3:0", "T1"), ("s4:0", "FLAIR"))
+    a = make_bench(tmp_path / "a", slices=slices)
+    big = {"PaDIS S=100": 0.01, "EDM S=100": 0.05, "Wavelet-L1": 0.15}
+    b = make_bench(tmp_path / "b", slices=slices, solvers=big)
+    summary = create.create_study([a, b], [GROUP, list(big)], 10, tmp_path / "study",
+                                  stratify=["contrast", "training_size"], seed=1,
+                                  quotas=["contrast=T2:3", "contrast=T1|FLAIR:2"])
+    assert summary["cases"] == 10
+    per = summary["per_stratum"]
+    assert per["contrast=T2 training_size=25"] == per["contrast=T2 training_size=100"] == 3
+    for size in ("25", "100"):
+        assert per.get(f"contrast=T1 training_size={size}", 0) + per.get(f"contrast=FLAIR training_size={size}", 0) == 2
+    info = db.meta(db.open_study(tmp_path / "study"))
+    assert info["quotas"] == ["contrast=T2:3", "contrast=T1|FLAIR:2"]
+    with pytest.raises(ConfigError, match="quotas ask for 10"):
+        create.create_study([a, b], [GROUP, list(big)], 8, tmp_path / "s2", stratify=["contrast", "training_size"],
+                            quotas=["contrast=T2:3", "contrast=T1|FLAIR:2"])
+    with pytest.raises(ConfigError, match="only 4 case"):
+        create.create_study([a, b], [GROUP, list(big)], 12, tmp_path / "s3", stratify=["contrast", "training_size"],
+                            quotas=["contrast=T2:5", "contrast=T1|FLAIR:1"])
+    for bad in ("contrast=T2", "scanner=A:2", "contrast=:3", "contrast=T2:0"):
+        with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+            create.parse_quota(bad)
+    with pytest.raises(ConfigError, match="one of --stratify"):
+        create.create_study([a], [GROUP], 3, tmp_path / "s4", stratify=["training_size"], quotas=["contrast=T2:3"])
+    assert not any((tmp_path / s).exists() for s in ("s2", "s3", "s4"))

@@ -37,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--stratify", default="", metavar="KEYS",
                    help="comma-separated stratum keys (contrast, training_size, R, patient) for proportional "
                         "sampling and the report's strata (default: none)")
+    c.add_argument("--quota", nargs="+", default=[], metavar="KEY=VALUES:N",
+                   help="fixed case counts instead of proportional ones, per combination of the other --stratify "
+                        "keys: e.g. the paper's 18 T2 + 12 T1/FLAIR per training-set size is --stratify "
+                        "contrast,training_size --quota contrast=T2:18 'contrast=T1|FLAIR:12' --cases 60")
     c.add_argument("--seed", type=int, default=0, help="seed of the case sample and on-screen orders "
                                                       "(default: %(default)s)")
     c.add_argument("--data", metavar="PREPARED.h5",
@@ -69,7 +73,7 @@ def _run(args) -> int:
         from ..study.create import create_study
         stratify = [k.strip() for k in args.stratify.split(",") if k.strip()]
         summary = create_study(args.results, args.solvers, args.cases, args.out, stratify=stratify, seed=args.seed,
-                               data=args.data, question=args.question)
+                               data=args.data, question=args.question, quotas=args.quota)
         for note in summary["notes"]:
             print(f"note: {note}", file=sys.stderr)
         strata = ", ".join(f"{k}: {v}" for k, v in sorted(summary["per_stratum"].items()))

@@ -46,9 +46,9 @@ FAMILIES: dict[str, PriorFamily] = {f.name: f for f in (
     PriorFamily("edm", EDMDenoiser, "padis_plugin.train.loss:EDMLoss", _IMAGE_CONFIGS, 2, False, False,
                 edm_heun_sample, "edm-s25"),
     PriorFamily("hfs", HFSDenoiser, "padis_plugin.train.loss:HFSLoss", _IMAGE_CONFIGS, 2, False, True,
-                hfs_heun_sample, "hfs-s25"),
+                hfs_heun_sample, "hfs-s25-256"),
     PriorFamily("patch-hfs", PatchHFSDenoiser, "padis_plugin.train.loss:PatchHFSLoss", _PATCH_CONFIGS, 4, True,
-                True, hfs_heun_sample, "patch-hfs-s25"),
+                True, hfs_heun_sample, "patch-hfs-s25-256"),
 )}
 
 

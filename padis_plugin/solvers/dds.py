@@ -23,9 +23,11 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError
 from .base import DiffusionSampler, ScheduleParams
+from ..prior.hfs import check_band_width, high_pass
 from .data_consistency import make_data_consistency
+from .hfs_pc import high_band_start, load_hfs_prior
 from .params import takes_params, values
-from .prior_loading import EDMPrior, PaDISPrior, prior_from_params
+from .prior_loading import EDMPrior, PaDISPrior, PatchSettings, prior_from_params
 
 Start = Literal["noise", "adjoint"]
 STARTS = get_args(Start)
@@ -45,12 +47,17 @@ class DDS(DiffusionSampler):
     :param str data_consistency: ``"prox"`` (above) or ``"projection"`` (noiseless: CG on
         :math:`A^H A u = A^H y` from :math:`x_0`).
     :param str start: ``"noise"`` (:math:`\sigma_0 n`, DDS) or ``"adjoint"`` (:math:`A^H y + \sigma_0 n`).
+    :param high_band: for an HFS prior (trained with noise :math:`\sigma Q n` only): the low-band width
+        :math:`m_{lf}` (an int, or True: the grid's default, 16/320 of the width). Every re-noising term is then projected onto :math:`Q`, and the ``"noise"`` start is the
+        measured low band plus :math:`\sigma_0 Q n`, so the iterate has the noise the prior was trained on.
+        None (default): noise in the whole image.
     """
 
     name = "DDS"
 
     def __init__(self, denoiser, steps=50, sigma_max=10.0, sigma_min=0.003, rho=7.0, sigmas=None, eta=0.85,
-                 gamma=1.0, cg_iters=5, data_consistency="prox", start="noise", progress=False, device="cpu"):
+                 gamma=1.0, cg_iters=5, data_consistency="prox", start="noise", high_band=None, progress=False,
+                 device="cpu"):
         if not 0.0 <= eta <= 1.0:
             raise ConfigError(f"DDS: eta must be in [0, 1], got {eta}")
         if start not in STARTS:
@@ -61,6 +68,16 @@ class DDS(DiffusionSampler):
                          device=device)
         self.eta, self.gamma, self.cg_iters, self.start = float(eta), float(gamma), int(cg_iters), start
         self.data_step = make_data_consistency(data_consistency, gamma=gamma, iters=cg_iters)
+        if high_band is not None and start != "noise":
+            raise ConfigError("DDS: an HFS prior (high_band) starts from its measured low band: use start='noise'")
+        self.high_band = high_band
+
+    def _band(self, width: int) -> int:
+        return check_band_width(None if self.high_band is True else self.high_band, width)
+
+    def _renoise(self, z):
+        """The re-noising term as the prior was trained: all of it, or its high band only (HFS)."""
+        return z if self.high_band is None else high_pass(z, self._band(z.shape[-1]))
 
     def forward(self, y, physics, generator=None, x_init=None, **kwargs):
         """Sample; returns the data-consistent denoised estimate of the last level, (B, 2, H, W)."""
@@ -68,6 +85,9 @@ class DDS(DiffusionSampler):
         sigmas = self.sigmas.tolist()
         if x_init is not None:
             x = x_init.clone()
+        elif self.high_band is not None:
+            x = high_band_start(y, physics, self._band(y.shape[-1]), sigmas[0],
+                                lambda z: self.noise(z, generator), self.name)
         else:
             x = sigmas[0] * self.noise(x_adj, generator) + (x_adj if self.start == "adjoint" else 0.0)
         keep = math.sqrt(1.0 - self.eta ** 2)
@@ -80,7 +100,7 @@ class DDS(DiffusionSampler):
                     return x0c
                 fresh = self.eta * self.noise(x, generator) if self.eta > 0 else 0.0
                 kept = keep * ((x - x0) / sigmas[i]) if keep > 0 else 0.0  # eta = 1: no reuse of the noise estimate
-                x = x0c + sigmas[i + 1] * (fresh + kept)
+                x = x0c + sigmas[i + 1] * self._renoise(fresh + kept)
 
 
 # -- factories (entry points of the ``padis_plugin.solvers`` group) ------------------------------------------
@@ -117,3 +137,25 @@ def make_padis_dds(p: PaDISDDSParams, device="cpu") -> DDS:
 def make_edm_dds(p: EDMDDSParams, device="cpu") -> DDS:
     """``edm-dds``: DDS with the whole-image EDM prior (:class:`EDMDDSParams`)."""
     return DDS(prior_from_params("edm", p, device), **values(p, DDSParams), device=device)
+
+
+@dataclass
+class HFSDDSParams(DDSParams, PatchSettings):
+    """``hfs-dds``'s parameters: DDS's, an HFS checkpoint and (for a ``patch-hfs`` prior) its patch settings."""
+
+    checkpoint: str = "hfs-s25-256"       # an hfs or patch-hfs checkpoint (shipped name or path)
+    band_width: int | None = None         # None: the checkpoint's own
+
+    def check(self, bad):
+        if self.start != "noise":
+            bad.add("start", "an HFS prior starts from its measured low band: only 'noise' applies")
+        if self.band_width is not None and self.band_width < 1:
+            bad.add("band_width", f"must be >= 1 or null, got {self.band_width}")
+
+
+@takes_params(HFSDDSParams, "hfs-dds")
+def make_hfs_dds(p: HFSDDSParams, device="cpu") -> DDS:
+    """``hfs-dds``: DDS with an HFS prior (``hfs`` or ``patch-hfs`` checkpoint), re-noising only the high band."""
+    den = load_hfs_prior(p, "hfs-dds", device)
+    band = p.band_width if p.band_width is not None else den.band_width
+    return DDS(den, **values(p, DDSParams), high_band=True if band is None else band, device=device)

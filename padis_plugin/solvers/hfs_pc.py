@@ -39,6 +39,19 @@ def _norm(x: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(x.flatten(1), dim=1).reshape(-1, *([1] * (x.ndim - 1)))
 
 
+def high_band_start(y, physics, band_width: int, sigma0: float, noise, name: str) -> torch.Tensor:
+    r"""The HFS start :math:`A^H(m_{lf} \odot y) + \sigma_0 Q z`: the measured low band, noise only in the high
+    band. ``noise(x)`` draws :math:`z` shaped as ``x``; DataError if the mask misses a column of the band."""
+    m_lf = low_band_mask(y.shape[-1], band_width, y.device, y.dtype)
+    mask = getattr(physics, "mask", None)
+    if isinstance(mask, torch.Tensor) and not bool((mask[..., m_lf.bool()] > 0).all()):
+        raise DataError(f"{name}: the sampling mask does not sample all {band_width} central columns of the "
+                        f"prior's low band: use a mask whose ACS holds the band, or a narrower band_width")
+    with torch.no_grad():
+        x_low = physics.A_adjoint(y * m_lf)
+    return x_low + sigma0 * high_pass(noise(x_low), band_width)
+
+
 class HFSPC(DiffusionSampler):
     r"""HFS-SDE predictor-corrector on any deepinv denoiser and any :class:`~deepinv.physics.LinearPhysics`
     whose measurements are k-space (B, 2, [C,] H, W) with phase-encode columns on the last axis.
@@ -78,15 +91,8 @@ class HFSPC(DiffusionSampler):
 
     def initial(self, y, physics, generator=None):
         """The start :math:`A^H(m_{lf} \\odot y) + \\sigma_0 Q z` (B, 2, H, W)."""
-        w = self.band(y.shape[-1])
-        m_lf = low_band_mask(y.shape[-1], w, y.device, y.dtype)
-        mask = getattr(physics, "mask", None)
-        if isinstance(mask, torch.Tensor) and not bool((mask[..., m_lf.bool()] > 0).all()):
-            raise DataError(f"{self.name}: the sampling mask does not sample all {w} central columns of the "
-                            f"prior's low band: use a mask whose ACS holds the band, or a narrower band_width")
-        with torch.no_grad():
-            x_low = physics.A_adjoint(y * m_lf)
-        return x_low + float(self.sigmas[0]) * high_pass(self.noise(x_low, generator), w)
+        return high_band_start(y, physics, self.band(y.shape[-1]), float(self.sigmas[0]),
+                               lambda x: self.noise(x, generator), self.name)
 
     def forward(self, y, physics, generator=None, x_init=None, **kwargs):
         """Sample; returns the last predictor mean (B, 2, H, W)."""
@@ -120,7 +126,7 @@ class HFSPCParams(ScheduleParams, PatchSettings):
     """``hfs-pc``'s parameters: the released HFS-SDE values to start from; patch settings apply to a
     ``patch-hfs`` prior only."""
 
-    checkpoint: str = "hfs-s25"           # an hfs or patch-hfs checkpoint (shipped name or path)
+    checkpoint: str = "hfs-s25-256"       # an hfs or patch-hfs checkpoint (shipped name or path)
     steps: int = 100
     schedule: Literal["karras", "vp"] = "karras"   # vp: the released VP time grid mapped to sigma (~152 .. 0.01)
     snr: float = 0.16
@@ -139,20 +145,26 @@ class HFSPCParams(ScheduleParams, PatchSettings):
             bad.add("band_width", f"must be >= 1 or null, got {self.band_width}")
 
 
-@takes_params(HFSPCParams, "hfs-pc")
-def make_hfs_pc(p: HFSPCParams, device="cpu") -> HFSPC:
-    """``hfs-pc``: HFS-SDE predictor-corrector with an HFS prior (``hfs`` or ``patch-hfs`` checkpoint)."""
+def load_hfs_prior(p, solver: str, device):
+    """The HFS denoiser of a factory's params ``p`` (``checkpoint`` and, for a ``patch-hfs`` prior, the patch
+    settings given); ConfigError naming ``solver`` for a prior without a high band or a misplaced patch setting."""
     from ..prior.families import checkpoint_family
 
     family = checkpoint_family(p.checkpoint)
     if not family.hfs:
-        raise ConfigError(f"solver 'hfs-pc': checkpoint {p.checkpoint!r} is a {family.name!r} prior; hfs-pc needs "
-                          "one trained with noise in the high band (kind 'hfs' or 'patch-hfs')")
+        raise ConfigError(f"solver {solver!r}: checkpoint {p.checkpoint!r} is a {family.name!r} prior; {solver} "
+                          "needs one trained with noise in the high band (kind 'hfs' or 'patch-hfs')")
     overrides = {k: getattr(p, k) for k in ("patch_size", "pad", "max_batch") if getattr(p, k) is not None}
     if overrides and not family.patches:
-        raise ConfigError(f"solver 'hfs-pc': {sorted(overrides)} are patch settings; {p.checkpoint!r} is a "
+        raise ConfigError(f"solver {solver!r}: {sorted(overrides)} are patch settings; {p.checkpoint!r} is a "
                           "whole-image prior")
-    den = load_denoiser(family.name, p.checkpoint, device, **overrides)
+    return load_denoiser(family.name, p.checkpoint, device, **overrides)
+
+
+@takes_params(HFSPCParams, "hfs-pc")
+def make_hfs_pc(p: HFSPCParams, device="cpu") -> HFSPC:
+    """``hfs-pc``: HFS-SDE predictor-corrector with an HFS prior (``hfs`` or ``patch-hfs`` checkpoint)."""
+    den = load_hfs_prior(p, "hfs-pc", device)
     sigmas = hfs_vp_sigmas(p.steps) if p.schedule == "vp" else None
     return HFSPC(den, steps=p.steps, sigma_max=p.sigma_max, sigma_min=p.sigma_min, rho=p.rho, sigmas=sigmas,
                  snr=p.snr, mse=p.mse, corrector_mse=p.corrector_mse, project_score=p.project_score,

@@ -4,7 +4,8 @@ A *case* is one (slice, R, mask seed) with a saved reconstruction of every metho
 group; methods are matched across groups by position (the first solver of every group is role 0, ...), so
 ``--solvers "PaDIS S=25" "EDM S=25" Wavelet-L1 --solvers "PaDIS S=100" "EDM S=100" Wavelet-L1`` asks the same
 three-way question at two training-set sizes, as in the paper. Cases are drawn per stratum in proportion to
-what is available (largest remainders), then shuffled; each case's on-screen order is shuffled too, all from
+what is available (largest remainders), or by fixed quotas (:func:`parse_quota`: the paper's 18 T2 + 12 T1/FLAIR
+per training-set size is ``contrast=T2:18 contrast=T1|FLAIR:12``), then shuffled; each case's on-screen order is shuffled too, all from
 ``seed``. Images are magnitude PNGs on one window per case (the reference's 99.5th percentile as white by
 default; the page can widen it up to the brightest pixel of any image of the case). The key stays in the
 database.
@@ -121,18 +122,71 @@ def allocate(counts: dict, total: int, rng: np.random.Generator) -> dict:
     return out
 
 
-def sample_cases(cases: list[Case], n: int, stratify, seed: int) -> list[Case]:
-    """``n`` cases, stratified by the ``stratify`` keys, in a shuffled order (deterministic in ``seed``)."""
+@dataclass(frozen=True)
+class Quota:
+    """``count`` cases whose stratum ``key`` is one of ``values``, in every combination of the other strata."""
+
+    key: str
+    values: tuple[str, ...]
+    count: int
+
+
+def parse_quota(spec: str) -> Quota:
+    """``KEY=VALUE[|VALUE...]:COUNT`` (e.g. ``contrast=T1|FLAIR:12``) as a :class:`Quota`; ConfigError otherwise."""
+    key, _, rest = spec.partition("=")
+    values, _, count = rest.rpartition(":")
+    vals = tuple(v.strip() for v in values.split("|") if v.strip())
+    if key.strip() not in STRATA or not vals or not count.strip().isdigit() or int(count) < 1:
+        raise ConfigError(f"--quota {spec!r}: expected KEY=VALUE[|VALUE...]:COUNT with KEY one of "
+                          f"{', '.join(STRATA)} and COUNT >= 1, e.g. contrast=T1|FLAIR:12")
+    return Quota(key.strip(), vals, int(count))
+
+
+def _quota_strata(cases, n, stratify, quotas) -> dict:
+    """Stratum (the quota's group, then the other stratify keys' values) -> (pool, count) for fixed quotas."""
+    keys = {q.key for q in quotas}
+    if len(keys) != 1 or next(iter(keys)) not in stratify:
+        raise ConfigError(f"--quota: every quota must name the same key, one of --stratify ({', '.join(stratify) or 'none'})")
+    key = next(iter(keys))
+    seen = [v for q in quotas for v in q.values]
+    if len(seen) != len(set(seen)):
+        raise ConfigError(f"--quota: a {key} value is in more than one quota")
+    others = [k for k in stratify if k != key]
+    combos = sorted({tuple(c.strata[k] for k in others) for c in cases})
+    total = sum(q.count for q in quotas) * len(combos)
+    if n != total:
+        raise ConfigError(f"--cases {n}, but the quotas ask for {total} ({sum(q.count for q in quotas)} per "
+                          f"combination of {', '.join(others) or 'the strata'} x {len(combos)})")
+    plan = {}
+    for combo in combos:
+        for q in quotas:
+            pool = [c for c in cases if c.strata[key] in q.values and tuple(c.strata[k] for k in others) == combo]
+            label = "|".join(q.values) + "".join(f" {k}={v}" for k, v in zip(others, combo))
+            if len(pool) < q.count:
+                raise ConfigError(f"--quota {key}={'|'.join(q.values)}:{q.count}: only {len(pool)} case(s) of "
+                                  f"{label} have every method's saved reconstruction")
+            plan[(q.values, combo)] = (pool, q.count)
+    return plan
+
+
+def sample_cases(cases: list[Case], n: int, stratify, seed: int, quotas=()) -> list[Case]:
+    """``n`` cases, stratified by the ``stratify`` keys (in proportion, or by fixed ``quotas``, a list of
+    :class:`Quota`), in a shuffled order (deterministic in ``seed``)."""
     if n < 1:
         raise ConfigError("--cases must be at least 1")
     if n > len(cases):
         raise ConfigError(f"--cases {n}, but only {len(cases)} case(s) have every method's saved reconstruction")
     rng = np.random.default_rng(seed)
-    strata = defaultdict(list)
-    for c in cases:
-        strata[tuple(c.strata[k] for k in stratify)].append(c)
+    if quotas:
+        plan = _quota_strata(cases, n, tuple(stratify), list(quotas))
+        strata = {k: pool for k, (pool, _) in plan.items()}
+        take = {k: count for k, (_, count) in plan.items()}
+    else:
+        strata = defaultdict(list)
+        for c in cases:
+            strata[tuple(c.strata[k] for k in stratify)].append(c)
+        take = allocate({k: len(strata[k]) for k in sorted(strata)}, n, rng)
     keys = sorted(strata)
-    take = allocate({k: len(strata[k]) for k in keys}, n, rng)
     chosen = []
     for k in keys:
         pool = strata[k]
@@ -189,9 +243,11 @@ class References:
 
 
 def create_study(folders, groups, n_cases: int, out, stratify=(), seed: int = 0, data=None,
-                 question: str = "Which reconstruction is best for diagnosis?") -> dict:
+                 question: str = "Which reconstruction is best for diagnosis?", quotas=()) -> dict:
     """Build the study in folder ``out`` (``study.sqlite``); returns a summary (cases per stratum, notes).
-    Everything is checked and rendered before the database is written; a failure leaves no database."""
+    ``quotas``: fixed case counts (:class:`Quota` or ``KEY=VALUE[|VALUE...]:COUNT`` strings) instead of
+    proportional sampling. Everything is checked and rendered before the database is written; a failure
+    leaves no database."""
     stratify = tuple(stratify)
     groups = [list(g) for g in groups]
     if (Path(out) / db.DB_NAME).exists():
@@ -200,7 +256,8 @@ def create_study(folders, groups, n_cases: int, out, stratify=(), seed: int = 0,
     if not cases:
         raise DataError("no case has a saved reconstruction of every method of a --solvers group"
                         + ("; " + "; ".join(notes) if notes else ""))
-    chosen = sample_cases(cases, n_cases, stratify, seed)
+    quotas = [q if isinstance(q, Quota) else parse_quota(q) for q in quotas]
+    chosen = sample_cases(cases, n_cases, stratify, seed, quotas)
     rng = np.random.default_rng([seed, 1])
     refs = References(data)
     rendered = []
@@ -225,6 +282,7 @@ def create_study(folders, groups, n_cases: int, out, stratify=(), seed: int = 0,
                     "groups": groups, "roles": [" / ".join(dict.fromkeys(g[i] for g in groups))
                                                 for i in range(len(groups[0]))],
                     "stratify": list(stratify), "question": question,
+                    "quotas": [f"{q.key}={'|'.join(q.values)}:{q.count}" for q in quotas],
                     "sources": [str(Path(f).resolve()) for f in folders]}
             con.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
                             [(k, json.dumps(v)) for k, v in info.items()])
