@@ -122,7 +122,7 @@ def run_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=None)
         masks, solvers = masks_and_solvers(cfg, (ds.size, ds.size), device, source)
         fresh = store.is_fresh()
         lock = store.lock(world)
-        store.prepare(cfg, overwrite, source)
+        store.prepare(cfg, overwrite, source, sync=lambda: barrier(world))
         barrier(world)
 
         items = plan(cfg, ds.ids)

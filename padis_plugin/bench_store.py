@@ -163,16 +163,20 @@ class ResultStore:
             raise problem
         return lock
 
-    def prepare(self, cfg: BenchConfig, overwrite: bool = False, source=None) -> None:
+    def prepare(self, cfg: BenchConfig, overwrite: bool = False, source=None, sync=None) -> None:
         """Keep every finished item of a previous run here that ``cfg`` would compute identically (all of them
         when the config is unchanged, none with ``overwrite``), add those of ``output.reuse_from``; rank 0
         clears the rest. Recons of kept items stay, and so do the figures unless a solver they show changed
-        (a figure is drawn when missing). Every config error is raised before anything is deleted or written."""
+        (a figure is drawn when missing). Every config error is raised before anything is deleted or written.
+        ``sync``: a barrier of all ranks (torchrun), called once every rank has read what it checks and before
+        rank 0 rewrites the folder, so no rank reads it half-rewritten."""
         previous = self._previous_run()
         if previous == {} and not overwrite:
             raise ConfigError(where(self.dir, "holds results of an unknown configuration (no readable "
                                               f"{RESOLVED}); use another --out or pass --overwrite"))
         reusable = self._borrowed(cfg, source)
+        if sync is not None:
+            sync()
         if self.rank != 0:
             return
         if not overwrite:

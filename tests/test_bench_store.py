@@ -150,6 +150,31 @@ def test_prepare_keeps_reusable_items_and_clears_stale_outputs(tmp_path, capsys)
     assert json.loads((out / RESOLVED).read_text())["config"] == to_dict(new)
 
 
+def test_other_ranks_read_the_folder_before_rank_0_rewrites_it(tmp_path):
+    """Under torchrun, rank 0 rewrites a changed config's folder (removes the old resolved config, writes the
+    new one) while the other ranks check it. Each rank reads all it needs before the barrier ``sync``, so a
+    rank whose barrier returns into a half-rewritten folder (here: resolved config gone) still gets through.
+    (Measured: without the barrier, rank 1 of a 2-process run stopped with 'unknown configuration'.)"""
+    store = _finished(tmp_path, _cfg())
+    out, new = store.dir, _cfg(lamda=0.05)
+    calls = []
+
+    def rank0_rewrites_meanwhile():
+        calls.append("sync")
+        (out / RESOLVED).unlink()
+
+    ResultStore(out, rank=1).prepare(new, sync=rank0_rewrites_meanwhile)
+    assert calls == ["sync"]
+    # rank 0 waits at the same barrier before it changes anything
+    store = _finished(tmp_path / "b", _cfg())
+    old_hash = json.loads((store.dir / RESOLVED).read_text())["hash"]
+    seen = []
+    ResultStore(store.dir, rank=0).prepare(
+        new, sync=lambda: seen.append(json.loads((store.dir / RESOLVED).read_text())["hash"]))
+    assert seen == [old_hash]
+    assert json.loads((store.dir / RESOLVED).read_text())["config"] == to_dict(new)
+
+
 def test_prepare_rebuilds_partial_files_from_committed_results(tmp_path):
     cfg = _cfg()
     store = _finished(tmp_path, cfg)
