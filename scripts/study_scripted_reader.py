@@ -12,6 +12,7 @@ import argparse
 import io
 import json
 import sys
+import urllib.parse
 import urllib.request
 
 import numpy as np
@@ -40,6 +41,9 @@ def main(argv=None) -> int:
     p.add_argument("--reader", required=True, help="reader id")
     p.add_argument("--rule", choices=("ssim", "psnr"), required=True, help="how to choose")
     args = p.parse_args(argv)
+    host = urllib.parse.urlsplit(args.url).hostname
+    if host not in ("127.0.0.1", "localhost", "::1"):  # it reads a local study server, never the network
+        p.error(f"url {args.url!r}: only a study server on this machine (127.0.0.1 / localhost) is allowed")
     state = call(args.url, "/api/login", body={"reader": args.reader})
     token = state["token"]
     while state["next"] is not None:
