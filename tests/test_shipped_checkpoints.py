@@ -11,6 +11,7 @@ import torch
 from padis_plugin.metrics import image_metrics
 from padis_plugin.prior import EDMDenoiser, PaDISDenoiser, load_prior
 from padis_plugin.prior.denoiser import BUNDLED_CHECKPOINTS
+from padis_plugin.prior.hfs import HFSDenoiser, PatchHFSDenoiser, high_pass
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -29,17 +30,23 @@ def test_shipped_checkpoint_loads_by_name_and_denoises(name, slice_factory):
     assert config["shipped_name"] == name and config["weights"] == "EMA, fp16"
     assert config["training"]["step"] == config["training"]["steps"] > 0
     # names: <kind>-s<S> (128 protocol) or <kind>-s<S>-<N> (trained on the N x N protocol)
-    match = re.fullmatch(r"(padis|edm)-s(\d+)(?:-(\d+))?", name)
-    size, grid = int(match.group(2)), int(match.group(3) or 128)
+    match = re.fullmatch(r"(padis|edm|hfs|patch-hfs)-s(\d+)(?:-(\d+))?", name)
+    assert match, f"{name}: not a <kind>-s<S>[-<N>] name"
+    kind, size, grid = match.group(1), int(match.group(2)), int(match.group(3) or 128)
+    assert config["kind"] == kind
     assert config["data"]["num_slices"] == size and len(config["data"]["ids"]) == size
     prior = load_prior(name)
-    assert isinstance(prior, PaDISDenoiser if name.startswith("padis") else EDMDenoiser)
+    assert type(prior) is {"padis": PaDISDenoiser, "edm": EDMDenoiser, "hfs": HFSDenoiser,
+                           "patch-hfs": PatchHFSDenoiser}[kind]
 
     # a slice on the prior's grid simulated from a bundled test-patient brain (never in any training set)
     x = torch.view_as_real(torch.from_numpy(slice_factory(n=grid).reference))[None].permute(0, 3, 1, 2).float()
     g = torch.Generator().manual_seed(0)
     sigma = 0.1
-    noisy = x + sigma * torch.randn(x.shape, generator=g)
+    noise = sigma * torch.randn(x.shape, generator=g)
+    if kind in ("hfs", "patch-hfs"):  # trained on x0 + sigma Q n: noise only in the high band
+        noise = high_pass(noise, prior.band_for(grid))
+    noisy = x + noise
     with torch.no_grad():
         clean = prior(noisy, sigma, generator=g)
     before, after = image_metrics(noisy, x)["psnr"], image_metrics(clean, x)["psnr"]

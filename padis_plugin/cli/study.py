@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quota", nargs="+", default=[], metavar="KEY=VALUES:N",
                    help="fixed case counts instead of proportional ones, per combination of the other --stratify "
                         "keys: e.g. the paper's 18 T2 + 12 T1/FLAIR per training-set size is --stratify "
-                        "contrast,training_size --quota contrast=T2:18 'contrast=T1|FLAIR:12' --cases 60")
+                        "contrast,training_size --quota contrast=T2:18 'contrast=T1|FLAIR:12' --cases 60 "
+                        "(default: none, proportional sampling)")
     c.add_argument("--seed", type=int, default=0, help="seed of the case sample and on-screen orders "
                                                       "(default: %(default)s)")
     c.add_argument("--data", metavar="PREPARED.h5",
