@@ -61,18 +61,25 @@ def environment(device: torch.device, world: int) -> dict:
     """Package versions and hardware, recorded in results.json."""
     import deepinv
     from . import __version__
-    cpu = platform.processor() or platform.machine()
-    try:
+    cpu, cpu_model = platform.processor() or platform.machine(), {}
+    try:  # "model name" may be generic ("AMD EPYC"); family/model tell CPU generations apart
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key == "model name":
+                cpu = value
+            elif key in ("cpu family", "model"):
+                cpu_model.setdefault({"cpu family": "cpu_family", "model": "cpu_model"}[key], value)
+            elif not line.strip() and cpu_model:
+                break  # end of the first processor's block
     except OSError:
         pass
     env = {
         "versions": {"padis_plugin": __version__, "torch": torch.__version__, "deepinv": deepinv.__version__,
                      "numpy": np.__version__, "python": platform.python_version()},
-        "device": {"type": device.type, "cpu": cpu, "world_size": world},
+        "device": {"type": device.type, "cpu": cpu, "world_size": world, **cpu_model,
+                   # the kernel set torch dispatches to: another CPU may round the networks' floats
+                   # differently (measured: about 5e-6 dB on a 50-step sampler between two AMD EPYC models)
+                   "cpu_capability": torch.backends.cpu.get_cpu_capability()},
     }
     if device.type == "cuda":
         env["device"]["gpu"] = torch.cuda.get_device_name(device)
