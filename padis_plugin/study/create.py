@@ -4,9 +4,9 @@ A *case* is one (slice, R, mask seed) with a saved reconstruction of every metho
 group; methods are matched across groups by position (the first solver of every group is role 0, ...), so
 ``--solvers "PaDIS S=25" "EDM S=25" Wavelet-L1 --solvers "PaDIS S=100" "EDM S=100" Wavelet-L1`` asks the same
 three-way question at two training-set sizes, as in the paper. Cases are drawn per stratum in proportion to
-what is available (largest remainders), or by fixed quotas (:func:`parse_quota`: the paper's 18 T2 + 12 T1/FLAIR
-per training-set size is ``contrast=T2:18 contrast=T1|FLAIR:12``), then shuffled; each case's on-screen order is shuffled too, all from
-``seed``. Images are magnitude PNGs on one window per case (the reference's 99.5th percentile as white by
+what is available (largest remainders), or by fixed quotas (:func:`parse_quota`: the paper's 18 T2 +
+12 T1/FLAIR per training-set size is ``contrast=T2:18 contrast=T1|FLAIR:12``), then shuffled; each case's
+on-screen order is shuffled too, all from ``seed``. Images are magnitude PNGs on one window per case (the reference's 99.5th percentile as white by
 default; the page can widen it up to the brightest pixel of any image of the case). The key stays in the
 database.
 """
