@@ -1,28 +1,27 @@
 #!/usr/bin/env bash
-# Demonstration of padis-study (a demonstration of the tool, not a clinical result): a 12-case blinded
-# 3-way study built from saved bench reconstructions, answered by two scripted readers whose rule is stated
-# (highest SSIM / highest PSNR of the served image to the served reference), then unblinded.
+# Demonstration of padis-study (a demonstration of the tool, not a clinical result): a blinded 3-way study
+# (CASES cases, default 8) built from saved bench reconstructions, answered by two scripted readers whose rule
+# is stated (highest SSIM / highest PSNR of the served image to the served reference), then unblinded.
 #
 #   scripts/demo_study.sh [RESULTS_DIR ...]
 #
-# Default inputs: the reconstructions of scripts/results/table1_fast (128 protocol, PaDIS/EDM S=25 with DDS
-# 100, Wavelet-L1; 2 slices x 10 mask seeds at R=7) and scripts/results/256_figures (256 protocol, 3 slices).
-# recons/ is not committed: run those benches first (configs/results_table1_fast.yaml,
-# configs/results_256_figures.yaml) if it is missing. References come from recons/<slice>/reference.npy or the
-# prepared data file named in results.json (outputs/protocol*/prepared_*.h5).
+# Default input: the reconstructions of scripts/results/256_hfs (256 protocol, test patients, the Table-5
+# analogue's S = 25 methods: PaDIS and EDM with DDS 50, Wavelet-L1; 4 slices x R = 4, 7 = 8 cases).
+# recons/ is not committed: run that bench first (configs/results_256_hfs.yaml) if it is missing. Other
+# folders need the same solver labels (or edit --solvers below). References come from
+# recons/<slice>/reference.npy or the prepared data file named in results.json (outputs/protocol*/prepared_*.h5).
 # Writes the study to outputs/study_demo/ and the report to scripts/results/study_demo/.
 # ("python -m padis_plugin.cli.study" is the padis-study console script, with the package importable.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RESULTS=("$@")
-[ ${#RESULTS[@]} -gt 0 ] || RESULTS=(scripts/results/table1_fast scripts/results/256_figures)
+[ ${#RESULTS[@]} -gt 0 ] || RESULTS=(scripts/results/256_hfs)
 STUDY=outputs/study_demo
 REPORT=scripts/results/study_demo
 rm -rf "$STUDY"
 python -m padis_plugin.cli.study create --results "${RESULTS[@]}" \
-    --solvers "PaDIS S=25 DDS 100" "EDM S=25 DDS 100" Wavelet-L1 \
     --solvers "PaDIS S=25" "EDM S=25" Wavelet-L1 \
-    --cases 12 --stratify contrast --seed 0 --out "$STUDY"
+    --cases "${CASES:-8}" --stratify contrast,R --seed 0 --out "$STUDY"
 LOG=$(mktemp)
 python -m padis_plugin.cli.study serve "$STUDY" --port 0 >"$LOG" 2>&1 &
 SERVER=$!
