@@ -36,8 +36,11 @@ def _subset_overrides(config_path, ids, labels, accelerations) -> list[str]:
     if missing:
         sys.exit(f"{config_path}: no solver labelled {missing}; its labels: {known}")
     solvers = [s for s in raw["solvers"] if s.get("label", s["name"]) in labels] if labels else raw["solvers"]
-    overrides = [f"solvers={json.dumps(solvers)}", "output.figures=false", "output.save_recons=false",
-                 "output.reuse_from=[]", "uncertainty.enabled=false"]
+    kept = [s.get("label", s["name"]) for s in solvers]
+    overrides = [f"solvers={json.dumps(solvers)}", "pairs=[]", "output.figures=false", "output.save_recons=false",
+                 "output.reuse_from=[]", "uncertainty.enabled=false"]  # report settings: no item depends on them
+    if raw.get("reference") not in kept:
+        overrides.append(f"reference={json.dumps(kept[0])}")
     if ids:
         overrides.append(f"data.ids={json.dumps(ids)}")
     if accelerations:
