@@ -49,8 +49,8 @@ class DDS(DiffusionSampler):
     :param str start: ``"noise"`` (:math:`\sigma_0 n`, DDS) or ``"adjoint"`` (:math:`A^H y + \sigma_0 n`).
     :param high_band: for an HFS prior (trained with noise :math:`\sigma Q n` only): the low-band width
         :math:`m_{lf}` (an int, or True: the grid's default, 16/320 of the width). Every re-noising term is then
-        projected onto :math:`Q`, and the ``"noise"`` start is the measured low band plus :math:`\sigma_0 Q n`, so the iterate has the noise the prior was trained on.
-        None (default): noise in the whole image.
+        projected onto :math:`Q`, and the ``"noise"`` start is the measured low band plus :math:`\sigma_0 Q n`,
+        so the iterate has the noise the prior was trained on. None (default): noise in the whole image.
     """
 
     name = "DDS"

@@ -6,9 +6,9 @@ group; methods are matched across groups by position (the first solver of every 
 three-way question at two training-set sizes, as in the paper. Cases are drawn per stratum in proportion to
 what is available (largest remainders), or by fixed quotas (:func:`parse_quota`: the paper's 18 T2 +
 12 T1/FLAIR per training-set size is ``contrast=T2:18 contrast=T1|FLAIR:12``), then shuffled; each case's
-on-screen order is shuffled too, all from ``seed``. Images are magnitude PNGs on one window per case (the reference's 99.5th percentile as white by
-default; the page can widen it up to the brightest pixel of any image of the case). The key stays in the
-database.
+on-screen order is shuffled too, all from ``seed``. Images are magnitude PNGs on one window per case (the
+reference's 99.5th percentile as white by default; the page can widen it up to the brightest pixel of any
+image of the case). The key stays in the database.
 """
 from __future__ import annotations
 
