@@ -146,7 +146,8 @@ def _quota_strata(cases, n, stratify, quotas) -> dict:
     """Stratum (the quota's group, then the other stratify keys' values) -> (pool, count) for fixed quotas."""
     keys = {q.key for q in quotas}
     if len(keys) != 1 or next(iter(keys)) not in stratify:
-        raise ConfigError(f"--quota: every quota must name the same key, one of --stratify ({', '.join(stratify) or 'none'})")
+        raise ConfigError("--quota: every quota must name the same key, one of --stratify "
+                          f"({', '.join(stratify) or 'none'})")
     key = next(iter(keys))
     seen = [v for q in quotas for v in q.values]
     if len(seen) != len(set(seen)):
