@@ -15,28 +15,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 from pathlib import Path
 
-import yaml
-
 from padis_plugin.atomic import write_json
 from padis_plugin.bench import load_bench_config, run_benchmark
 from padis_plugin.bench_items import item_key
+from padis_plugin.config import load_yaml
 
 METRICS = ("psnr", "ssim", "nrmse")
 
 
 def _subset_overrides(config_path, ids, labels, accelerations) -> list[str]:
-    raw = yaml.safe_load(Path(config_path).read_text())
-    known = [s.get("label", s["name"]) for s in raw["solvers"]]
-    missing = [lab for lab in labels if lab not in known]
+    raw = load_yaml(config_path)
+    label = {id(s): s.get("label", s["name"]) for s in raw["solvers"]}  # a solver's label defaults to its name
+    missing = sorted(set(labels) - set(label.values()))
     if missing:
-        sys.exit(f"{config_path}: no solver labelled {missing}; its labels: {known}")
-    solvers = [s for s in raw["solvers"] if s.get("label", s["name"]) in labels] if labels else raw["solvers"]
-    kept = [s.get("label", s["name"]) for s in solvers]
+        sys.exit(f"{config_path}: no solver labelled {missing}; its labels: {list(label.values())}")
+    solvers = [s for s in raw["solvers"] if not labels or label[id(s)] in labels]
+    kept = [label[id(s)] for s in solvers]
     overrides = [f"solvers={json.dumps(solvers)}", "pairs=[]", "output.figures=false", "output.save_recons=false",
                  "output.reuse_from=[]", "uncertainty.enabled=false"]  # report settings: no item depends on them
     if raw.get("reference") not in kept:
@@ -88,7 +86,7 @@ def main(argv=None) -> int:
         print(f"{row['id']:28s} {row['solver']:22s} R={row['R']:g}  "
               f"{'identical' if row['identical'] else 'differs'}  max |diff| {row['max_abs_diff']:.3g}")
     report = {"config": args.config, "committed_device": committed["device"], "rerun_device": rerun["device"],
-              "rerun_machine": platform.processor() or platform.machine(), "tolerance": args.tol,
+              "tolerance": args.tol,
               "identical": sum(r["identical"] for r in rows), "items": len(rows), "rows": rows}
     print(f"{report['identical']}/{len(rows)} items identical; committed on {committed['device'].get('cpu')}, "
           f"rerun on {rerun['device'].get('cpu')}")
