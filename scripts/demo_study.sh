@@ -6,7 +6,8 @@
 #   scripts/demo_study.sh [RESULTS_DIR ...]
 #
 # Default input: the reconstructions of scripts/results/256_hfs (256 protocol, test patients, the Table-5
-# analogue's S = 25 methods: PaDIS and EDM with DDS 50, Wavelet-L1; 4 slices x R = 4, 7 = 8 cases).
+# analogue's S = 25 methods: PaDIS and EDM with DDS 50, Wavelet-L1; 12 slices x R = 4, 7 = 24 cases, of
+# which CASES are drawn; the committed report was made when the config had its first 4 slices, 8 cases).
 # recons/ is not committed: run that bench first (configs/results_256_hfs.yaml) if it is missing. Other
 # folders need the same solver labels (or edit --solvers below). References come from
 # recons/<slice>/reference.npy or the prepared data file named in results.json (outputs/protocol*/prepared_*.h5).
