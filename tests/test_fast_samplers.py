@@ -143,11 +143,21 @@ def test_same_generator_same_output_and_options_checked():
     for bad in (dict(eta=1.5), dict(start="x"), dict(data_consistency="y"), dict(cg_iters=-1)):
         with pytest.raises(ConfigError):
             DDS(GaussianDenoiser(), **bad)
-    for bad in (dict(tau=-1.0), dict(tau="x"), dict(ode_steps=0)):
+    for bad in (dict(tau=-1.0), dict(tau="x"), dict(ode_steps=0), dict(tau_scale=0.0), dict(tau_scale=float("nan"))):
         with pytest.raises(ConfigError):
             DAPSExact(GaussianDenoiser(), **bad)
     with pytest.raises(DataError):
         DAPSExact(GaussianDenoiser(), steps=2)(torch.zeros_like(y), physics())  # noiseless: tau 'auto' is 0
+
+
+def test_daps_tau_scale_is_a_larger_tau():
+    # tau_scale only rescales the noise level the sampler uses: scale 2 on tau 0.01 is tau 0.02, draw for draw
+    y, physics = _problem(C=2)
+    run = lambda **kw: DAPSExact(GaussianDenoiser(), steps=4, **kw)(y, physics(), generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(run(tau=0.01, tau_scale=2.0), run(tau=0.02), atol=1e-6)
+    daps = DAPSExact(GaussianDenoiser(), steps=2, tau=0.01, tau_scale=0.5)
+    daps(y, physics(), generator=torch.Generator().manual_seed(3))
+    assert daps.tau_used[0] == pytest.approx(0.005)  # what the bench records is the tau in use
 
 
 def test_daps_ode_steps_count_network_calls():

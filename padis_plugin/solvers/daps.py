@@ -77,20 +77,24 @@ class DAPSExact(DiffusionSampler):
         steps of the probability-flow ODE on a Karras grid from :math:`\sigma_t` to ``sigma_min``).
     :param tau: measurement noise std per real channel, a float or ``"auto"`` (estimated per slice by
         :func:`kspace_noise_level`).
+    :param float tau_scale: multiplies ``tau`` (1): the likelihood's width as a tuning knob (> 1 trusts the
+        data less: a weaker prox weight and larger measurement perturbations).
     :param int cg_iters: CG iterations of the inner solve (20).
     """
 
     name = "DAPS"
 
     def __init__(self, denoiser, steps=50, sigma_max=10.0, sigma_min=0.003, rho=7.0, sigmas=None, ode_steps=1,
-                 tau="auto", cg_iters=20, progress=False, device="cpu"):
+                 tau="auto", tau_scale=1.0, cg_iters=20, progress=False, device="cpu"):
         if int(ode_steps) != ode_steps or ode_steps < 1:
             raise ConfigError(f"DAPS: ode_steps must be a positive integer, got {ode_steps}")
         if tau != "auto" and not (isinstance(tau, (int, float)) and math.isfinite(tau) and tau > 0):
             raise ConfigError(f"DAPS: tau must be 'auto' or a positive number, got {tau!r}")
+        if not (isinstance(tau_scale, (int, float)) and math.isfinite(tau_scale) and tau_scale > 0):
+            raise ConfigError(f"DAPS: tau_scale must be a positive number, got {tau_scale!r}")
         super().__init__(denoiser, steps, sigma_max, sigma_min, rho, sigmas=sigmas, progress=progress,
                          device=device)
-        self.ode_steps, self.tau = int(ode_steps), tau
+        self.ode_steps, self.tau, self.tau_scale = int(ode_steps), tau, float(tau_scale)
         self.prox = CGProx(1.0, cg_iters)
         self.tau_used = None
 
@@ -109,7 +113,7 @@ class DAPSExact(DiffusionSampler):
         """Sample; returns the posterior draw :math:`x_0` of the last level, (B, 2, H, W)."""
         x_adj, x_init, denoise = self._start(y, physics, generator, x_init)
         tau = kspace_noise_level(y, physics) if self.tau == "auto" else torch.full((y.shape[0],), float(self.tau))
-        tau = tau.to(y)
+        tau = tau.to(y) * self.tau_scale
         if not (tau > 0).all():
             raise DataError("DAPS: the k-space noise level is 0 (noiseless data?); pass a positive tau")
         self.tau_used = tau.tolist()
@@ -136,6 +140,7 @@ class DAPSParams(ScheduleParams):
 
     ode_steps: int = 1
     tau: float | Literal["auto"] = "auto"
+    tau_scale: float = 1.0
     cg_iters: int = 20
 
 
