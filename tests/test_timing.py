@@ -9,6 +9,7 @@ def test_timed_measures_the_call():
     seconds = timed(lambda: time.sleep(0.05), "cpu")
     assert 0.04 < seconds < 1.0
 
+
 def test_peak_rss_sees_an_allocation_inside_the_block():
     with PeakRSS() as mem:
         # 64 MiB of fresh anonymous pages, touched: a numpy array could land in memory the allocator kept resident
