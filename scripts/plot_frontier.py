@@ -1,7 +1,9 @@
 """Quality against time: mean PSNR over the slices against mean seconds per slice (log x), one line per sampler
-and prior, one panel per acceleration, from a padis-bench results.json (e.g. configs/results_frontier.yaml).
+and prior, one panel per acceleration, from one or more padis-bench results.json files on the same slices (a
+row, solver and R, found in several files is taken from the first).
 
-    python scripts/plot_frontier.py scripts/results/frontier/results.json scripts/results/frontier/frontier.png
+    python scripts/plot_frontier.py scripts/results/frontier/results.json \
+        scripts/results/frontier_dps1040/results.json scripts/results/frontier/frontier.png
 """
 from __future__ import annotations
 
@@ -23,9 +25,23 @@ def family(row) -> str:
     return re.sub(r"\s+\d+$", "", row["solver"])
 
 
-def main(results_path, out_path):
-    res = json.loads(open(results_path).read())
-    means = [m for m in res["means"] if m["contrast"] == "all"]
+def merged_means(results_paths) -> tuple[list[dict], dict]:
+    """The all-contrast mean rows of every file, first file first, and the first file's results."""
+    results = [json.loads(open(p).read()) for p in results_paths]
+    seen, means = set(), []
+    for res in results:
+        for m in res["means"]:
+            if m["contrast"] == "all" and (m["solver"], m["R"]) not in seen:
+                seen.add((m["solver"], m["R"]))
+                means.append(m)
+    return means, results[0]
+
+
+def main(*paths):
+    if len(paths) < 2:
+        sys.exit("usage: plot_frontier.py RESULTS.json [MORE_RESULTS.json ...] OUT.png")
+    *results_paths, out_path = paths
+    means, res = merged_means(results_paths)
     rs = sorted({m["R"] for m in means})
     fig, axes = plt.subplots(1, len(rs), figsize=(5.5 * len(rs), 4.2), squeeze=False)
     for ax, r in zip(axes[0], rs):
@@ -54,4 +70,4 @@ def main(results_path, out_path):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:])
