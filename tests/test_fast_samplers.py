@@ -160,6 +160,28 @@ def test_daps_tau_scale_is_a_larger_tau():
     assert daps.tau_used[0] == pytest.approx(0.005)  # what the bench records is the tau in use
 
 
+def test_dds_noise_aware_weight_follows_sigma_and_is_capped_by_gamma():
+    """tau given: gamma_i = min(gamma, sigma_i^2 / (tau_scale tau)^2). A tau so small that the cap never binds
+    is DDS with the constant gamma, draw for draw; a larger one weakens only the low-sigma levels."""
+    y, physics = _problem(C=2)
+    sigmas = edm_sigmas(6, 10.0, 0.01)
+    run = lambda **kw: DDS(GaussianDenoiser(), sigmas=sigmas, gamma=5.0, **kw)(
+        y, physics(), generator=torch.Generator().manual_seed(2))
+    assert torch.equal(run(tau=1e-6), run())
+    assert not torch.allclose(run(tau=0.05), run())
+    assert torch.allclose(run(tau=0.01, tau_scale=5.0), run(tau=0.05), atol=1e-6)
+    weights = DDS(GaussianDenoiser(), sigmas=sigmas, gamma=5.0, tau=0.05)._data_weights(y, physics(), sigmas.tolist())
+    expect = torch.clamp(sigmas ** 2 / 0.05 ** 2, max=5.0).float()
+    torch.testing.assert_close(torch.stack(weights)[:, 0], expect)
+    assert weights[0].item() == 5.0 and weights[-1].item() < 5.0
+    for bad in (dict(tau=-1.0), dict(tau="x"), dict(tau=True), dict(tau=0.01, tau_scale=0.0),
+                dict(tau=0.01, data_consistency="projection")):
+        with pytest.raises(ConfigError):
+            DDS(GaussianDenoiser(), **bad)
+    with pytest.raises(DataError, match="DDS"):
+        DDS(GaussianDenoiser(), steps=2, tau="auto")(torch.zeros_like(y), physics())  # noiseless: tau 0
+
+
 def test_daps_ode_steps_count_network_calls():
     y, physics = _problem(C=2)
     daps = DAPSExact(GaussianDenoiser(), steps=4, ode_steps=3, tau=0.01)

@@ -17,54 +17,19 @@ denoiser call, or a few Euler steps of the probability-flow ODE from :math:`\sig
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
 from ..prior.schedules import edm_sigmas
 from .base import DiffusionSampler, ScheduleParams
 from .data_consistency import CGProx
+from .noise_level import check_tau, kspace_noise_level, measurement_noise, sampled_entries  # noqa: F401 (re-export)
 from .params import takes_params, values
 from .prior_loading import EDMPrior, PaDISPrior, prior_from_params
-
-
-def sampled_entries(y: torch.Tensor, physics) -> torch.Tensor:
-    """1 where ``y`` is measured: the physics' k-space mask broadcast to ``y`` (all ones without a mask)."""
-    mask = getattr(physics, "mask", None)
-    if not isinstance(mask, torch.Tensor):
-        return torch.ones_like(y)
-    if mask.ndim == y.ndim - 1:  # MultiCoilMRI: mask (B, 1, H, W), y (B, 2, C, H, W)
-        mask = mask.unsqueeze(2)
-    return torch.broadcast_to(mask.to(y), y.shape)
-
-
-def kspace_noise_level(y: torch.Tensor, physics, edge: float = 0.125) -> torch.Tensor:
-    r"""Per-slice noise std per real channel of the measurements, from the outer k-space corners (rows and
-    columns in the outer ``edge`` fraction on each side), where the signal of an image is far below the noise.
-
-    For complex Gaussian noise with std :math:`\tau` per channel, :math:`|n|` is Rayleigh with median
-    :math:`\tau\sqrt{2\ln 2}`; the median of the sampled corner entries is robust to the little signal left.
-    """
-    h, w = y.shape[-2:]
-    eh, ew = max(1, int(h * edge)), max(1, int(w * edge))
-    rows = torch.zeros(h, dtype=torch.bool, device=y.device)
-    cols = torch.zeros(w, dtype=torch.bool, device=y.device)
-    rows[:eh], rows[-eh:], cols[:ew], cols[-ew:] = True, True, True, True
-    corner = rows[:, None] & cols[None, :]
-    sampled = sampled_entries(y, physics)[:, 0] > 0  # (B, [C,] H, W)
-    mag = torch.sqrt(y[:, 0] ** 2 + y[:, 1] ** 2)
-    out = []
-    for b in range(y.shape[0]):
-        vals = mag[b][sampled[b] & corner]
-        if vals.numel() < 16:
-            raise DataError("DAPS: too few sampled k-space entries in the outer corners to estimate the noise "
-                            "level; pass tau explicitly")
-        out.append(vals.median() / math.sqrt(2 * math.log(2)))
-    return torch.stack(out)
 
 
 class DAPSExact(DiffusionSampler):
@@ -88,10 +53,7 @@ class DAPSExact(DiffusionSampler):
                  tau="auto", tau_scale=1.0, cg_iters=20, progress=False, device="cpu"):
         if int(ode_steps) != ode_steps or ode_steps < 1:
             raise ConfigError(f"DAPS: ode_steps must be a positive integer, got {ode_steps}")
-        if tau != "auto" and not (isinstance(tau, (int, float)) and math.isfinite(tau) and tau > 0):
-            raise ConfigError(f"DAPS: tau must be 'auto' or a positive number, got {tau!r}")
-        if not (isinstance(tau_scale, (int, float)) and math.isfinite(tau_scale) and tau_scale > 0):
-            raise ConfigError(f"DAPS: tau_scale must be a positive number, got {tau_scale!r}")
+        check_tau(tau, tau_scale, "DAPS")
         super().__init__(denoiser, steps, sigma_max, sigma_min, rho, sigmas=sigmas, progress=progress,
                          device=device)
         self.ode_steps, self.tau, self.tau_scale = int(ode_steps), tau, float(tau_scale)
@@ -112,10 +74,7 @@ class DAPSExact(DiffusionSampler):
     def forward(self, y, physics, generator=None, x_init=None, **kwargs):
         """Sample; returns the posterior draw :math:`x_0` of the last level, (B, 2, H, W)."""
         x_adj, x_init, denoise = self._start(y, physics, generator, x_init)
-        tau = kspace_noise_level(y, physics) if self.tau == "auto" else torch.full((y.shape[0],), float(self.tau))
-        tau = tau.to(y) * self.tau_scale
-        if not (tau > 0).all():
-            raise DataError("DAPS: the k-space noise level is 0 (noiseless data?); pass a positive tau")
+        tau = measurement_noise(y, physics, self.tau, self.tau_scale, "DAPS")
         self.tau_used = tau.tolist()
         shape = (-1,) + (1,) * (y.ndim - 1)
         sampled = sampled_entries(y, physics)

@@ -8,7 +8,10 @@ Needs only :math:`D(x, \sigma)`: no backpropagation through the network. Per noi
     \hat x_0 = \mathrm{CG}_m\big[(I + \gamma A^H A)\,u = x_0 + \gamma A^H y;\ u^{(0)} = x_0\big] \\
     x \leftarrow \hat x_0 + \sigma_{i+1}\big(\eta\, n + \sqrt{1 - \eta^2}\, e\big), \qquad n \sim \mathcal N(0, I)
 
-and :math:`\hat x_0` of the last level is the output. The CG early stop (m iterations from :math:`x_0`) is part
+and :math:`\hat x_0` of the last level is the output. With a measurement-noise level :math:`\tau` given
+(``tau``), the data weight follows the noise level, :math:`\gamma_i = \min(\gamma, \sigma_i^2/\tau^2)`: the MAP
+weight when the denoised estimate is off by about :math:`\sigma_i` and the data by :math:`\tau`. A constant
+:math:`\gamma` fits the measurement noise once :math:`\sigma_i` falls below :math:`\sqrt\gamma\,\tau`. The CG early stop (m iterations from :math:`x_0`) is part
 of the method: it keeps the update in the Krylov subspace around the denoised estimate. Unlike the published
 code, the CG here is Hermitian and :math:`A^H y` enters the right-hand side as one complex image.
 """
@@ -26,6 +29,7 @@ from .base import DiffusionSampler, ScheduleParams
 from ..prior.hfs import check_band_width, high_pass
 from .data_consistency import make_data_consistency
 from .hfs_pc import high_band_start, load_hfs_prior
+from .noise_level import check_tau, measurement_noise
 from .params import takes_params, values
 from .prior_loading import EDMPrior, PaDISPrior, PatchSettings, prior_from_params
 
@@ -47,6 +51,10 @@ class DDS(DiffusionSampler):
     :param str data_consistency: ``"prox"`` (above) or ``"projection"`` (noiseless: CG on
         :math:`A^H A u = A^H y` from :math:`x_0`).
     :param str start: ``"noise"`` (:math:`\sigma_0 n`, DDS) or ``"adjoint"`` (:math:`A^H y + \sigma_0 n`).
+    :param tau: None (constant ``gamma``, as DDS) or the measurement noise std per real channel, a float or
+        ``"auto"`` (estimated per slice from the k-space corners): the data weight is then
+        :math:`\min(\gamma, \sigma_i^2/(\text{tau_scale}\,\tau)^2)`.
+    :param float tau_scale: multiplies ``tau`` (1).
     :param high_band: for an HFS prior (trained with noise :math:`\sigma Q n` only): the low-band width
         :math:`m_{lf}` (an int, or True: the grid's default, 16/320 of the width). Every re-noising term is then
         projected onto :math:`Q`, and the ``"noise"`` start is the measured low band plus :math:`\sigma_0 Q n`,
@@ -56,18 +64,22 @@ class DDS(DiffusionSampler):
     name = "DDS"
 
     def __init__(self, denoiser, steps=50, sigma_max=10.0, sigma_min=0.003, rho=7.0, sigmas=None, eta=0.85,
-                 gamma=1.0, cg_iters=5, data_consistency="prox", start="noise", high_band=None, progress=False,
-                 device="cpu"):
+                 gamma=1.0, cg_iters=5, data_consistency="prox", start="noise", tau=None, tau_scale=1.0,
+                 high_band=None, progress=False, device="cpu"):
         if not 0.0 <= eta <= 1.0:
             raise ConfigError(f"DDS: eta must be in [0, 1], got {eta}")
         if start not in STARTS:
             raise ConfigError(f"DDS: start must be one of {STARTS}, got {start!r}")
         if data_consistency not in ("prox", "projection"):
             raise ConfigError(f"DDS: data_consistency must be 'prox' or 'projection', got {data_consistency!r}")
+        check_tau(tau, tau_scale, "DDS", allow_none=True)
+        if tau is not None and data_consistency != "prox":
+            raise ConfigError("DDS: tau (a noise-aware data weight) needs data_consistency='prox'")
         super().__init__(denoiser, steps, sigma_max, sigma_min, rho, sigmas=sigmas, progress=progress,
                          device=device)
         self.eta, self.gamma, self.cg_iters, self.start = float(eta), float(gamma), int(cg_iters), start
         self.data_step = make_data_consistency(data_consistency, gamma=gamma, iters=cg_iters)
+        self.tau, self.tau_scale = tau, float(tau_scale)
         if high_band is not None and start != "noise":
             raise ConfigError("DDS: an HFS prior (high_band) starts from its measured low band: use start='noise'")
         self.high_band = high_band
@@ -79,10 +91,18 @@ class DDS(DiffusionSampler):
         """The re-noising term as the prior was trained: all of it, or its high band only (HFS)."""
         return z if self.high_band is None else high_pass(z, self._band(z.shape[-1]))
 
+    def _data_weights(self, y, physics, sigmas):
+        """Per level, the (B,) data weights min(gamma, sigma_i^2 / tau^2); None for the constant gamma."""
+        if self.tau is None:
+            return None
+        tau = measurement_noise(y, physics, self.tau, self.tau_scale, self.name)
+        return [torch.clamp(s ** 2 / tau ** 2, max=self.gamma) for s in sigmas]
+
     def forward(self, y, physics, generator=None, x_init=None, **kwargs):
         """Sample; returns the data-consistent denoised estimate of the last level, (B, 2, H, W)."""
         x_adj, x_init, denoise = self._start(y, physics, generator, x_init)
         sigmas = self.sigmas.tolist()
+        weights = self._data_weights(y, physics, sigmas)
         if x_init is not None:
             x = x_init.clone()
         elif self.high_band is not None:
@@ -94,7 +114,8 @@ class DDS(DiffusionSampler):
         with torch.no_grad():
             for i in tqdm(range(self.steps), desc=self.name, disable=not self.progress, leave=False):
                 x0 = denoise(x, sigmas[i])
-                x0c = self.data_step(x0, y, physics)
+                x0c = self.data_step(x0, y, physics) if weights is None else \
+                    self.data_step(x0, y, physics, gamma=weights[i])
                 self._check_finite(x0c, i)
                 if i == self.steps - 1:
                     return x0c
@@ -114,6 +135,8 @@ class DDSParams(ScheduleParams):
     cg_iters: int = 5
     data_consistency: Literal["prox", "projection"] = "prox"
     start: Start = "noise"
+    tau: float | Literal["auto"] | None = None   # None: constant gamma; "auto": noise-aware, estimated
+    tau_scale: float = 1.0
 
 
 @dataclass
