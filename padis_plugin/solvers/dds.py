@@ -18,7 +18,7 @@ code, the CG here is Hermitian and :math:`A^H y` enters the right-hand side as o
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 import torch
@@ -135,7 +135,8 @@ class DDSParams(ScheduleParams):
     cg_iters: int = 5
     data_consistency: Literal["prox", "projection"] = "prox"
     start: Start = "noise"
-    tau: float | Literal["auto"] | None = None   # None: constant gamma; "auto": noise-aware, estimated
+    # None: constant gamma (DDS); "auto" or a number: the noise-aware weight min(gamma, sigma_i^2 / tau^2)
+    tau: float | Literal["auto"] | None = field(default=None, metadata={"default": "off (a constant gamma)"})
     tau_scale: float = 1.0
 
 
