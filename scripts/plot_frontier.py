@@ -3,7 +3,8 @@ and prior, one panel per acceleration, from one or more padis-bench results.json
 row, solver and R, found in several files is taken from the first).
 
     python scripts/plot_frontier.py scripts/results/frontier/results.json \
-        scripts/results/frontier_dps1040/results.json scripts/results/frontier/frontier.png
+        scripts/results/frontier_dps1040/results.json scripts/results/frontier_dds_noise/results.json \
+        scripts/results/frontier/frontier.png
 """
 from __future__ import annotations
 
