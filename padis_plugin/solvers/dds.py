@@ -11,8 +11,9 @@ Needs only :math:`D(x, \sigma)`: no backpropagation through the network. Per noi
 and :math:`\hat x_0` of the last level is the output. With a measurement-noise level :math:`\tau` given
 (``tau``), the data weight follows the noise level, :math:`\gamma_i = \min(\gamma, \sigma_i^2/\tau^2)`: the MAP
 weight when the denoised estimate is off by about :math:`\sigma_i` and the data by :math:`\tau`. A constant
-:math:`\gamma` fits the measurement noise once :math:`\sigma_i` falls below :math:`\sqrt\gamma\,\tau`. The CG early stop (m iterations from :math:`x_0`) is part
-of the method: it keeps the update in the Krylov subspace around the denoised estimate. Unlike the published
+:math:`\gamma` fits the measurement noise once :math:`\sigma_i` falls below :math:`\sqrt\gamma\,\tau`.
+The CG early stop (m iterations from :math:`x_0`) is part of the method: it keeps the update in the Krylov
+subspace around the denoised estimate. Unlike the published
 code, the CG here is Hermitian and :math:`A^H y` enters the right-hand side as one complex image.
 """
 from __future__ import annotations
