@@ -41,10 +41,14 @@ def barrier(world: int) -> None:
 
 
 def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> ``cuda:<local rank>`` when CUDA is available, else CPU; ``cuda`` -> ``cuda:<local rank>``."""
+    """``auto`` -> ``cuda:<local rank>`` when CUDA is available, else CPU; ``cuda`` -> ``cuda:<local rank>``.
+    More ranks than GPUs share them round-robin: several small-network samplers on one GPU overlap each
+    other's kernel-launch gaps."""
     if spec == "auto":
         spec = "cuda" if torch.cuda.is_available() else "cpu"
-    if spec == "cuda":
+    if spec == "cuda" and torch.cuda.is_available():
+        spec = f"cuda:{local_rank % torch.cuda.device_count()}"
+    elif spec == "cuda":
         spec = f"cuda:{local_rank}"
     try:
         device = torch.device(spec)

@@ -31,6 +31,9 @@ DEMO_SOLVERS = ("zero-filled", "wavelet-l1", "edm-dds", "padis-dds")
 # Fast mode: DDS needs only D(x, sigma), no backprop (the paper's VE-DPS makes 104 x 10 calls with backprop).
 # padis-dds / edm-dds default to the settings tuned on the validation patients (configs/results_fast_tuning.yaml).
 DEMO_STEPS, DEMO_INNER = 30, 1
+# DDS's data weight capped by sigma_i^2 / (0.25 tau)^2, tau estimated from the k-space corners: a constant weight
+# copies the measurement noise of the sampled lines into the image (configs/results_dds_noise_tuning.yaml)
+DEMO_DDS_NOISE = {"tau": "auto", "tau_scale": 0.25}
 # A temporary of ours (atomic.TEMP_PATTERN) untouched this long beside an output is a killed write's leftover
 STALE_TEMP_AGE_S = 600.0
 DIFFUSION_SOLVERS = {"padis-dps": "padis", "edm-dps": "edm", "padis-dds": "padis", "edm-dds": "edm",
@@ -256,13 +259,16 @@ def _demo_params(name, checkpoint, steps, inner, progress) -> dict:
     params = {"checkpoint": checkpoint, "steps": steps, "progress": progress}
     if name.endswith("-dps"):
         params["inner"] = inner
+    if name.endswith("-dds"):  # the noise-aware data weight, tau_scale as chosen on the validation patients
+        params.update(DEMO_DDS_NOISE)
     return params
 
 
 def _schedule_text(solvers, steps, inner) -> str:
     parts = []
     if any(n.endswith("-dds") for n in solvers):
-        parts.append(f"DDS (Chung et al. 2024), {steps} noise levels = {steps} network calls, no backprop")
+        parts.append(f"DDS (Chung et al. 2024) with the noise-aware data weight, {steps} noise levels = {steps} "
+                     "network calls, no backprop")
     if any(n.endswith("-daps") for n in solvers):
         parts.append(f"DAPS with exact inner step, {steps} network calls")
     if any(n.endswith("-dps") for n in solvers):

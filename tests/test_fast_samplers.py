@@ -133,6 +133,26 @@ def test_kspace_noise_level_recovers_the_simulated_noise():
     assert abs(est - tau) < 0.15 * tau, est
 
 
+def test_kspace_noise_level_without_sampled_corners_uses_the_outermost_entries():
+    """1-D lines that miss the outer column bands (high R on a small grid): the estimate falls back to the
+    outermost sampled entries instead of failing; a mask with almost nothing sampled is a clear DataError."""
+    H, tau = 64, 0.02
+    mask = torch.zeros(1, 1, H, H)
+    mask[..., H // 2 - 6: H // 2 + 6] = 1.0  # only central lines: no sampled entry in the outer column bands
+    physics = MultiCoilMRI(mask=mask, coil_maps=torch.ones(1, 2, H, H, dtype=torch.complex64), img_size=(1, 2, H, H))
+    grid = torch.arange(H) - H / 2
+    x = torch.zeros(1, 2, H, H)
+    x[:, 0] = torch.exp(-(grid[:, None] ** 2 + grid[None, :] ** 2) / 60.0)  # smooth: a fast-decaying spectrum
+    y = physics.A(x) + tau * torch.randn(1, 2, 2, H, H, generator=torch.Generator().manual_seed(0)) * mask.unsqueeze(2)
+    est = float(kspace_noise_level(y, physics))
+    assert abs(est - tau) < 0.2 * tau, est
+    mask = torch.zeros(1, 1, H, H)
+    mask[..., 0, :3] = 1.0  # 3 entries x 2 coils
+    physics = MultiCoilMRI(mask=mask, coil_maps=torch.ones(1, 2, H, H, dtype=torch.complex64), img_size=(1, 2, H, H))
+    with pytest.raises(DataError, match="fewer than 16 sampled"):
+        kspace_noise_level(physics.A(x), physics)
+
+
 def test_same_generator_same_output_and_options_checked():
     y, physics = _problem(C=2)
     for make in (lambda: DDS(GaussianDenoiser(), steps=6), lambda: DAPSExact(GaussianDenoiser(), steps=6, tau=0.01)):
