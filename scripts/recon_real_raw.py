@@ -6,6 +6,9 @@ There is no fully sampled ground truth for this acquisition, so the figure shows
         [--padis-checkpoint padis-s25 --edm-checkpoint edm-s25 --steps 50 --inner 4]
     python scripts/recon_real_raw.py /path/to/cartesian_ksp.npy --size 256 --sampler dds --steps 50 \
         --gamma 30 --padis-checkpoint padis-s25-256 --edm-checkpoint edm-s25-256 --out scripts/results/real_raw_8ch_256.png
+    python scripts/recon_real_raw.py /path/to/cartesian_ksp.npy --size 256 --sampler dds --steps 50 --gamma 100 \
+        --padis-tau-scale 0.25 --edm-tau-scale 0.5 --padis-checkpoint padis-s25-256 --edm-checkpoint edm-s25-256 \
+        --out scripts/results/real_raw_8ch_256_tau.png
 """
 import argparse
 import tempfile
@@ -38,6 +41,9 @@ def main(argv=None):
     parser.add_argument("--inner", type=int, default=4, help="VE-DPS inner iterations (dps only)")
     parser.add_argument("--zeta", type=float, default=None)
     parser.add_argument("--gamma", type=float, default=None, help="DDS data weight (dds only; default: the factory's)")
+    parser.add_argument("--padis-tau-scale", type=float, default=None,
+                        help="DDS noise-aware weight for PaDIS: tau auto times this (dds only; default: constant gamma)")
+    parser.add_argument("--edm-tau-scale", type=float, default=None, help="the same for EDM")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -51,10 +57,11 @@ def main(argv=None):
         common = {"steps": args.steps, "inner": args.inner, **({"zeta": args.zeta} if args.zeta is not None else {})}
     else:
         common = {"steps": args.steps, **({"gamma": args.gamma} if args.gamma is not None else {})}
-    if args.edm_checkpoint:
-        solvers.append((f"edm-{args.sampler}", {"checkpoint": args.edm_checkpoint, **common}))
-    if args.padis_checkpoint:
-        solvers.append((f"padis-{args.sampler}", {"checkpoint": args.padis_checkpoint, **common}))
+    for prior, ckpt, tau_scale in (("edm", args.edm_checkpoint, args.edm_tau_scale),
+                                   ("padis", args.padis_checkpoint, args.padis_tau_scale)):
+        if ckpt:
+            noise = {"tau": "auto", "tau_scale": tau_scale} if tau_scale is not None and args.sampler == "dds" else {}
+            solvers.append((f"{prior}-{args.sampler}", {"checkpoint": ckpt, **common, **noise}))
     images, record = {}, {"input": str(args.npy), "grid": args.size, "sampled_fraction":
                           float(np.mean(slc.acquired_mask)), "solvers": {}}
     for name, params in solvers:
