@@ -375,3 +375,22 @@ def test_torchrun_two_gloo_processes_merge(tmp_path, data_file):
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert strip(a["results"]) == strip(b["results"])
     assert item_key("vol0:0", "zero-filled", 4, 0) in (out / "partial" / "rank0.jsonl").read_text()
+
+
+def test_more_ranks_than_gpus_share_them(monkeypatch):
+    """``cuda`` / ``auto`` map rank k to GPU k mod the GPU count (the 256 tables ran 4 ranks on one H200); without
+    CUDA, ``auto`` is the CPU and ``cuda`` a clear ConfigError."""
+    from padis_plugin.bench_runtime import resolve_device
+    from padis_plugin.errors import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto", local_rank=3) == torch.device("cpu")
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        resolve_device("cuda", local_rank=1)
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    assert [resolve_device(spec, local_rank=k) for spec, k in (("cuda", 3), ("auto", 2), ("cuda:1", 0))] == [
+        torch.device("cuda:1"), torch.device("cuda:0"), torch.device("cuda:1")]
+    assert chosen == [torch.device("cuda:1"), torch.device("cuda:0"), torch.device("cuda:1")]
