@@ -42,8 +42,8 @@ def barrier(world: int) -> None:
 
 def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
     """``auto`` -> ``cuda:<local rank>`` when CUDA is available, else CPU; ``cuda`` -> ``cuda:<local rank>``.
-    More ranks than GPUs share them round-robin: several small-network samplers on one GPU overlap each
-    other's kernel-launch gaps."""
+    More ranks than GPUs share them round-robin (rank k on GPU k mod count), so a small network's benchmark
+    can run several ranks on one GPU."""
     if spec == "auto":
         spec = "cuda" if torch.cuda.is_available() else "cpu"
     if spec == "cuda" and torch.cuda.is_available():
