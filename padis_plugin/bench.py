@@ -73,12 +73,12 @@ def open_dataset(cfg: BenchConfig, path) -> PreparedDataset:
 # ------------------------------------------------------------------------------------------- run
 def build_solvers(cfg: BenchConfig, device, source=None) -> dict:
     """label -> solver; unknown names and parameters of every entry raise one ConfigError naming the keys."""
-    from .registry import available_solvers, build_solver
+    from .registry import available_solvers, available_text, build_solver
     names = available_solvers()
     solvers, bad = {}, Problems(source)
     for i, entry in enumerate(cfg.solvers):
         if entry.name not in names:
-            bad.add(f"solvers.{i}.name", f": unknown solver '{entry.name}' (available: {', '.join(names)})")
+            bad.add(f"solvers.{i}.name", f": unknown solver '{entry.name}' ({available_text()})")
             continue
         try:
             solvers[entry.display] = build_solver(entry.name, dict(entry.params), device, source,

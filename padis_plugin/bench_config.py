@@ -101,11 +101,10 @@ class SolverEntry:
 
     def validate(self, source, prefix):
         # checked here, with the rest of the config, so a typo is not hidden behind a later data or mask error
-        from .registry import available_solvers  # entry-point names only; no solver module is imported
-        names = available_solvers()
-        if self.name not in names:
+        from .registry import available_solvers, available_text  # entry-point names only: no solver imported
+        if self.name not in available_solvers():
             raise ConfigError(where(source, f"'{_join(prefix, 'name')}': unknown solver '{self.name}' "
-                                            f"(available: {', '.join(names)})"))
+                                            f"({available_text()})"))
 
 
 @dataclass

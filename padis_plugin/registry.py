@@ -42,13 +42,24 @@ def available_solvers() -> list[str]:
     return sorted(set(_entry_points()) | set(_REGISTERED))
 
 
+def available_text() -> str:
+    """The registered names for an "unknown solver" message, or why there are none: the built-in solvers are
+    entry points of the installed distribution, so a source tree put on ``PYTHONPATH`` without installing has
+    no solvers at all."""
+    names = available_solvers()
+    if names:
+        return "available: " + ", ".join(names)
+    return ("no solver is registered: the built-in solvers are entry points of the installed padis-plugin "
+            "distribution; install it (pip install -e .) instead of putting the source tree on PYTHONPATH")
+
+
 def get_factory(name: str) -> Callable:
     """The factory registered or declared as ``name``; :class:`ConfigError` if unknown or not importable."""
     if name in _REGISTERED:
         return _REGISTERED[name]
     eps = _entry_points()
     if name not in eps:
-        raise ConfigError(f"unknown solver '{name}'; available: {', '.join(available_solvers())}")
+        raise ConfigError(f"unknown solver '{name}'; {available_text()}")
     try:
         return eps[name].load()
     except Exception as exc:  # a broken plugin must name itself, not crash the caller with a bare traceback

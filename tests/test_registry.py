@@ -21,6 +21,14 @@ def test_errors():
         registry.build_solver("sense", {"lambda": 1})
 
 
+def test_no_registered_solver_says_to_install_the_package(monkeypatch):
+    """A source tree on PYTHONPATH has no entry points: the error says why instead of 'available: ' (empty)."""
+    monkeypatch.setattr(registry.metadata, "entry_points", lambda group: [])
+    monkeypatch.setattr(registry, "_REGISTERED", {})
+    with pytest.raises(ConfigError, match=r"no solver is registered.*pip install -e \."):
+        registry.build_solver("padis-dds")
+
+
 def test_third_party_entry_point_and_broken_one(monkeypatch):
     eps = metadata.EntryPoints([
         metadata.EntryPoint("zero-filled", "padis_plugin.solvers.classical:make_zero_filled", registry.GROUP),
