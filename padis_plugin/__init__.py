@@ -26,6 +26,7 @@ _PUBLIC = {
     "build_physics": "padis_plugin.physics", "image_metrics": "padis_plugin.metrics",
     "build_pnp": "padis_plugin.solvers.pnp",
     "edm_sigmas": "padis_plugin.prior.schedules",
+    "import_published": "padis_plugin.published",
 }
 __all__ = sorted(_PUBLIC)
 

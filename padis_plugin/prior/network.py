@@ -11,6 +11,8 @@ from collections.abc import Mapping
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from deepinv.models.utils import UpDownConv2d
 from torch import nn
 
 from padis_plugin.errors import ConfigError
@@ -39,6 +41,13 @@ MODEL_CONFIGS: dict[str, dict] = {
 }
 
 _KEYS = set(MODEL_CONFIGS["padis-paper"])
+
+#: Optional keys with the value every shipped config has; present in a resolved config only when they differ, so
+#: the configs of existing checkpoints and runs read (and hash) as before. They describe published EDM networks
+#: (see :mod:`padis_plugin.published`): ``group_norm`` "edm" uses min(32, channels // 4) groups where deepinv's
+#: NCSNpp uses 32 (the same from 128 channels up); ``resample`` "bilinear" resamples by bilinear interpolation
+#: (the FastMRI-EDM network of the PaDIS-MRI authors) instead of the 2 x 2 box filter.
+OPTIONAL_KEYS = {"group_norm": ("deepinv", "edm"), "resample": ("box", "bilinear")}
 
 
 #: Integer keys of a model config and their smallest allowed value.
@@ -93,22 +102,49 @@ def resolve_model_config(cfg: str | dict, **overrides) -> dict:
         raise ConfigError(f"a model config must be a name or a mapping of keys, got {_kind(cfg)}")
     cfg = {**dict(cfg), **overrides}
     name = cfg.pop("name", None)
+    if name == "custom":  # what a config built from keys alone is saved as
+        name = None
     if name is not None and (not isinstance(name, str) or name not in MODEL_CONFIGS):
         raise ConfigError(f"unknown model config {name!r}; known: {sorted(MODEL_CONFIGS)}")
-    unknown = set(cfg) - _KEYS
+    unknown = set(cfg) - _KEYS - set(OPTIONAL_KEYS)
     if unknown:
-        raise ConfigError(f"unknown model config keys {sorted(map(str, unknown))}; allowed: {sorted(_KEYS)}")
+        raise ConfigError(f"unknown model config keys {sorted(map(str, unknown))}; "
+                          f"allowed: {sorted(_KEYS | set(OPTIONAL_KEYS))}")
     full = copy.deepcopy(MODEL_CONFIGS[name]) if name is not None else {}
     full.update(cfg)
     missing = _KEYS - set(full)
     if missing:
         raise ConfigError(f"model config misses keys {sorted(missing)}")
-    return {"name": name or "custom", **_checked(full)}
+    checked = _checked(full)
+    out = {"name": name or "custom", **{k: v for k, v in checked.items() if k in _KEYS}}
+    for key, allowed in OPTIONAL_KEYS.items():
+        value = full.get(key, allowed[0])
+        if value not in allowed:
+            raise ConfigError(f"model config '{key}' must be one of {list(allowed)}, got {_kind(value)}")
+        if value != allowed[0]:
+            out[key] = value
+    return out
 
 
 def downsampling_factor(cfg: str | dict) -> int:
     """Input sides must be multiples of this (``2**(levels-1)``)."""
     return 2 ** (len(resolve_model_config(cfg)["channel_mult"]) - 1)
+
+
+class BilinearUpDownConv2d(UpDownConv2d):
+    """NCSNpp's up/down-sampling convolution with bilinear resampling (``F.interpolate``, half-pixel centres) in
+    place of the box filter: the variant the published FastMRI-EDM network trained with. Downsampling by 2 is
+    then the 2 x 2 mean, as with the box filter; upsampling interpolates instead of repeating pixels."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        size = (2 * h, 2 * w) if self.up else (h // 2, w // 2)
+        x = F.interpolate(x, size=size, mode="bilinear")
+        if self.weight is not None:
+            x = F.conv2d(x, self.weight.to(x.dtype), padding=self.weight.shape[-1] // 2)
+        if self.bias is not None:
+            x = x.add_(self.bias.to(x.dtype).reshape(1, -1, 1, 1))
+        return x
 
 
 class DDPMpp(nn.Module):
@@ -130,6 +166,14 @@ class DDPMpp(nn.Module):
                           channel_mult=c["channel_mult"], channel_mult_emb=c["channel_mult_emb"],
                           num_blocks=c["num_blocks"], attn_resolutions=c["attn_resolutions"], dropout=c["dropout"])
         self.multiple = 2 ** (len(c["channel_mult"]) - 1)
+        if c.get("group_norm") == "edm":  # EDM's GroupNorm: min(32, C // 4) groups; weights are per channel
+            for m in self.net.modules():
+                if isinstance(m, nn.GroupNorm):
+                    m.num_groups = min(32, m.num_channels // 4)
+        if c.get("resample") == "bilinear":
+            for m in self.net.modules():
+                if type(m) is UpDownConv2d and (m.up or m.down):
+                    m.__class__ = BilinearUpDownConv2d  # same parameters and buffers, other resampling
 
     @property
     def in_channels(self) -> int:
