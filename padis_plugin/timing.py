@@ -30,7 +30,16 @@ def timed(fn, device) -> float:
 
 
 def process_peak_rss() -> int:
-    """Peak resident memory of this process over its lifetime, in bytes (``ru_maxrss`` is KiB on Linux)."""
+    """Peak resident memory of this process over its lifetime, in bytes: Linux's ``VmHWM``, else ``ru_maxrss``
+    (KiB on Linux). ``ru_maxrss`` survives ``execve``: a child started from a large parent reports the parent's
+    peak until it exceeds it; ``VmHWM`` starts afresh."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     import resource  # Unix only: imported where used
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

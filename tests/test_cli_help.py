@@ -19,7 +19,8 @@ from padis_plugin.cli._common import doc_summary, plain
 SETUP_CFG = Path(__file__).resolve().parents[1] / "setup.cfg"
 TOOLS = {"padis-simulate": "padis_plugin.cli.simulate", "padis-prepare": "padis_plugin.cli.prepare",
          "padis-bench": "padis_plugin.cli.bench", "padis-train": "padis_plugin.cli.train",
-         "padis-recon": "padis_plugin.cli.recon", "padis-study": "padis_plugin.cli.study"}
+         "padis-recon": "padis_plugin.cli.recon", "padis-study": "padis_plugin.cli.study",
+         "padis-import": "padis_plugin.cli.import_published"}
 FLAGS = (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse._StoreConstAction)
 
 

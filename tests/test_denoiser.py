@@ -99,3 +99,18 @@ def test_padis_inside_deepinv_dps_and_diffpir():
     diffpir = dinv.sampling.DiffPIR(den, dinv.optim.data_fidelity.L2(), max_iter=2, sigma=0.05)
     x_hat = diffpir(y, physics, x_init=physics.A_adjoint(y))
     assert x_hat.shape == (1, 2, 32, 32) and torch.isfinite(x_hat).all()
+
+
+def test_chunked_gradient_equals_one_batch():
+    """max_batch under a gradient (DPS) recomputes each chunk in the backward pass: same value and gradient."""
+    torch.manual_seed(0)
+    pre = EDMPrecond(build_unet("padis-tiny")).eval().requires_grad_(False)
+    x = torch.randn(1, 2, 48, 48)
+    results = []
+    for max_batch in (None, 5):
+        den = PaDISDenoiser(pre, patch_size=16, pad=16, max_batch=max_batch)
+        xi = x.clone().requires_grad_(True)
+        out = den(xi, 0.5, generator=torch.Generator().manual_seed(1))
+        out.square().sum().backward()
+        results.append((out.detach(), xi.grad))
+    assert torch.equal(results[0][0], results[1][0]) and torch.allclose(results[0][1], results[1][1], atol=1e-6)

@@ -42,6 +42,9 @@ def _run(args) -> int:
     print(f"{path.with_suffix('')}: kind {config['kind']}, {config['published']['class_name']} "
           f"(model_channels {model['model_channels']}, channel_mult {list(model['channel_mult'])}, "
           f"num_blocks {model['num_blocks']}), sigma_data {config['sigma_data']}")
+    if config.get("max_batch"):
+        print(f"patches run {config['max_batch']} per network call (max_batch; a DPS gradient recomputes each "
+              "chunk, which bounds its memory: see --set max_batch=N of the solvers)")
     return 0
 
 

@@ -7,11 +7,13 @@ unchanged: tiling, random offsets and positional channels live inside ``forward`
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from deepinv.models import Denoiser
+from torch.utils.checkpoint import checkpoint
 
 from padis_plugin.checkpoints import (checkpoint_paths, get_group, load_checkpoint, load_state_into,
                                       read_checkpoint_config, save_checkpoint)
@@ -105,7 +107,9 @@ class PaDISDenoiser(Denoiser):
     :param EDMPrecond precond: patch denoiser :math:`D_\theta(x, \sigma, \text{pos})` (4 in / 2 out channels).
     :param int patch_size: P (a multiple of the network's downsampling factor).
     :param int pad: M; grid offsets are uniform in [1, M] per axis.
-    :param int max_batch: most patches per network call (None: all at once).
+    :param int max_batch: most patches per network call (None: all at once). With a gradient through the prior
+        (DPS), each chunk's activations are recomputed in the backward pass instead of kept, so memory is that of
+        one chunk (about a third more compute).
     :param str position_convention: ``"image"`` (default) or ``"published"`` (see :mod:`.patches`).
     :param int canvas_pad: canvas padding the ``"published"`` linspace spans. ``None`` (default): ``pad`` = M, the
         published inference canvas N + 2M (512 at N = 384, M = 64, step 2/511) while training spanned N + 2N/4
@@ -199,7 +203,12 @@ class PaDISDenoiser(Denoiser):
         pos = pos.unsqueeze(0).expand(B, -1, -1, -1, -1).reshape(B * n, *pos.shape[1:])
         sig = sigma.repeat_interleave(n)
         step = self.max_batch or patches.shape[0]
-        out = torch.cat([self.precond(patches[i:i + step], sig[i:i + step], pos[i:i + step])
+        call = self.precond
+        if step < patches.shape[0] and torch.is_grad_enabled() and patches.requires_grad:
+            # A gradient through the prior (DPS) would keep every chunk's activations until the backward pass:
+            # keep only each chunk's inputs and recompute its activations then, so memory is one chunk's.
+            call = partial(checkpoint, self.precond, use_reentrant=False)
+        out = torch.cat([call(patches[i:i + step], sig[i:i + step], pos[i:i + step])
                          for i in range(0, patches.shape[0], step)])
         return crop_to_image(stitch_patches(out, B, grid.n_rows, grid.n_cols), grid)
 

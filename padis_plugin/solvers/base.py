@@ -11,6 +11,7 @@ from deepinv.models import Reconstructor
 from ..errors import ConfigError, DataError
 from ..prior.schedules import edm_sigmas
 from ..rng import check_batch, denoise_fn, randn
+from .sample_mean import SampleMean
 
 
 class SamplerDivergedError(RuntimeError):
@@ -34,17 +35,21 @@ class ScheduleParams:
     sigma_min: float = 0.003
     rho: float = 7.0
     progress: bool = False
+    samples: int = 1            # posterior samples per call; their mean is returned (see solvers/sample_mean.py)
 
 
-class DiffusionSampler(Reconstructor):
+class DiffusionSampler(SampleMean, Reconstructor):
     """Base of the samplers: ``sigmas`` (a tensor, e.g. a slice of a longer schedule) or the Karras schedule
-    :func:`~padis_plugin.prior.schedules.edm_sigmas` of ``steps`` levels from ``sigma_max`` to ``sigma_min``."""
+    :func:`~padis_plugin.prior.schedules.edm_sigmas` of ``steps`` levels from ``sigma_max`` to ``sigma_min``.
+    Subclasses implement one draw as ``sample(y, physics, generator=None, x_init=None)``; calling the sampler
+    returns the mean of ``samples`` draws (:class:`~.sample_mean.SampleMean`)."""
 
     name = "sampler"
 
     def __init__(self, denoiser, steps=50, sigma_max=10.0, sigma_min=0.003, rho=7.0, sigmas=None,
-                 progress=False, device="cpu"):
+                 progress=False, device="cpu", samples=1, sample_batch=None):
         super().__init__(device=device)
+        self.set_samples(samples, sample_batch)
         self.denoiser = denoiser
         self.sigmas = edm_sigmas(steps, sigma_max, sigma_min, rho) if sigmas is None else as_sigmas(sigmas)
         self.steps = len(self.sigmas)

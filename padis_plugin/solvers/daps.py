@@ -50,12 +50,12 @@ class DAPSExact(DiffusionSampler):
     name = "DAPS"
 
     def __init__(self, denoiser, steps=50, sigma_max=10.0, sigma_min=0.003, rho=7.0, sigmas=None, ode_steps=1,
-                 tau="auto", tau_scale=1.0, cg_iters=20, progress=False, device="cpu"):
+                 tau="auto", tau_scale=1.0, cg_iters=20, progress=False, device="cpu", samples=1, sample_batch=None):
         if int(ode_steps) != ode_steps or ode_steps < 1:
             raise ConfigError(f"DAPS: ode_steps must be a positive integer, got {ode_steps}")
         check_tau(tau, tau_scale, "DAPS")
         super().__init__(denoiser, steps, sigma_max, sigma_min, rho, sigmas=sigmas, progress=progress,
-                         device=device)
+                         device=device, samples=samples, sample_batch=sample_batch)
         self.ode_steps, self.tau, self.tau_scale = int(ode_steps), tau, float(tau_scale)
         self.prox = CGProx(1.0, cg_iters)
         self.tau_used = None
@@ -71,7 +71,7 @@ class DAPSExact(DiffusionSampler):
                 return d
             x = x + (grid[k + 1] - s) * (x - d) / s
 
-    def forward(self, y, physics, generator=None, x_init=None, **kwargs):
+    def sample(self, y, physics, generator=None, x_init=None, **kwargs):
         """Sample; returns the posterior draw :math:`x_0` of the last level, (B, 2, H, W)."""
         x_adj, x_init, denoise = self._start(y, physics, generator, x_init)
         tau = measurement_noise(y, physics, self.tau, self.tau_scale, "DAPS")

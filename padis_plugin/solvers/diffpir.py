@@ -19,6 +19,7 @@ from deepinv.sampling import DiffPIR
 from ..errors import DataError
 from ..rng import denoise_fn, first_generator
 from .params import takes_params, values
+from .sample_mean import SampleMean
 from .prior_loading import PaDISCheckpoint, PatchSettings, load_denoiser
 
 
@@ -35,7 +36,7 @@ class _UnitRangeDenoiser(Denoiser):
         return (denoise_fn(self.denoiser, self.generator)(x, 2 * self.scale * sigma) / self.scale + 1) / 2
 
 
-class PaDISDiffPIR(Reconstructor):
+class PaDISDiffPIR(SampleMean, Reconstructor):
     r"""DiffPIR sampler with a (patch) diffusion denoiser on multi-coil MRI, via :class:`deepinv.sampling.DiffPIR`.
 
     Data fidelity :class:`deepinv.optim.data_fidelity.L2` (its prox is a CG solve for MultiCoilMRI).
@@ -46,16 +47,20 @@ class PaDISDiffPIR(Reconstructor):
     :param float zeta: DiffPIR's noise mixing (0 deterministic .. 1).
     :param float lambda_: DiffPIR's data-fidelity weight.
     :param float scale: ``s`` above; ``None`` = ``2 max |A^H y|`` over the batch (room for the lost energy).
+    :param int samples: draws per call; their mean is returned (:class:`~.sample_mean.SampleMean`).
     """
 
+    batch_draws = False  # DiffPIR draws from one generator per call: K draws run one after another
+
     def __init__(self, denoiser, iterations=100, sigma=0.05, zeta=0.3, lambda_=7.0, scale=None, progress=True,
-                 device="cpu"):
+                 device="cpu", samples=1):
         super().__init__(device=device)
+        self.set_samples(samples)
         self.denoiser, self.iterations, self.sigma = denoiser, int(iterations), float(sigma)
         self.zeta, self.lambda_, self.scale, self.progress, self.device = float(zeta), float(lambda_), scale, progress, device
         self.nfe = 0
 
-    def forward(self, y, physics, generator=None, **kwargs):
+    def sample(self, y, physics, generator=None, **kwargs):
         """Reconstruct (B, 2, H, W); all randomness from ``generator`` (its first element if a list)."""
         if not torch.isfinite(y).all():
             raise DataError("DiffPIR: the measurements y hold non-finite values")
@@ -92,6 +97,7 @@ class DiffPIRParams(PatchSettings, PaDISCheckpoint):
     lambda_: float = field(default=7.0, metadata={"key": "lambda"})
     scale: float | None = field(default=None, metadata={"default": "2 max |A^H y|"})
     progress: bool = True
+    samples: int = 1
 
 
 @takes_params(DiffPIRParams, "padis-diffpir")
@@ -101,4 +107,4 @@ def make_padis_diffpir(p: DiffPIRParams, device="cpu") -> PaDISDiffPIR:
     overrides = {k: v for k, v in values(p, PatchSettings).items() if v is not None}
     den = load_denoiser("padis", p.checkpoint, device, **overrides)
     return PaDISDiffPIR(den, iterations=p.iterations, sigma=p.sigma, zeta=p.zeta, lambda_=p.lambda_, scale=p.scale,
-                        progress=p.progress, device=device)
+                        progress=p.progress, device=device, samples=p.samples)

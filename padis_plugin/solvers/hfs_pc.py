@@ -71,12 +71,12 @@ class HFSPC(DiffusionSampler):
     name = "HFS-PC"
 
     def __init__(self, denoiser, steps=100, sigma_max=10.0, sigma_min=0.003, rho=7.0, sigmas=None, snr=0.16,
-                 mse=2.5, corrector_mse=0.1, project_score=True, band_width=None, progress=False, device="cpu"):
+                 mse=2.5, corrector_mse=0.1, project_score=True, band_width=None, progress=False, device="cpu", samples=1, sample_batch=None):
         for key, v in (("snr", snr), ("mse", mse), ("corrector_mse", corrector_mse)):
             if not (math.isfinite(v) and v >= 0):
                 raise ConfigError(f"{self.name}: {key} must be a finite number >= 0, got {v}")
         super().__init__(denoiser, steps, sigma_max, sigma_min, rho, sigmas=sigmas, progress=progress,
-                         device=device)
+                         device=device, samples=samples, sample_batch=sample_batch)
         self.snr, self.mse, self.corrector_mse = float(snr), float(mse), float(corrector_mse)
         self.project_score = bool(project_score)
         self.band_width = band_width if band_width is not None else getattr(denoiser, "band_width", None)
@@ -94,7 +94,7 @@ class HFSPC(DiffusionSampler):
         return high_band_start(y, physics, self.band(y.shape[-1]), float(self.sigmas[0]),
                                lambda x: self.noise(x, generator), self.name)
 
-    def forward(self, y, physics, generator=None, x_init=None, **kwargs):
+    def sample(self, y, physics, generator=None, x_init=None, **kwargs):
         """Sample; returns the last predictor mean (B, 2, H, W)."""
         _, x_init, denoise = self._start(y, physics, generator, x_init)
         w = self.band(y.shape[-1])
@@ -168,4 +168,4 @@ def make_hfs_pc(p: HFSPCParams, device="cpu") -> HFSPC:
     sigmas = hfs_vp_sigmas(p.steps) if p.schedule == "vp" else None
     return HFSPC(den, steps=p.steps, sigma_max=p.sigma_max, sigma_min=p.sigma_min, rho=p.rho, sigmas=sigmas,
                  snr=p.snr, mse=p.mse, corrector_mse=p.corrector_mse, project_score=p.project_score,
-                 band_width=p.band_width, progress=p.progress, device=device)
+                 band_width=p.band_width, progress=p.progress, device=device, samples=p.samples)
