@@ -3,7 +3,7 @@ count and the warm start. A sampler is a :class:`deepinv.models.Reconstructor` c
 ``sampler(y, physics, generator=None, x_init=None)``; after a call ``nfe`` holds its number of network calls."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from deepinv.models import Reconstructor
@@ -36,6 +36,7 @@ class ScheduleParams:
     rho: float = 7.0
     progress: bool = False
     samples: int = 1            # posterior samples per call; their mean is returned (see solvers/sample_mean.py)
+    sample_batch: int | None = field(default=None, metadata={"default": "all samples in one batch"})
 
 
 class DiffusionSampler(SampleMean, Reconstructor):

@@ -168,4 +168,5 @@ def make_hfs_pc(p: HFSPCParams, device="cpu") -> HFSPC:
     sigmas = hfs_vp_sigmas(p.steps) if p.schedule == "vp" else None
     return HFSPC(den, steps=p.steps, sigma_max=p.sigma_max, sigma_min=p.sigma_min, rho=p.rho, sigmas=sigmas,
                  snr=p.snr, mse=p.mse, corrector_mse=p.corrector_mse, project_score=p.project_score,
-                 band_width=p.band_width, progress=p.progress, device=device, samples=p.samples)
+                 band_width=p.band_width, progress=p.progress, device=device, samples=p.samples,
+                 sample_batch=p.sample_batch)
