@@ -3,7 +3,7 @@ import deepinv as dinv
 import pytest
 import torch
 
-from padis_plugin.errors import CheckpointError
+from padis_plugin.errors import CheckpointError, ConfigError
 from padis_plugin.prior import EDMDenoiser, EDMPrecond, PaDISDenoiser, build_unet, count_parameters, load_prior
 
 
@@ -114,3 +114,47 @@ def test_chunked_gradient_equals_one_batch():
         out.square().sum().backward()
         results.append((out.detach(), xi.grad))
     assert torch.equal(results[0][0], results[1][0]) and torch.allclose(results[0][1], results[1][1], atol=1e-6)
+
+
+def test_deepinv_pretrained_convention(tiny_checkpoints):
+    """``PaDISDenoiser(pretrained=...)`` / ``EDMDenoiser(pretrained=...)`` as deepinv models load, with the
+    checkpoint's settings unless given."""
+    a = PaDISDenoiser(pretrained=tiny_checkpoints["padis"])
+    b = PaDISDenoiser.from_pretrained(tiny_checkpoints["padis"])
+    assert (a.patch_size, a.pad) == (b.patch_size, b.pad) == (16, 16)
+    assert PaDISDenoiser(pretrained=tiny_checkpoints["padis"], pad=8).pad == 8
+    x = torch.randn(1, 2, 32, 32)
+    e1, e2 = EDMDenoiser(pretrained=tiny_checkpoints["edm"]), EDMDenoiser.from_pretrained(tiny_checkpoints["edm"])
+    with torch.no_grad():
+        assert torch.equal(e1(x, 0.3), e2(x, 0.3))
+    with pytest.raises(ConfigError, match="needs a preconditioned network or pretrained"):
+        PaDISDenoiser()
+    with pytest.raises(CheckpointError, match="checkpoint kind is 'edm', expected 'padis'"):
+        PaDISDenoiser(pretrained=tiny_checkpoints["edm"])
+
+
+def test_deepinv_style_inputs(tiny_checkpoints):
+    """Complex (B, 1, H, W) images, per-image constant noise maps and ``.double()`` work; a real 1-channel input
+    (what ComplexDenoiserWrapper passes) and a varying noise map are one clear line each."""
+    den = EDMDenoiser.from_pretrained(tiny_checkpoints["edm"])
+    x = torch.randn(2, 2, 32, 32)
+    with torch.no_grad():
+        ref = den(x, torch.tensor([0.2, 0.5]))
+        z = torch.complex(x[:, :1], x[:, 1:])
+        out = den(z, torch.tensor([0.2, 0.5]))
+        assert out.shape == (2, 1, 32, 32) and torch.is_complex(out)
+        assert torch.allclose(torch.cat([out.real, out.imag], 1), ref, atol=1e-6)
+        noise_map = torch.tensor([0.2, 0.5]).view(2, 1, 1, 1).expand(2, 1, 32, 32)
+        assert torch.allclose(den(x, noise_map), ref, atol=1e-6)
+        with pytest.raises(ConfigError, match="varies within an image"):
+            den(x, torch.rand(2, 1, 32, 32))
+        with pytest.raises(ConfigError, match="ComplexDenoiserWrapper splits the channels"):
+            dinv.models.ComplexDenoiserWrapper(den)(z, 0.2)
+        den64 = EDMDenoiser.from_pretrained(tiny_checkpoints["edm"]).double()
+        out64 = den64(x.double(), 0.2)
+        assert out64.dtype == torch.float64 and torch.allclose(out64.float(), den(x, 0.2), atol=1e-4)
+    pad = PaDISDenoiser.from_pretrained(tiny_checkpoints["padis"])
+    with torch.no_grad():
+        g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+        zc = pad(z, 0.3, generator=g())
+        assert torch.allclose(torch.cat([zc.real, zc.imag], 1), pad(x, 0.3, generator=g()), atol=1e-6)

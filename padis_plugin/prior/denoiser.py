@@ -49,6 +49,43 @@ def _noisy_pad(x: torch.Tensor, pads: tuple, sigma: torch.Tensor, generator) -> 
     return canvas + noise * band * sigma.to(x.dtype).view(-1, 1, 1, 1)
 
 
+def _per_image_sigma(sigma, batch: int):
+    """deepinv may pass sigma as a noise map (B, C, H, W): EDM preconditioning takes one level per image, so a
+    map that is constant within each image is reduced to (B,); a map that varies within an image is refused."""
+    if not isinstance(sigma, torch.Tensor) or sigma.dim() <= 1:
+        return sigma
+    flat = sigma.reshape(sigma.shape[0], -1)
+    if flat.shape[0] not in (1, batch) or not torch.equal(flat, flat[:, :1].expand_as(flat)):
+        raise ConfigError(f"sigma of shape {tuple(sigma.shape)} varies within an image; these priors take one noise "
+                          "level per image (EDM preconditioning): pass a float or a (B,) tensor")
+    return flat[:, 0]
+
+
+def deepinv_inputs(forward):
+    """Let a denoiser's ``forward(x (B, 2, H, W), sigma)`` also take what deepinv hands denoisers: a complex
+    (B, 1, H, W) image (real and imaginary parts are denoised jointly, the result is complex again) and sigma as
+    a per-image constant noise map. A real single-channel input is refused in one line: these are priors on
+    complex images, so deepinv's ``ComplexDenoiserWrapper`` (which denoises the real and imaginary parts
+    separately) does not apply; call the denoiser on the complex tensor instead."""
+
+    def wrapped(self, x, sigma, *args, **kwargs):
+        sigma = _per_image_sigma(sigma, x.shape[0])
+        if torch.is_complex(x):
+            if x.dim() != 4 or x.shape[1] != 1:
+                raise ConfigError(f"{type(self).__name__}: a complex input must be (B, 1, H, W), got "
+                                  f"{tuple(x.shape)}")
+            out = forward(self, torch.view_as_real(x[:, 0]).permute(0, 3, 1, 2).contiguous(), sigma, *args, **kwargs)
+            return torch.view_as_complex(out.permute(0, 2, 3, 1).contiguous()).unsqueeze(1)
+        if x.dim() != 4 or x.shape[1] != 2:
+            raise ConfigError(f"{type(self).__name__}: expected (B, 2, H, W) real/imaginary channels or a complex "
+                              f"(B, 1, H, W) image, got {tuple(x.shape)} {x.dtype} (deepinv's ComplexDenoiserWrapper "
+                              "splits the channels: call this prior on the complex image itself)")
+        return forward(self, x, sigma, *args, **kwargs)
+
+    wrapped.__name__, wrapped.__doc__, wrapped.__wrapped__ = forward.__name__, forward.__doc__, forward
+    return wrapped
+
+
 def resolve_checkpoint(path_or_name) -> Path:
     """A checkpoint path (stem, ``.safetensors`` or ``.json``) or the name of a shipped checkpoint."""
     if not isinstance(path_or_name, (str, os.PathLike)) or not str(path_or_name):
@@ -93,6 +130,24 @@ def _load_precond(path_or_name, kind: str | None, device):
     return precond, config, path
 
 
+def _first(*values):
+    """The first value that is not None (None when all are)."""
+    return next((v for v in values if v is not None), None)
+
+
+def _precond_or_pretrained(den, precond, pretrained, device) -> tuple:
+    """``(precond, checkpoint settings)``: the given network, or the one of checkpoint ``pretrained`` (a path or a
+    shipped name: deepinv's ``pretrained=`` convention) with its saved inference settings."""
+    if pretrained is None:
+        if precond is None:
+            raise ConfigError(f"{type(den).__name__} needs a preconditioned network or pretrained=<checkpoint>")
+        return precond, {}
+    if precond is not None:
+        raise ConfigError(f"{type(den).__name__}: give a network or pretrained=, not both")
+    precond, config, _ = _load_precond(pretrained, den.kind, device)
+    return precond, _inference_settings(config, getattr(den, "settings", ()))
+
+
 class PaDISDenoiser(Denoiser):
     r"""PaDIS patch-prior denoiser on whole images: random-offset non-overlapping P x P tiling of a padded canvas.
 
@@ -118,15 +173,25 @@ class PaDISDenoiser(Denoiser):
     :param torch.Generator generator: default random generator (offsets and pad noise); a call's ``generator``
         overrides it; None uses torch's global RNG.
     :param int seed: builds a CPU generator when ``generator`` is None.
+    :param pretrained: a checkpoint path or shipped name to load instead of ``precond`` (deepinv's convention;
+        the same as :meth:`from_pretrained`); settings left at None take the checkpoint's (else P = M = 64,
+        ``"image"`` positions).
+    :param device: where ``pretrained`` weights go.
     """
 
     kind = "padis"  # the checkpoint JSON's "kind" (see :mod:`padis_plugin.prior.families`)
     settings = ("patch_size", "pad", "max_batch", "position_convention", "canvas_pad")  # from the checkpoint JSON
 
-    def __init__(self, precond: EDMPrecond, patch_size: int = 64, pad: int = 64, max_batch: int | None = None,
-                 position_convention: str = "image", canvas_pad: int | None = None,
-                 generator: torch.Generator | None = None, seed: int | None = None):
+    def __init__(self, precond: EDMPrecond | None = None, patch_size: int | None = None, pad: int | None = None,
+                 max_batch: int | None = None, position_convention: str | None = None, canvas_pad: int | None = None,
+                 generator: torch.Generator | None = None, seed: int | None = None, pretrained=None, device=None):
         super().__init__()
+        precond, saved = _precond_or_pretrained(self, precond, pretrained, device)
+        patch_size = _first(patch_size, saved.get("patch_size"), 64)
+        pad = _first(pad, saved.get("pad"), 64)
+        max_batch = _first(max_batch, saved.get("max_batch"))
+        position_convention = _first(position_convention, saved.get("position_convention"), "image")
+        canvas_pad = _first(canvas_pad, saved.get("canvas_pad"))
         if position_convention not in CONVENTIONS:
             raise ConfigError(f"position_convention must be one of {CONVENTIONS}, got {position_convention!r}")
         multiple = getattr(getattr(precond, "unet", None), "multiple", 1)
@@ -163,8 +228,10 @@ class PaDISDenoiser(Denoiser):
                 "patch_size": self.patch_size, "pad": self.pad, "max_batch": self.max_batch,
                 "position_convention": self.position_convention, "canvas_pad": self.canvas_pad}
 
+    @deepinv_inputs
     def forward(self, x: torch.Tensor, sigma, generator: torch.Generator | None = None, **kwargs) -> torch.Tensor:
-        """Denoise ``x`` (B, 2, H, W) at ``sigma`` (float, 0-d or (B,) tensor) -> (B, 2, H, W)."""
+        """Denoise ``x`` (B, 2, H, W) at ``sigma`` (float, 0-d or (B,) tensor) -> (B, 2, H, W); a complex
+        (B, 1, H, W) image gives a complex result (see :func:`deepinv_inputs`)."""
         B, _, H, W = x.shape
         g = generator if generator is not None else self.generator
         sigma = self._handle_sigma(sigma, batch_size=B, device=x.device, dtype=x.dtype)
@@ -250,14 +317,16 @@ class EDMDenoiser(Denoiser):
 
     :param EDMPrecond precond: 2-in / 2-out preconditioned network.
     :param generator, seed: as for :class:`PaDISDenoiser` (used only for the pad-band noise).
+    :param pretrained, device: a checkpoint to load instead of ``precond``, as for :class:`PaDISDenoiser`.
     """
 
     kind = "edm"
     settings: tuple = ()  # denoiser settings read from the checkpoint JSON (subclasses add theirs)
 
-    def __init__(self, precond: EDMPrecond, generator: torch.Generator | None = None, seed: int | None = None):
+    def __init__(self, precond: EDMPrecond | None = None, generator: torch.Generator | None = None,
+                 seed: int | None = None, pretrained=None, device=None):
         super().__init__()
-        self.precond = precond
+        self.precond = _precond_or_pretrained(self, precond, pretrained, device)[0]
         self.multiple = getattr(getattr(precond, "unet", None), "multiple", 1)
         self.generator = _make_generator(generator, seed)
 
@@ -268,6 +337,7 @@ class EDMDenoiser(Denoiser):
     def config(self) -> dict:
         return {"kind": self.kind, "model": dict(self.precond.unet.config), "sigma_data": self.precond.sigma_data}
 
+    @deepinv_inputs
     def forward(self, x: torch.Tensor, sigma, generator: torch.Generator | None = None, **kwargs) -> torch.Tensor:
         B, _, H, W = x.shape
         g = generator if generator is not None else self.generator

@@ -20,7 +20,7 @@ import torch
 
 from ..errors import ConfigError
 from ..kspace import fft2c_torch, ifft2c_torch
-from .denoiser import EDMDenoiser, PaDISDenoiser
+from .denoiser import EDMDenoiser, PaDISDenoiser, deepinv_inputs
 
 #: The released HFS-SDE band: 16 of 320 columns.
 DEFAULT_BAND_FRACTION = 16 / 320
@@ -91,6 +91,7 @@ class _HFSSettings:
     def config(self) -> dict:  # the denoiser's own config (next in the MRO) plus the band settings
         return {**super().config, "band_width": self.band_width, "keep_low_band": self.keep_low_band}
 
+    @deepinv_inputs
     def forward(self, x, sigma, generator=None, **kwargs):
         out = super().forward(x, sigma, generator=generator)
         if not self.keep_low_band:

@@ -52,8 +52,11 @@ class EDMPrecond(nn.Module):
         if x_img.shape[1] != self.image_channels:
             raise ValueError(f"expected {self.image_channels} image channels, got {x_img.shape[1]}")
         dtype = x_img.dtype
-        x = x_img.to(torch.float32)
-        sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).reshape(-1)
+        # float32 as EDM computes, or float64 when the network is (``module.double()``)
+        param = next(self.unet.parameters(), None)
+        work = torch.float64 if param is not None and param.dtype == torch.float64 else torch.float32
+        x = x_img.to(work)
+        sigma = torch.as_tensor(sigma, dtype=work, device=x.device).reshape(-1)
         # sigma = 0 would give c_noise = -inf (NaN embedding); a tiny floor gives the right limit D(x) = x.
         sigma = sigma.expand(x.shape[0]).reshape(-1, 1, 1, 1).clamp_min(1e-20)
         sd2 = self.sigma_data ** 2
@@ -65,4 +68,4 @@ class EDMPrecond(nn.Module):
         if pos is not None:
             net_in = torch.cat([net_in, pos.to(net_in).expand(x.shape[0], -1, -1, -1)], dim=1)
         F_x = self.unet(net_in, c_noise)
-        return (c_skip * x + c_out * F_x.to(torch.float32)).to(dtype)
+        return (c_skip * x + c_out * F_x.to(work)).to(dtype)
