@@ -91,3 +91,13 @@ def test_incomplete_readers_and_bad_options(tmp_path):
         analyze.analyze_study(study, method="SENSE")
     with pytest.raises(ConfigError, match="no answers from Z"):
         analyze.analyze_study(study, readers=["Z"])
+
+
+def test_statistics_equal_statsmodels_reference_values():
+    """Wilson intervals and Fleiss' kappa are computed here (no statsmodels dependency); these are the values
+    statsmodels 0.14 gives for the same inputs (``proportion_confint(method="wilson")``, ``fleiss_kappa``)."""
+    assert stats.wilson(55, 60) == pytest.approx((0.8193105798166558, 0.9638795433982692), abs=1e-12)
+    assert stats.wilson(7, 9) == pytest.approx((0.45258896910698887, 0.9367748928821533), abs=1e-12)
+    assert stats.wilson(0, 10) == pytest.approx((0.0, 0.27753279986288926), abs=1e-12)
+    choices = np.array([[0, 1, 1], [2, 2, 2], [0, 0, 1], [1, 1, 1], [0, 2, 2], [2, 1, 0]])
+    assert stats.fleiss_kappa(choices, 3) == pytest.approx(0.24299065420560745, abs=1e-12)

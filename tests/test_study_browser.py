@@ -17,7 +17,8 @@ from padis_plugin.study import create, db
 from study_fixtures import SOLVERS, make_bench, start_server, stop_server
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed (pip install -e '.[test]')")
+pytest.importorskip("flask", reason="the reader-study server needs the study extra (pip install -e '.[study]')")
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed (pip install -e '.[browser]')")
 if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
     pytest.skip("no browser: /usr/bin/chromium and /usr/bin/chromedriver are missing (apt-get install chromium "
                 "chromium-driver; .ci/run installs them where apt-get is available)", allow_module_level=True)

@@ -27,7 +27,7 @@ def test_every_subcommand_option_states_its_default(command):
 
 
 def test_the_page_is_package_data():
-    from padis_plugin.study import server
+    server = pytest.importorskip("padis_plugin.study.server", reason="needs the study extra (flask)")
     for name in ("index.html", "app.js", "app.css"):
         assert (server.STATIC / name).is_file()
     html = (server.STATIC / "index.html").read_text()
@@ -37,3 +37,16 @@ def test_the_page_is_package_data():
         cfg.read(SETUP_CFG)
         data = cfg["options.package_data"]["padis_plugin.study"]
         assert all(pattern in data for pattern in ("static/*.html", "static/*.js", "static/*.css"))
+
+
+@pytest.mark.parametrize("missing", ["flask", "waitress"])
+def test_serve_without_the_study_extra_names_it(tmp_path, monkeypatch, capsys, missing):
+    import sys
+
+    from padis_plugin.cli.study import main
+
+    monkeypatch.setitem(sys.modules, missing, None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "padis_plugin.study.server", raising=False)
+    assert main(["serve", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"needs {missing}" in err and "padis-plugin[study]" in err

@@ -8,6 +8,9 @@ import sqlite3
 import pytest
 import requests
 
+pytest.importorskip("flask", reason="the reader-study server needs the study extra (pip install -e '.[study]')")
+pytest.importorskip("waitress", reason="the reader-study server needs the study extra (pip install -e '.[study]')")
+
 from padis_plugin.errors import DataError
 from padis_plugin.study import create, db
 from padis_plugin.study.server import create_app

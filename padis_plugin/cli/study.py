@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..errors import PadisError
 from ._common import PAPER, HelpFormatter, OneLineParser, doc_summary, run_cli
 
 _EPILOG = f"""\
@@ -80,7 +81,15 @@ def _run(args) -> int:
         strata = ", ".join(f"{k}: {v}" for k, v in sorted(summary["per_stratum"].items()))
         print(f"wrote {summary['study']}: {summary['cases']} of {summary['available']} available cases ({strata})")
     elif args.command == "serve":
-        from ..study.server import serve
+        try:
+            import waitress  # noqa: F401  (the server's two dependencies, named before anything starts)
+
+            from ..study.server import serve
+        except ModuleNotFoundError as e:
+            if e.name not in ("flask", "waitress"):
+                raise
+            raise PadisError(f"padis-study serve needs {e.name}, part of the reader-study extra: "
+                             "pip install 'padis-plugin[study]'") from None
         serve(args.study, host=args.host, port=args.port, threads=args.threads)
     else:
         from ..study.analyze import write_report

@@ -1,5 +1,5 @@
 """Statistics of a forced-choice reader study: Wilson intervals, one-sided exact binomial tests against
-chance, the chance rate of a reader majority, and Fleiss' kappa (scipy / statsmodels do the arithmetic)."""
+chance, the chance rate of a reader majority, and Fleiss' kappa (scipy for the distributions)."""
 from __future__ import annotations
 
 import math
@@ -8,12 +8,16 @@ import numpy as np
 
 
 def wilson(successes: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
-    """Wilson score interval of a proportion (statsmodels ``proportion_confint(method="wilson")``)."""
-    from statsmodels.stats.proportion import proportion_confint
+    """Wilson score interval of a proportion (Wilson 1927; equal to statsmodels'
+    ``proportion_confint(method="wilson")``, checked in the tests)."""
+    from scipy.stats import norm
     if n == 0:
         return math.nan, math.nan
-    lo, hi = proportion_confint(successes, n, alpha=alpha, method="wilson")
-    return float(lo), float(hi)
+    z = float(norm.isf(alpha / 2))
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
 
 
 def binomial_p(successes: int, n: int, p0: float) -> float:
@@ -37,16 +41,19 @@ def majority_chance(readers: int, k: int) -> float:
 
 
 def fleiss_kappa(choices: np.ndarray, k: int) -> float:
-    """Fleiss' kappa of a (cases, readers) array of method indices 0..k-1 (statsmodels); NaN when it is
+    """Fleiss' kappa (Fleiss 1971) of a (cases, readers) array of method indices 0..k-1; NaN when it is
     undefined (fewer than 2 readers or cases, or one method chosen throughout)."""
-    from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa as _fleiss
     choices = np.asarray(choices)
     if choices.ndim != 2 or choices.shape[0] < 2 or choices.shape[1] < 2:
         return math.nan
-    table, _ = aggregate_raters(choices, n_cat=k)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        value = float(_fleiss(table, method="fleiss"))
-    return value if math.isfinite(value) else math.nan
+    n = choices.shape[1]
+    counts = np.stack([(choices == j).sum(1) for j in range(k)], axis=1).astype(float)  # (cases, k)
+    agreement = ((counts * (counts - 1)).sum(1) / (n * (n - 1))).mean()
+    shares = counts.sum(0) / counts.sum()
+    chance = float((shares ** 2).sum())
+    if chance >= 1.0:
+        return math.nan
+    return float((agreement - chance) / (1 - chance))
 
 
 def proportion(successes: int, n: int, p0: float) -> dict:
