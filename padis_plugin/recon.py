@@ -41,15 +41,21 @@ DIFFUSION_SOLVERS = {"padis-dps": "padis", "edm-dps": "edm", "padis-dds": "padis
 
 
 # -- data -----------------------------------------------------------------------------------------------------
-def load_slice(input_path, slice_id=None, size=384, cache_dir=None):
+def load_slice(input_path, slice_id=None, size=None, cache_dir=None):
     """The :class:`~padis_plugin.data.prepared.PreparedSlice` to reconstruct.
 
     ``slice_id``: for a prepared file an id (``"<stem>:<index>"``) or a position in its id list (default: the
-    first); for a raw fastMRI file the slice index in the volume (default: the centre slice).
+    first); for a raw fastMRI file the slice index in the volume (default: the centre slice). ``size``: the
+    N x N grid a raw file is prepared on (default: the file's own reconstruction matrix,
+    :func:`~padis_plugin.data.fastmri_format.recon_matrix`); a prepared file keeps its grid.
     """
     path = Path(input_path)
     if not path.is_file():
         raise DataError(where(path, "no such file"))
+    if size is None and not is_prepared(path):
+        from .data.fastmri_format import recon_matrix
+
+        size = recon_matrix(path)
     slices = "centre"  # of a raw file, unless slice_id names one
     if not is_prepared(path) and slice_id is not None:
         if not str(slice_id).lstrip("-").isdigit():
@@ -127,12 +133,12 @@ def _figure(path, zero_filled, recon, reference, mask, title, label, record):
 
 # -- entry points ---------------------------------------------------------------------------------------------
 def reconstruct(input_path, slice_id=None, solver="padis-dps", params=None, acceleration=4.0, seed=0,
-                acs_lines=None, out=None, png=None, device="cpu", mask_seed=0, size=384, cache_dir=None,
+                acs_lines=None, out=None, png=None, device="cpu", mask_seed=0, size=None, cache_dir=None,
                 overwrite=True, mask_kind="cartesian") -> dict:
     """Reconstruct one slice with a registered solver; returns the run record.
 
     :param input_path: prepared HDF5 file, or a raw fastMRI ``.h5`` (prepared on the fly into the cache at
-        grid ``size``).
+        grid ``size``: default the file's own reconstruction matrix).
     :param slice_id: see :func:`load_slice`.
     :param str solver: registered solver name (:func:`~padis_plugin.registry.available_solvers`).
     :param dict params: solver parameters (unknown keys -> :class:`ConfigError`).
@@ -167,7 +173,8 @@ def reconstruct(input_path, slice_id=None, solver="padis-dps", params=None, acce
     x_hat, seconds, nfe = _run(model, y, physics, seed, device)
     recon = to_complex_numpy(x_hat[0].cpu())
     reference = None if slc.undersampled else to_complex_numpy(x_ref[0].cpu())
-    record = {"slice": slc.id, "source_file": slc.source_file, "solver": solver, "params": dict(params or {}),
+    record = {"slice": slc.id, "source_file": slc.source_file, "size": slc.size, "solver": solver,
+              "params": dict(params or {}),
               "seed": int(seed), "mask_seed": int(mask_seed), "acceleration": None if slc.undersampled else acceleration,
               "acs_lines": acs_lines, "sampled_fraction": float(mask.mean()),
               "metrics": image_metrics(recon, reference) if reference is not None else None,

@@ -14,6 +14,8 @@ entry point of the same name.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Mapping
 from importlib import metadata
 from typing import Callable
@@ -80,6 +82,16 @@ def build_solver(name: str, params: dict | None = None, device="cpu", source=Non
     declared = declared_params(factory)
     params = parse_params(declared, params, name, source, prefix) if declared else dict(params or {})
     return factory(params, device)
+
+
+def resolved_params(name: str, params: dict | None = None) -> dict:
+    """Every parameter ``name`` runs with for ``params`` (its declared dataclass's values, defaults included;
+    the params as given for a factory that declares none), keyed as a config writes them."""
+    declared = declared_params(get_factory(name))
+    if not declared:
+        return dict(params or {})
+    p = parse_params(declared, params, name)
+    return {f.metadata.get("key", f.name): getattr(p, f.name) for f in dataclasses.fields(p) if f.init}
 
 
 def describe_solver(name: str) -> list[str]:

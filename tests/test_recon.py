@@ -152,3 +152,25 @@ def test_registered_solver_shape_and_determinism_under_a_generator(tiny, name):
     b = call_solver(solver, y, physics, torch.Generator().manual_seed(0))
     assert a.shape == x_ref.shape and torch.equal(a, b)
     assert isinstance(getattr(solver, "nfe", None), int)
+
+
+@pytest.mark.filterwarnings("ignore::padis_plugin.data.prepare.BackgroundSignalWarning")
+def test_raw_file_is_prepared_on_its_own_grid_and_settings_are_printed(tmp_path, capsys, slice_factory,
+                                                                        monkeypatch):
+    """``padis-recon FILE`` prepares a raw fastMRI file on its header's reconstruction matrix (not 384), and
+    says the grid and every setting the solver ran with; --size overrides the grid."""
+    from padis_plugin.data.fastmri_format import recon_matrix, write_fastmri_h5
+    from padis_plugin.kspace import fft2c
+
+    s = slice_factory(32, coils=4, acs=8)
+    coil_images = s.coil_maps * s.reference[None]
+    kspace = fft2c(np.pad(coil_images, ((0, 0), (16, 16), (0, 0))))[None]  # readout oversampled 2x
+    raw = write_fastmri_h5(tmp_path / "file_brain_AXT1_1.h5", kspace, recon_size=(32, 32))
+    assert recon_matrix(raw) == 32
+    cache = ["--acceleration", "2", "--solver", "wavelet-l1"]
+    monkeypatch.setenv("PADIS_CACHE", str(tmp_path / "cache"))
+    assert main([str(raw), *cache, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "(32 x 32)" in out and "settings: lambda=" in out and "iterations=100" in out
+    assert main([str(raw), *cache, "--size", "48", "--no-progress"]) == 0
+    assert "(48 x 48)" in capsys.readouterr().out

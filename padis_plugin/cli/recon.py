@@ -38,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="solver parameter, e.g. --set zeta=3 --set checkpoint=ckpt/padis (value parsed as YAML; "
                         "repeatable; default: none, the solver's defaults)")
+    p.add_argument("--size", type=int, default=None,
+                   help="N of the N x N grid a raw fastMRI file is prepared on (default: the file's own "
+                        "reconstruction matrix from its header, e.g. 320 for fastMRI brain; a prepared file keeps "
+                        "its grid)")
     p.add_argument("--acceleration", type=float, default=4.0, help="undersampling factor R (default: %(default)s)")
     p.add_argument("--mask-kind", choices=("cartesian", "poisson"), default="cartesian",
                    help="1-D Cartesian lines (the paper's) or a 2-D variable-density Poisson-disc mask with a "
@@ -109,11 +113,16 @@ def _run(args) -> int:
         params.setdefault("progress", not args.no_progress)
     rec = reconstruct(args.input, args.slice_id, args.solver, params, acceleration=args.acceleration,
                       seed=args.seed, acs_lines=args.acs, out=args.out, png=args.png, device=args.device,
-                      mask_seed=args.mask_seed, overwrite=args.overwrite, mask_kind=args.mask_kind)
+                      mask_seed=args.mask_seed, overwrite=args.overwrite, mask_kind=args.mask_kind, size=args.size)
     m = rec["metrics"]
     summary = (f"PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, NRMSE {m['nrmse']:.4f}" if m
                else "no reference (acquired undersampled)")
-    print(f"{rec['solver']} on {rec['slice']}: {summary}; {rec['seconds']:.1f} s, {rec['nfe']} network evaluations")
+    print(f"{rec['solver']} on {rec['slice']} ({rec['size']} x {rec['size']}): {summary}; {rec['seconds']:.1f} s, "
+          f"{rec['nfe']} network evaluations")
+    from ..registry import resolved_params
+    settings = ", ".join(f"{k}={v}" for k, v in resolved_params(rec["solver"], rec["params"]).items()
+                         if k != "progress")
+    print(f"settings: {settings or 'none'}")
     return 0
 
 

@@ -288,6 +288,24 @@ def read_fastmri_slices(path_or_folder, slice_selection="all", contrasts=None) -
                     undersampled=bool(attrs.get("undersampled", False)), mask=mask)
 
 
+def recon_matrix(path) -> int:
+    """The reconstruction grid of a fastMRI file: the side of its header's ``reconSpace`` matrix (the image
+    fastMRI's own ``reconstruction_rss`` is given on, readout oversampling removed; the larger side if not
+    square), read through fastmri's header parser. :class:`DataError` when the header has none."""
+    from fastmri.data import SliceDataset
+
+    path = Path(path)
+    _check_file(path)
+    try:
+        metadata, _ = SliceDataset._retrieve_metadata(None, path)
+        x, y = metadata["recon_size"][:2]
+    except Exception as e:  # lxml, KeyError, ValueError: the header lacks the field or is not XML
+        raise DataError(where(path, f"cannot read the reconstruction matrix from ismrmrd_header ({e})")) from None
+    if min(x, y) < 1:
+        raise DataError(where(path, f"ismrmrd_header reconSpace matrix {x} x {y} is empty"))
+    return int(max(x, y))
+
+
 def _header_ok(path: Path) -> bool:
     """Whether ``fastmri`` can parse the file's header (used only to name the culprit file)."""
     from fastmri.data import SliceDataset
