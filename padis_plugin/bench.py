@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .acquisition import MaskBank, achieved_acceleration, make_problem
 from .atomic import write_npy
@@ -41,6 +40,7 @@ from . import figures
 # Moved to bench_items and bench_store; still importable from here.
 from .bench_items import config_hash, item_fingerprint, solver_seeds  # noqa: E402,F401
 from .bench_store import PARTIAL_DIR, RESOLVED, figure_path, recon_path  # noqa: E402,F401
+from .progress import progress_bar
 
 
 # ------------------------------------------------------------------------------------------ config
@@ -132,7 +132,7 @@ def run_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=None)
         run = _Run(cfg, store, masks, solvers, device, done=store.done())
         for it in _needing_recons(run, my_items):
             del run.done[it.key]  # finished, but its recon is gone and a map or figure still needs it
-        run.bar = tqdm(total=sum(it.key not in run.done for it in my_items), unit="item", disable=not progress,
+        run.bar = progress_bar(total=sum(it.key not in run.done for it in my_items), unit="item", enabled=progress,
                        desc=f"bench[{rank}]" if world > 1 else "bench", position=rank)
         for sid in mine:
             _run_slice(run, ds, sid, [it for it in my_items if it.slice_id == sid])
@@ -163,7 +163,7 @@ class _Run:
     solvers: dict                       # label -> solver
     device: torch.device
     done: dict                          # key -> finished record, as this run sees it
-    bar: tqdm | None = None
+    bar: object = None                  # the progress bar
     entries: dict = field(init=False)   # label -> SolverEntry
     unc_labels: list = field(init=False)
     first_seed: int = field(init=False)  # the mask seed of figures

@@ -14,7 +14,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .acquisition import AcquiredMask, make_acquisition, make_problem
 from .atomic import atomic_path, atomic_paths, clean_stale_temps, naming, save_npy, write_json
@@ -23,6 +22,7 @@ from .data.source import BUNDLED_DEMO, open_source
 from .errors import CheckpointError, ConfigError, DataError, where
 from .masks import acs_lines_for
 from .metrics import image_metrics, to_complex_numpy
+from .progress import progress_bar
 from .registry import build_solver
 from .solvers.contract import call_solver, solver_nfe
 from .timing import sync
@@ -239,7 +239,7 @@ def run_demo(out_dir="padis_demo_output", steps=None, inner=None, device="cpu", 
     echo(f"demo: slice {slc.id} ({slc.size}x{slc.size}), R={acceleration}, ACS {acs_lines}, seed {seed}; "
          f"diffusion samplers: {_schedule_text(solvers, steps, inner)}")
     results, panels = {}, []
-    for name in tqdm(solvers, desc="demo", unit="solver", disable=not progress):
+    for name in progress_bar(solvers, desc="demo", unit="solver", enabled=progress):
         params = _demo_params(name, ckpt.get(name), steps, inner, progress)
         x_hat, seconds, nfe = _run(build_solver(name, params, device), y, physics, seed, device)
         recon = to_complex_numpy(x_hat[0].cpu())

@@ -232,6 +232,18 @@ def _raw_transform(kspace, mask, target, attrs, fname, dataslice):
     return kspace, mask, attrs, fname, dataslice
 
 
+def count_fastmri_slices(path_or_folder, slice_selection="all", contrasts=None) -> int:
+    """How many slices :func:`read_fastmri_slices` yields for the same arguments (from the files' structure
+    only: the total of a progress bar)."""
+    wanted = None if contrasts is None else {normalize_contrast(c) for c in contrasts}
+    total = 0
+    for path in _list_files(Path(path_or_folder)):
+        attrs = _check_file(path)
+        if wanted is None or _contrast(attrs, path) in wanted:
+            total += len(_select(slice_selection, attrs["_num_slices"], path))
+    return total
+
+
 def read_fastmri_slices(path_or_folder, slice_selection="all", contrasts=None) -> Iterator[FastMRISlice]:
     """Iterate over the slices of a fastMRI-format file or folder of ``.h5`` files.
 

@@ -39,7 +39,6 @@ import numpy as np
 import sigpy as sp
 import sigpy.mri
 from scipy.linalg import solve_triangular
-from tqdm.auto import tqdm
 
 from ..atomic import atomic_path
 from ..errors import DataError, PadisError, where
@@ -298,7 +297,8 @@ def prepare(src, out, size=384, slices="centre", contrasts=None, seed=0, cache_d
     :param options: :func:`prepare_slice` options (``noise_region``, ``whiten``, ``acs``, ...).
     :return: ``out`` as a :class:`~pathlib.Path`.
     """
-    from .fastmri_format import read_fastmri_slices  # sibling module, imported late to keep this one light
+    from ..progress import progress_bar
+    from .fastmri_format import count_fastmri_slices, read_fastmri_slices  # imported late: this module stays light
 
     src, out = Path(src), Path(out)
     if not src.exists():
@@ -310,7 +310,8 @@ def prepare(src, out, size=384, slices="centre", contrasts=None, seed=0, cache_d
     prepared, sources = [], set()
     try:
         items = read_fastmri_slices(src, slice_selection=slices, contrasts=contrasts)
-        for item in tqdm(items, desc="prepare", unit="slice", disable=not progress):
+        total = count_fastmri_slices(src, slice_selection=slices, contrasts=contrasts) if progress else None
+        for item in progress_bar(items, total=total, desc="prepare", unit="slice", enabled=progress):
             stem = Path(item.source_file).stem
             sources.add(Path(item.source_file).name)
             prepared.append(prepare_slice(

@@ -289,7 +289,7 @@ def simulate_files(src, out_dir, coils: int = 8, snr_db: float | None = 30.0, ma
     does not depend on which other subjects are simulated. ``subjects`` matches subject or patient id.
     All input is read and checked before anything is written.
     """
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
     snr_db = check_snr_db(snr_db)
     slices = load_source_slices(src, subject=subject, contrast=contrast, dataset=dataset)
@@ -316,7 +316,7 @@ def simulate_files(src, out_dir, coils: int = 8, snr_db: float | None = 30.0, ma
 
     out_dir = Path(out_dir)
     written = []
-    for (subj, con), group in tqdm(sorted(groups.items()), desc="simulate", unit="volume", disable=not progress):
+    for (subj, con), group in progress_bar(sorted(groups.items()), desc="simulate", unit="volume", enabled=progress):
         group.sort(key=lambda s: (s.slice_index, s.key))
         vol_key = f"{subj}/{con}"
         images = [s.image if spacing_mm is None else to_physical_grid(s.image, s.pixel_spacing_mm, spacing_mm, matrix)

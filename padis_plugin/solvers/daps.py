@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from tqdm.auto import tqdm
 
 from ..errors import ConfigError
 from ..prior.schedules import edm_sigmas
@@ -30,6 +29,7 @@ from .data_consistency import CGProx
 from .noise_level import check_tau, kspace_noise_level, measurement_noise, sampled_entries  # noqa: F401 (re-export)
 from .params import takes_params, values
 from .prior_loading import EDMPrior, PaDISPrior, prior_from_params
+from ..progress import progress_bar
 
 
 class DAPSExact(DiffusionSampler):
@@ -81,7 +81,7 @@ class DAPSExact(DiffusionSampler):
         sigmas = self.sigmas.tolist()
         x = x_init.clone() if x_init is not None else sigmas[0] * self.noise(x_adj, generator)
         with torch.no_grad():
-            for i in tqdm(range(self.steps), desc=self.name, disable=not self.progress, leave=False):
+            for i in progress_bar(range(self.steps), desc=self.name, unit="step", enabled=self.progress, nested=True):
                 x0_hat = self._x0_hat(x, sigmas[i], denoise)
                 z = x0_hat + sigmas[i] * self.noise(x0_hat, generator)
                 y_pert = y + tau.view(shape) * sampled * self.noise(y, generator)

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 import torch
-from tqdm.auto import tqdm
 
 from ..errors import ConfigError
 from .base import DiffusionSampler, ScheduleParams
@@ -33,6 +32,7 @@ from .hfs_pc import high_band_start, load_hfs_prior
 from .noise_level import check_tau, measurement_noise
 from .params import takes_params, values
 from .prior_loading import EDMPrior, PaDISPrior, PatchSettings, prior_from_params
+from ..progress import progress_bar
 
 Start = Literal["noise", "adjoint"]
 STARTS = get_args(Start)
@@ -113,7 +113,7 @@ class DDS(DiffusionSampler):
             x = sigmas[0] * self.noise(x_adj, generator) + (x_adj if self.start == "adjoint" else 0.0)
         keep = math.sqrt(1.0 - self.eta ** 2)
         with torch.no_grad():
-            for i in tqdm(range(self.steps), desc=self.name, disable=not self.progress, leave=False):
+            for i in progress_bar(range(self.steps), desc=self.name, unit="step", enabled=self.progress, nested=True):
                 x0 = denoise(x, sigmas[i])
                 x0c = self.data_step(x0, y, physics) if weights is None else \
                     self.data_step(x0, y, physics, gamma=weights[i])

@@ -12,13 +12,13 @@ from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..errors import ConfigError
 from .base import DiffusionSampler, SamplerDivergedError, ScheduleParams  # noqa: F401  (public here too)
 from .data_consistency import DPSGradient
 from .params import takes_params, values
 from .prior_loading import EDMPrior, PaDISPrior, load_denoiser
+from ..progress import progress_bar
 
 NoiseConvention = Literal["channel", "complex"]
 SkipNoise = Literal["level", "last"]
@@ -83,7 +83,7 @@ class VEDPS(DiffusionSampler):
     :param str noise_convention: ``"channel"`` or ``"complex"`` (see above).
     :param str skip_noise: ``"level"`` or ``"last"`` (see above).
     :param str score_from: ``"noisy"`` or ``"clean"`` (see above).
-    :param bool progress: show a tqdm bar.
+    :param bool progress: show a progress bar (on a terminal).
     """
 
     name = "VEDPS"
@@ -117,7 +117,8 @@ class VEDPS(DiffusionSampler):
         x_adj, x_init, denoise = self._start(y, physics, generator, x_init, self._sampling_denoiser())
         x = self._lift(x_adj if x_init is None else x_init.clone())
         c = 1.0 if self.noise_convention == "channel" else 1.0 / math.sqrt(2.0)
-        bar = tqdm(total=self.steps * self.inner, desc="VE-DPS", disable=not self.progress, leave=False)
+        bar = progress_bar(total=self.steps * self.inner, desc="VE-DPS", unit="step", enabled=self.progress,
+                           nested=True)
         try:
             for i, sigma in enumerate(self.sigmas.tolist()):
                 alpha = sigma ** 2 / 2

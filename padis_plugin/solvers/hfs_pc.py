@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
 from ..prior.hfs import check_band_width, high_pass, low_band_mask
@@ -32,6 +31,7 @@ from ..prior.schedules import hfs_vp_sigmas
 from .base import DiffusionSampler, ScheduleParams
 from .params import takes_params
 from .prior_loading import PatchSettings, load_denoiser
+from ..progress import progress_bar
 
 
 def _norm(x: torch.Tensor) -> torch.Tensor:
@@ -101,7 +101,7 @@ class HFSPC(DiffusionSampler):
         u = x_init.clone() if x_init is not None else self.initial(y, physics, generator)
         sig = self.sigmas.tolist() + [0.0]
         with torch.no_grad():
-            for i in tqdm(range(self.steps), desc=self.name, disable=not self.progress, leave=False):
+            for i in progress_bar(range(self.steps), desc=self.name, unit="step", enabled=self.progress, nested=True):
                 s2 = sig[i] ** 2
                 # corrector: annealed Langevin in the high band
                 score = high_pass(denoise(u, sig[i]) - u, w) / s2

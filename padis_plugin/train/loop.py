@@ -294,10 +294,10 @@ class Trainer:
                     path.unlink(missing_ok=True)
             write_text(self.out / CONFIG_NAME, yaml.safe_dump(asdict(cfg), sort_keys=False))
             truncate_log(log_path, self.step)
-        from tqdm.auto import tqdm
+        from ..progress import progress_bar
 
-        bar = tqdm(total=cfg.run.steps, initial=self.step, disable=not (self.progress and main), desc="train",
-                   dynamic_ncols=True)
+        bar = progress_bar(total=cfg.run.steps, initial=self.step, enabled=bool(self.progress and main), desc="train",
+                           unit="step")
         last_saved = self.step if resume else None
         try:
             # unbuffered: each record goes out in one write, nothing is left to flush at close
