@@ -27,17 +27,12 @@ from .registry import build_solver
 from .solvers.contract import call_solver, solver_nfe
 from .timing import sync
 
-DEMO_SOLVERS = ("zero-filled", "wavelet-l1", "edm-dds", "padis-dds")
-# Fast mode: DDS needs only D(x, sigma), no backprop (the paper's VE-DPS makes 104 x 10 calls with backprop).
-# padis-dds / edm-dds default to the settings tuned on the validation patients (configs/results_fast_tuning.yaml).
-DEMO_STEPS, DEMO_INNER = 30, 1
-# DDS's data weight capped by sigma_i^2 / (0.25 tau)^2, tau estimated from the k-space corners: a constant weight
-# copies the measurement noise of the sampled lines into the image (configs/results_dds_noise_tuning.yaml)
-DEMO_DDS_NOISE = {"tau": "auto", "tau_scale": 0.25}
+# The demo runs zero-filled, wavelet-L1 and each prior's recommended mode (padis_plugin.recommended: the best point
+# estimate, deepinv's DRS with PnP(prior), unless --mode says otherwise).
+DEMO_SOLVERS = ("zero-filled", "wavelet-l1", "edm", "padis")
 # A temporary of ours (atomic.TEMP_PATTERN) untouched this long beside an output is a killed write's leftover
 STALE_TEMP_AGE_S = 600.0
-DIFFUSION_SOLVERS = {"padis-dps": "padis", "edm-dps": "edm", "padis-dds": "padis", "edm-dds": "edm",
-                     "padis-daps": "padis", "edm-daps": "edm"}
+PRIOR_ENTRIES = ("padis", "edm")  # demo entries that run a prior's recommended mode
 
 
 # -- data -----------------------------------------------------------------------------------------------------
@@ -132,16 +127,19 @@ def _figure(path, zero_filled, recon, reference, mask, title, label, record):
 
 
 # -- entry points ---------------------------------------------------------------------------------------------
-def reconstruct(input_path, slice_id=None, solver="padis-dps", params=None, acceleration=4.0, seed=0,
+def reconstruct(input_path, slice_id=None, solver=None, params=None, acceleration=4.0, seed=0,
                 acs_lines=None, out=None, png=None, device="cpu", mask_seed=0, size=None, cache_dir=None,
-                overwrite=True, mask_kind="cartesian") -> dict:
+                overwrite=True, mask_kind="cartesian", mode="best", prior="padis") -> dict:
     """Reconstruct one slice with a registered solver; returns the run record.
 
     :param input_path: prepared HDF5 file, or a raw fastMRI ``.h5`` (prepared on the fly into the cache at
         grid ``size``: default the file's own reconstruction matrix).
     :param slice_id: see :func:`load_slice`.
-    :param str solver: registered solver name (:func:`~padis_plugin.registry.available_solvers`).
-    :param dict params: solver parameters (unknown keys -> :class:`ConfigError`).
+    :param str solver: registered solver name (:func:`~padis_plugin.registry.available_solvers`); None: the
+        recommended ``mode`` of ``prior`` (:mod:`padis_plugin.recommended`) with the shipped prior trained for
+        the slice's grid.
+    :param dict params: solver parameters (unknown keys -> :class:`ConfigError`); with ``solver=None`` they
+        override the recommended mode's.
     :param float acceleration: R of the mask (ignored for data acquired undersampled).
     :param int seed: seed of the solver's ``torch.Generator``.
     :param int acs_lines: fully sampled central lines of the mask (None: 24 at N = 384, scaled to N).
@@ -169,6 +167,11 @@ def reconstruct(input_path, slice_id=None, solver="padis-dps", params=None, acce
     acs_lines = acs_lines_for(slc.size, acs_lines)
     y, physics, x_ref, mask = _problem(slc, acquisition_for(slc, mask_kind, acceleration, acs_lines), mask_seed,
                                        device)
+    if solver is None:
+        from .recommended import recommended
+
+        solver, base = recommended(prior, mode, size=slc.size)
+        params = {**base, **(params or {})}
     model = build_solver(solver, params, device)
     x_hat, seconds, nfe = _run(model, y, physics, seed, device)
     recon = to_complex_numpy(x_hat[0].cpu())
@@ -215,36 +218,45 @@ def _demo_checkpoint(name_or_path, option):
 
 def run_demo(out_dir="padis_demo_output", steps=None, inner=None, device="cpu", padis_checkpoint="padis-s25",
              edm_checkpoint="edm-s25", acceleration=4.0, acs_lines=None, seed=0, slice_id=None, solvers=DEMO_SOLVERS,
-             cache_dir=None, progress=True, echo=print) -> dict:
-    """Demo: one bundled demo slice (128 x 128, 8 coils), zero-filled / wavelet-l1 / edm-dds / padis-dds.
+             cache_dir=None, progress=True, echo=print, mode="best") -> dict:
+    """Demo: one bundled demo slice (128 x 128, 8 coils): zero-filled, wavelet-L1, and the EDM and PaDIS priors
+    in their recommended ``mode`` (:mod:`padis_plugin.recommended`: ``best``, ``fast`` or ``sample``).
 
-    The diffusion solvers run the fast mode (DDS with the noise-aware data weight, ``steps`` network calls,
-    default 30, instead of the paper's 104 x 10 VE-DPS calls; ``inner`` applies only to a ``*-dps`` solver),
-    prints PSNR / SSIM / NRMSE per solver, writes ``demo.png`` (reconstructions and error maps),
-    ``demo_results.json`` (``{solver: {psnr, ssim, nrmse, seconds, nfe}}``) and ``demo_config.json`` (the
-    resolved settings) into ``out_dir``. Returns the results dict.
+    ``steps`` overrides the mode's iterations (plug-and-play) or noise levels (DDS); ``inner`` is accepted for
+    the command line's sake and unused by these modes. Prints PSNR / SSIM / NRMSE per solver, writes ``demo.png``
+    (reconstructions and error maps), ``demo_results.json`` (``{solver: {psnr, ssim, nrmse, seconds, nfe}}``) and
+    ``demo_config.json`` (the resolved settings) into ``out_dir``. Returns the results dict.
     """
     from .figures import slice_figure
+    from .recommended import recommended
 
-    steps = DEMO_STEPS if steps is None else int(steps)
-    inner = DEMO_INNER if inner is None else int(inner)
     chosen = {"padis": padis_checkpoint, "edm": edm_checkpoint}
-    ckpt = {name: _demo_checkpoint(chosen[kind], f"--{kind}-checkpoint") for name, kind in DIFFUSION_SOLVERS.items()
-            if name in solvers}
+    runs = {}
+    for entry in solvers:
+        if entry in PRIOR_ENTRIES:
+            name, params = recommended(entry, mode, _demo_checkpoint(chosen[entry], f"--{entry}-checkpoint"))
+            key = "iterations" if name == "deepinv-pnp" else "steps"
+            if steps is not None:
+                params[key] = int(steps)
+            if name != "deepinv-pnp":
+                params["progress"] = progress
+            runs[entry] = (name, params)
+        else:
+            runs[entry] = (entry, {})
     ds = open_source(BUNDLED_DEMO, cache_dir=cache_dir, progress=progress)
     slc = ds[ds.ids[-1] if slice_id is None else slice_id]  # last bundled slice: the demo's held-out one
     acs_lines = acs_lines_for(slc.size, acs_lines)
     y, physics, x_ref, mask = _problem(slc, acquisition_for(slc, "cartesian", acceleration, acs_lines), 0, device)
     reference = to_complex_numpy(x_ref[0].cpu())
     echo(f"demo: slice {slc.id} ({slc.size}x{slc.size}), R={acceleration}, ACS {acs_lines}, seed {seed}; "
-         f"diffusion samplers: {_schedule_text(solvers, steps, inner)}")
+         f"priors: {_mode_text(runs)}")
     results, panels = {}, []
-    for name in progress_bar(solvers, desc="demo", unit="solver", enabled=progress):
-        params = _demo_params(name, ckpt.get(name), steps, inner, progress)
+    for entry in progress_bar(list(runs), desc="demo", unit="solver", enabled=progress):
+        name, params = runs[entry]
         x_hat, seconds, nfe = _run(build_solver(name, params, device), y, physics, seed, device)
         recon = to_complex_numpy(x_hat[0].cpu())
-        results[name] = {**image_metrics(recon, reference), "seconds": seconds, "nfe": nfe}
-        panels.append((name, recon, results[name]))
+        results[entry] = {**image_metrics(recon, reference), "seconds": seconds, "nfe": nfe}
+        panels.append((entry, recon, results[entry]))
     echo(f"{'solver':<12} {'PSNR':>7} {'SSIM':>6} {'NRMSE':>6} {'seconds':>8} {'NFE':>5}")
     for name, r in results.items():
         echo(f"{name:<12} {r['psnr']:7.2f} {r['ssim']:6.3f} {r['nrmse']:6.3f} {r['seconds']:8.1f} {r['nfe']:5d}")
@@ -252,47 +264,34 @@ def run_demo(out_dir="padis_demo_output", steps=None, inner=None, device="cpu", 
     out_dir = Path(out_dir)  # the demo's own folder: its files are replaced on every run
     clean_stale_temps(out_dir, min_age_s=STALE_TEMP_AGE_S)
     slice_figure(out_dir / "demo.png", reference, panels, mask=mask,
-                 title=f"{slc.id}, R={acceleration}, {_schedule_text(solvers, steps, inner)}")
+                 title=f"{slc.id}, R={acceleration}, {_mode_text(runs)}")
     write_json(out_dir / "demo_config.json", {"slice": slc.id, "acceleration": acceleration, "acs_lines": acs_lines,
-                                              "seed": seed, "steps": steps, "inner": inner, "device": str(device),
-                                              "checkpoints": ckpt, "solvers": list(solvers)})
+                                              "seed": seed, "mode": mode, "device": str(device),
+                                              "solvers": {e: {"name": n, "params": p} for e, (n, p) in runs.items()}})
     write_json(out_dir / "demo_results.json", results)
     echo(f"wrote {out_dir / 'demo.png'} and {out_dir / 'demo_results.json'}")
     return results
 
 
-def _demo_params(name, checkpoint, steps, inner, progress) -> dict:
-    if checkpoint is None:
-        return {}
-    params = {"checkpoint": checkpoint, "steps": steps, "progress": progress}
-    if name.endswith("-dps"):
-        params["inner"] = inner
-    if name.endswith("-dds"):  # the noise-aware data weight, tau_scale as chosen on the validation patients
-        params.update(DEMO_DDS_NOISE)
-    return params
-
-
-def _schedule_text(solvers, steps, inner) -> str:
+def _mode_text(runs) -> str:
     parts = []
-    if any(n.endswith("-dds") for n in solvers):
-        parts.append(f"DDS (Chung et al. 2024) with the noise-aware data weight, {steps} noise levels = {steps} "
-                     "network calls, no backprop")
-    if any(n.endswith("-daps") for n in solvers):
-        parts.append(f"DAPS with exact inner step, {steps} network calls")
-    if any(n.endswith("-dps") for n in solvers):
-        parts.append(f"VE-DPS {steps} levels x {inner} inner iterations ({steps * inner} network calls with "
-                     "backprop; the paper uses 104 x 10)")
+    for entry in PRIOR_ENTRIES:
+        if entry in runs:
+            name, p = runs[entry]
+            what = (f"{p['algorithm']}-PnP, {p['iterations']} network calls" if name == "deepinv-pnp"
+                    else f"{name}, {p.get('steps')} network calls")
+            parts.append(f"{entry}: {what}")
     return "; ".join(parts) or "none"
 
 
 def _fastest_beating_wavelet(results) -> str:
-    """Which diffusion sampler of the demo beat wavelet-L1 on this slice in the least time."""
+    """Which prior mode of the demo beat wavelet-L1 on this slice in the least time."""
     if "wavelet-l1" not in results:
         return "no wavelet-L1 run to compare with"
     base = results["wavelet-l1"]["psnr"]
-    winners = sorted((r["seconds"], n) for n, r in results.items() if n in DIFFUSION_SOLVERS and r["psnr"] > base)
+    winners = sorted((r["seconds"], n) for n, r in results.items() if n in PRIOR_ENTRIES and r["psnr"] > base)
     if not winners:
-        return f"no diffusion sampler beat wavelet-L1 ({base:.2f} dB) on this slice"
+        return f"no prior beat wavelet-L1 ({base:.2f} dB) on this slice"
     sec, name = winners[0]
-    return (f"fastest sampler beating wavelet-L1 ({base:.2f} dB) here: {name}, "
+    return (f"fastest prior beating wavelet-L1 ({base:.2f} dB) here: {name}, "
             f"{results[name]['psnr']:.2f} dB in {sec:.1f} s")

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from padis_plugin.cli.recon import main
+from padis_plugin.errors import ConfigError
 from padis_plugin.data.bundled import demo_dataset
 from padis_plugin.data.prepared import PreparedDataset
 from padis_plugin.recon import make_problem, reconstruct
@@ -30,14 +31,26 @@ def test_demo_cli_end_to_end(tiny, tmp_path, capsys):
                "--demo-out", str(out), "--no-progress"])
     assert rc == 0
     results = json.loads((out / "demo_results.json").read_text())
-    assert list(results) == ["zero-filled", "wavelet-l1", "edm-dds", "padis-dds"]
+    assert list(results) == ["zero-filled", "wavelet-l1", "edm", "padis"]
     for r in results.values():
         assert set(r) == {"psnr", "ssim", "nrmse", "seconds", "nfe"} and np.isfinite(r["psnr"])
-    assert results["padis-dds"]["nfe"] == 2 and results["zero-filled"]["nfe"] == 0
+    assert results["padis"]["nfe"] == 2 and results["zero-filled"]["nfe"] == 0
     assert (out / "demo.png").stat().st_size > 0 and (out / "demo_config.json").is_file()
+    config = json.loads((out / "demo_config.json").read_text())
+    from padis_plugin.recommended import MODES
+    assert config["mode"] == "best" and config["solvers"]["padis"]["name"] == MODES["best"]["padis"][0]
     printed = capsys.readouterr().out
-    assert "DDS" in printed and "2 network calls" in printed and "padis-dds" in printed and "PSNR" in printed
-    assert "wavelet-L1" in printed  # says which sampler beat wavelet-L1 (or that none did)
+    assert "PnP, 2 network calls" in printed and "padis" in printed and "PSNR" in printed
+    assert "wavelet-L1" in printed  # says which prior beat wavelet-L1 (or that none did)
+
+
+def test_demo_sample_mode_runs_dds(tiny, tmp_path):
+    from padis_plugin.recon import run_demo
+
+    results = run_demo(tmp_path / "d", steps=2, padis_checkpoint=tiny["padis"], edm_checkpoint=tiny["edm"],
+                       solvers=("zero-filled", "padis"), progress=False, echo=lambda *a: None, mode="sample")
+    config = json.loads((tmp_path / "d" / "demo_config.json").read_text())
+    assert config["solvers"]["padis"]["name"] == "padis-dds" and results["padis"]["nfe"] == 2
 
 
 def test_demo_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
@@ -174,3 +187,15 @@ def test_raw_file_is_prepared_on_its_own_grid_and_settings_are_printed(tmp_path,
     assert "(32 x 32)" in out and "settings: lambda=" in out and "iterations=100" in out
     assert main([str(raw), *cache, "--size", "48", "--no-progress"]) == 0
     assert "(48 x 48)" in capsys.readouterr().out
+
+
+def test_no_solver_means_the_recommended_mode_with_the_grids_prior(tiny):
+    from padis_plugin.recommended import MODES, recommended, shipped_prior
+
+    rec = reconstruct(tiny["data"], None, None, {"iterations": 2})  # the bundled 128 x 128 demo file
+    assert rec["solver"] == MODES["best"]["padis"][0] and rec["params"]["checkpoint"] == "padis-s25"
+    assert rec["params"]["iterations"] == 2 and rec["metrics"]["psnr"] > 0
+    assert shipped_prior("edm", 256) == "edm-s25-256" and shipped_prior("padis", 320) == "padis-s25-256"
+    assert recommended("edm", "sample", size=128) == ("edm-dds", {"checkpoint": "edm-s25", **MODES["sample"]["edm"][1]})
+    with pytest.raises(ConfigError, match="unknown mode 'quick'"):
+        recommended("padis", "quick")

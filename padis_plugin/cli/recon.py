@@ -16,7 +16,8 @@ STEP_SOLVERS = DPS_SOLVERS + ("padis-dds", "edm-dds", "padis-daps", "edm-daps")
 _EPILOG = f"""\
 Examples:
   padis-recon                                           # demo: 4 solvers on a bundled slice -> ./padis_demo_output
-  padis-recon --steps 2 --inner 1 --padis-checkpoint ckpt/padis --edm-checkpoint ckpt/edm
+  padis-recon --mode sample --padis-checkpoint ckpt/padis --edm-checkpoint ckpt/edm
+  padis-recon raw/file_brain_AXT2_200_6002217.h5 --png x.png              # the recommended PaDIS mode
   padis-recon data/test_384.h5 --slice file_brain_001:2 --solver padis-dps --set zeta=3 --out x.npy --png x.png
   padis-recon raw/file_brain_AXT2_200_6002217.h5 --solver wavelet-l1 --acceleration 8 --out x.h5
   padis-recon data/test_384.h5 --solver wavelet-l1 --mask-kind poisson --acceleration 8 --png x.png
@@ -34,7 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slice", dest="slice_id", metavar="ID",
                    help="slice id or position (prepared), slice index (raw) (default: the first slice of a "
                         "prepared file, the centre slice of a raw one, the held-out bundled slice in the demo)")
-    p.add_argument("--solver", default="padis-dps", help="registered solver name (default: %(default)s)")
+    p.add_argument("--solver", default=None,
+                   help="registered solver name (default: the recommended --mode of the PaDIS prior, with the "
+                        "shipped prior trained for the slice's grid)")
+    p.add_argument("--mode", choices=("best", "fast", "sample"), default="best",
+                   help="recommended mode when no --solver is given, and in the demo: best (the best point "
+                        "estimate, plug-and-play DRS with the prior), fast (the fastest within 0.5 dB of it), "
+                        "sample (a posterior sample, DDS) (default: %(default)s)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="solver parameter, e.g. --set zeta=3 --set checkpoint=ckpt/padis (value parsed as YAML; "
                         "repeatable; default: none, the solver's defaults)")
@@ -64,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--edm-checkpoint", default="edm-s25",
                    help="demo EDM checkpoint, a path or shipped name (default: %(default)s)")
     p.add_argument("--steps", type=int,
-                   help="noise levels K of a diffusion sampler (default: the solver's own, 104 for padis-dps; "
-                        "30 in the demo, which runs DDS)")
+                   help="noise levels K of a diffusion sampler; in the demo, the iterations (plug-and-play) or "
+                        "noise levels (DDS) of the priors' mode (default: the solver's or mode's own)")
     p.add_argument("--inner", type=int,
                    help="VE-DPS inner iterations L (default: the solver's own, 10 for padis-dps; "
                         "not used by DDS/DAPS)")
@@ -98,12 +105,19 @@ def _run(args) -> int:
         run_demo(args.demo_out, steps=args.steps, inner=args.inner, device=args.device,
                  padis_checkpoint=args.padis_checkpoint, edm_checkpoint=args.edm_checkpoint,
                  acceleration=args.acceleration, acs_lines=args.acs, seed=args.seed,
-                 slice_id=args.slice_id, progress=not args.no_progress)
+                 slice_id=args.slice_id, progress=not args.no_progress, mode=args.mode)
         return 0
     from ..recon import reconstruct
     for option, path in (("--out", args.out), ("--png", args.png)):  # before the slow part
         check_output_file(path, args.overwrite, option)
     params = _params(args.overrides)
+    if args.solver is None:  # the recommended mode: --steps sets its iterations or noise levels
+        from ..recommended import MODES
+        name = MODES[args.mode]["padis"][0]
+        if args.steps is not None:
+            params.setdefault("iterations" if name == "deepinv-pnp" else "steps", args.steps)
+        if name != "deepinv-pnp":
+            params.setdefault("progress", not args.no_progress)
     if args.solver in STEP_SOLVERS:  # --steps (and --inner for DPS) also apply to a single run
         if args.steps is not None:
             params.setdefault("steps", args.steps)
@@ -113,7 +127,8 @@ def _run(args) -> int:
         params.setdefault("progress", not args.no_progress)
     rec = reconstruct(args.input, args.slice_id, args.solver, params, acceleration=args.acceleration,
                       seed=args.seed, acs_lines=args.acs, out=args.out, png=args.png, device=args.device,
-                      mask_seed=args.mask_seed, overwrite=args.overwrite, mask_kind=args.mask_kind, size=args.size)
+                      mask_seed=args.mask_seed, overwrite=args.overwrite, mask_kind=args.mask_kind, size=args.size,
+                      mode=args.mode)
     m = rec["metrics"]
     summary = (f"PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, NRMSE {m['nrmse']:.4f}" if m
                else "no reference (acquired undersampled)")

@@ -1,0 +1,56 @@
+"""The recommended reconstruction modes, chosen from measurement (``configs/results_256_frontier_validation.yaml``,
+the validation patients at 256, R = 4 and 7) by a stated rule:
+
+* ``best``: the best point estimate, the highest mean PSNR over R = 4 and 7 (a tie, within 0.1 dB, goes to
+  the better SSIM);
+* ``fast``: the fastest mode within 0.5 dB of it;
+* ``sample``: a posterior sample, for uncertainty (DDS with the noise-aware data weight; ``samples: K`` gives
+  the mean of K draws and their per-pixel spread).
+
+A point estimate (plug-and-play) beats a posterior sample in PSNR: a sample's squared error is up to twice the
+posterior mean's. ``configs/recommended_256.yaml`` runs each prior's ``best`` mode beside wavelet-L1; the demo
+and ``padis-recon`` use them too. The checkpoint is the shipped prior trained for the data's grid.
+"""
+from __future__ import annotations
+
+from .errors import ConfigError
+
+#: mode -> prior kind -> (registered solver, parameters without the checkpoint)
+MODES: dict[str, dict[str, tuple[str, dict]]] = {
+    "best": {
+        "padis": ("deepinv-pnp", {"algorithm": "DRS", "iterations": 20, "sigma_max": 0.2, "sigma_min": 0.01,
+                                  "stepsize": 50.0}),
+        "edm": ("deepinv-pnp", {"denoiser": "edm", "algorithm": "DRS", "iterations": 20, "sigma_max": 0.2,
+                                "sigma_min": 0.01, "stepsize": 50.0}),
+    },
+    "fast": {
+        "padis": ("deepinv-pnp", {"algorithm": "DRS", "iterations": 10, "sigma_max": 0.2, "sigma_min": 0.01,
+                                  "stepsize": 50.0}),
+        "edm": ("deepinv-pnp", {"denoiser": "edm", "algorithm": "DRS", "iterations": 10, "sigma_max": 0.2,
+                                "sigma_min": 0.01, "stepsize": 50.0}),
+    },
+    "sample": {
+        "padis": ("padis-dds", {"steps": 50, "gamma": 100.0, "eta": 1.0, "tau": "auto", "tau_scale": 0.25}),
+        "edm": ("edm-dds", {"steps": 50, "gamma": 100.0, "eta": 1.0, "tau": "auto", "tau_scale": 0.5}),
+    },
+}
+
+#: the shipped S = 25 priors by grid: 128 x 128 (2 mm) and 256 x 256 (1 mm)
+SHIPPED_PRIORS = {"padis": {128: "padis-s25", 256: "padis-s25-256"}, "edm": {128: "edm-s25", 256: "edm-s25-256"}}
+
+
+def shipped_prior(kind: str, size: int) -> str:
+    """The shipped prior of ``kind`` trained for the grid nearest ``size``."""
+    grids = SHIPPED_PRIORS[kind]
+    return grids[min(grids, key=lambda g: abs(g - int(size)))]
+
+
+def recommended(kind: str = "padis", mode: str = "best", checkpoint=None, size: int = 256) -> tuple[str, dict]:
+    """``(solver name, params)`` of the recommended ``mode`` for a prior ``kind``; ``checkpoint`` (default: the
+    shipped prior for grid ``size``)."""
+    if mode not in MODES:
+        raise ConfigError(f"unknown mode {mode!r}; modes: {sorted(MODES)}")
+    if kind not in MODES[mode]:
+        raise ConfigError(f"no recommended {mode!r} mode for prior {kind!r}; priors: {sorted(MODES[mode])}")
+    name, params = MODES[mode][kind]
+    return name, {"checkpoint": checkpoint or shipped_prior(kind, size), **params}
