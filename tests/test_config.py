@@ -140,3 +140,15 @@ def test_results_configs_name_registered_solvers_and_shipped_checkpoints(name):
     for s in cfg.solvers:
         if "checkpoint" in s.params:
             assert resolve_checkpoint(s.params["checkpoint"]).parent == BUNDLED_CHECKPOINTS
+
+
+def test_recommended_config_runs_the_recommended_modes():
+    """configs/recommended_256.yaml, the demo and padis-recon agree: its PaDIS and EDM rows are each prior's
+    ``best`` mode of padis_plugin.recommended with the shipped 256 prior."""
+    from padis_plugin.recommended import recommended
+
+    cfg = load_config(BenchConfig, CONFIGS / "recommended_256.yaml")
+    rows = {s.display: (s.name, dict(s.params)) for s in cfg.solvers}
+    assert set(rows) == {"PaDIS", "EDM", "Wavelet-L1", "Zero-filled"}
+    assert rows["PaDIS"] == recommended("padis", "best", size=256)
+    assert rows["EDM"] == recommended("edm", "best", size=256)
