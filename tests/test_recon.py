@@ -146,12 +146,17 @@ def test_every_registered_solver_runs_two_steps_through_padis_bench(tiny, tmp_pa
     assert {r["name"] for r in rows} == set(names) and len(rows) == len(names)
     assert all(np.isfinite(r["psnr"]) for r in rows)
     diffusion = {"padis-dps", "edm-dps", "padis-diffpir", "padis-dds", "edm-dds", "padis-daps", "edm-daps",
-                 "deepinv-pnp"}
+                 "deepinv-pnp", "hfs-pc", "hfs-dds"}
     assert all(r["nfe"] == 2 for r in rows if r["name"] in diffusion)  # (other tests may register more solvers)
 
 
-@pytest.mark.parametrize("name", ["zero-filled", "sense", "wavelet-l1", "padis-dps", "edm-dps", "padis-diffpir",
-                                  "padis-dds", "edm-dds", "padis-daps", "edm-daps", "deepinv-pnp"])
+def _declared_solvers() -> list[str]:
+    from importlib.metadata import entry_points
+
+    return sorted(ep.name for ep in entry_points(group="padis_plugin.solvers"))
+
+
+@pytest.mark.parametrize("name", _declared_solvers())
 def test_registered_solver_shape_and_determinism_under_a_generator(tiny, name):
     """The shared check: (B, 2, H, W) output, same generator -> same output, nfe reported."""
     from padis_plugin.solvers.contract import call_solver
