@@ -146,7 +146,7 @@ def test_every_registered_solver_runs_two_steps_through_padis_bench(tiny, tmp_pa
     assert {r["name"] for r in rows} == set(names) and len(rows) == len(names)
     assert all(np.isfinite(r["psnr"]) for r in rows)
     diffusion = {"padis-dps", "edm-dps", "padis-diffpir", "padis-dds", "edm-dds", "padis-daps", "edm-daps",
-                 "deepinv-pnp", "hfs-pc", "hfs-dds"}
+                 "deepinv-pnp", "hfs-dds"}  # hfs-pc: a predictor and a corrector call per step
     assert all(r["nfe"] == 2 for r in rows if r["name"] in diffusion)  # (other tests may register more solvers)
 
 
