@@ -17,16 +17,16 @@ from .errors import ConfigError
 
 #: mode -> prior kind -> (registered solver, parameters without the checkpoint)
 MODES: dict[str, dict[str, tuple[str, dict]]] = {
-    "best": {
-        "padis": ("deepinv-pnp", {"algorithm": "DRS", "iterations": 20, "sigma_max": 0.2, "sigma_min": 0.01,
+    "best": {   # PaDIS: DRS40 33.84 dB, DRS20 33.71, HQS40 33.22; EDM: DRS20 31.83, HQS20 31.43 (mean of R = 4, 7)
+        "padis": ("deepinv-pnp", {"algorithm": "DRS", "iterations": 40, "sigma_max": 0.2, "sigma_min": 0.01,
                                   "stepsize": 50.0}),
         "edm": ("deepinv-pnp", {"denoiser": "edm", "algorithm": "DRS", "iterations": 20, "sigma_max": 0.2,
                                 "sigma_min": 0.01, "stepsize": 50.0}),
     },
-    "fast": {
-        "padis": ("deepinv-pnp", {"algorithm": "DRS", "iterations": 10, "sigma_max": 0.2, "sigma_min": 0.01,
+    "fast": {   # PaDIS DRS20: -0.13 dB in 57% of the time; EDM HQS20: -0.40 dB in 89% of the time
+        "padis": ("deepinv-pnp", {"algorithm": "DRS", "iterations": 20, "sigma_max": 0.2, "sigma_min": 0.01,
                                   "stepsize": 50.0}),
-        "edm": ("deepinv-pnp", {"denoiser": "edm", "algorithm": "DRS", "iterations": 10, "sigma_max": 0.2,
+        "edm": ("deepinv-pnp", {"denoiser": "edm", "algorithm": "HQS", "iterations": 20, "sigma_max": 0.2,
                                 "sigma_min": 0.01, "stepsize": 50.0}),
     },
     "sample": {

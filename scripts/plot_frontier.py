@@ -2,7 +2,7 @@
 and prior, one panel per acceleration, from one or more padis-bench results.json files on the same slices (a
 row, solver and R, found in several files is taken from the first).
 
-    python scripts/plot_frontier.py scripts/results/frontier/results.json \
+    python scripts/plot_frontier.py [--slices=validation] scripts/results/frontier/results.json \
         scripts/results/frontier_dps1040/results.json scripts/results/frontier_dds_noise/results.json \
         scripts/results/frontier/frontier.png
 """
@@ -22,8 +22,12 @@ from padis_plugin.atomic import atomic_path  # noqa: E402
 
 
 def family(row) -> str:
-    """Sampler and prior of a row: the label without its trailing call count ("PaDIS DDS 50" -> "PaDIS DDS")."""
-    return re.sub(r"\s+\d+$", "", row["solver"])
+    """Sampler and prior of a row: the label without its trailing call count ("PaDIS DDS 50" and "PaDIS DRS40"
+    -> "PaDIS DDS", "PaDIS DRS"); means of K draws ("PaDIS DDS25 K4") form their own line."""
+    label = row["solver"]
+    if re.search(r"\sK\d+$", label):
+        return re.sub(r"\sK\d+$", "", label) + " mean of K"
+    return re.sub(r"(?<=[A-Z])\d+$|\s+\d+$", "", label)
 
 
 def merged_means(results_paths) -> tuple[list[dict], dict]:
@@ -38,9 +42,15 @@ def merged_means(results_paths) -> tuple[list[dict], dict]:
     return means, results[0]
 
 
+TITLE_SLICES = "test"
+
+
 def main(*paths):
     if len(paths) < 2:
         sys.exit("usage: plot_frontier.py RESULTS.json [MORE_RESULTS.json ...] OUT.png")
+    global TITLE_SLICES
+    if paths and paths[0].startswith("--slices="):
+        TITLE_SLICES, paths = paths[0].split("=", 1)[1], paths[1:]
     *results_paths, out_path = paths
     means, res = merged_means(results_paths)
     rs = sorted({m["R"] for m in means})
@@ -62,7 +72,7 @@ def main(*paths):
         ax.set_xscale("log")
         ax.set_xlabel("seconds per slice (log; numbers: network calls)")
         ax.set_ylabel("mean PSNR (dB)")
-        ax.set_title(f"R = {r:g}, {res['dataset']['n_slices']} test slices")
+        ax.set_title(f"R = {r:g}, {res['dataset']['n_slices']} {TITLE_SLICES} slices")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     with atomic_path(out_path) as tmp:
