@@ -86,3 +86,17 @@ def test_every_registered_sampler_takes_samples(problem, tiny_checkpoints, name,
 def test_bad_sample_counts_are_refused(edm, bad):
     with pytest.raises(ConfigError, match="samples must be an integer >= 1"):
         DDS(edm, samples=bad)
+
+
+def test_deepinv_randomness_conventions(problem, edm):
+    """``seed=`` at call time and ``rng=`` at construction, as deepinv's samplers take them."""
+    y, physics = problem
+    a = DDS(edm, steps=3, gamma=100.0)(y, physics, seed=5)
+    b = DDS(edm, steps=3, gamma=100.0)(y, physics, seed=5)
+    c = DDS(edm, steps=3, gamma=100.0)(y, physics, generator=_gen(5))
+    sampler = DDS(edm, steps=3, gamma=100.0, rng=_gen(0))
+    d, e = sampler(y, physics, seed=5), sampler(y, physics, seed=5)
+    assert torch.equal(a, b) and torch.equal(a, c) and torch.equal(a, d) and torch.equal(d, e)
+    assert not torch.equal(a, DDS(edm, steps=3, gamma=100.0)(y, physics, seed=6))
+    f, g = sampler(y, physics), sampler(y, physics)  # the rng runs on: two unseeded calls differ
+    assert not torch.equal(f, g)

@@ -48,9 +48,10 @@ class DiffusionSampler(SampleMean, Reconstructor):
     name = "sampler"
 
     def __init__(self, denoiser, steps=50, sigma_max=10.0, sigma_min=0.003, rho=7.0, sigmas=None,
-                 progress=False, device="cpu", samples=1, sample_batch=None):
+                 progress=False, device="cpu", samples=1, sample_batch=None, rng=None):
         super().__init__(device=device)
         self.set_samples(samples, sample_batch)
+        self.rng = rng
         self.denoiser = denoiser
         self.sigmas = edm_sigmas(steps, sigma_max, sigma_min, rho) if sigmas is None else as_sigmas(sigmas)
         self.steps = len(self.sigmas)

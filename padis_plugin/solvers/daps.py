@@ -50,12 +50,13 @@ class DAPSExact(DiffusionSampler):
     name = "DAPS"
 
     def __init__(self, denoiser, steps=50, sigma_max=10.0, sigma_min=0.003, rho=7.0, sigmas=None, ode_steps=1,
-                 tau="auto", tau_scale=1.0, cg_iters=20, progress=False, device="cpu", samples=1, sample_batch=None):
+                 tau="auto", tau_scale=1.0, cg_iters=20, progress=False, device="cpu", samples=1, sample_batch=None, rng=None):
         if int(ode_steps) != ode_steps or ode_steps < 1:
             raise ConfigError(f"DAPS: ode_steps must be a positive integer, got {ode_steps}")
         check_tau(tau, tau_scale, "DAPS")
         super().__init__(denoiser, steps, sigma_max, sigma_min, rho, sigmas=sigmas, progress=progress,
-                         device=device, samples=samples, sample_batch=sample_batch)
+                         device=device, samples=samples, sample_batch=sample_batch,
+                         rng=rng)
         self.ode_steps, self.tau, self.tau_scale = int(ode_steps), tau, float(tau_scale)
         self.prox = CGProx(1.0, cg_iters)
         self.tau_used = None

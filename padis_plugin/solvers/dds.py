@@ -66,7 +66,7 @@ class DDS(DiffusionSampler):
 
     def __init__(self, denoiser, steps=50, sigma_max=10.0, sigma_min=0.003, rho=7.0, sigmas=None, eta=0.85,
                  gamma=1.0, cg_iters=5, data_consistency="prox", start="noise", tau=None, tau_scale=1.0,
-                 high_band=None, progress=False, device="cpu", samples=1, sample_batch=None):
+                 high_band=None, progress=False, device="cpu", samples=1, sample_batch=None, rng=None):
         if not 0.0 <= eta <= 1.0:
             raise ConfigError(f"DDS: eta must be in [0, 1], got {eta}")
         if start not in STARTS:
@@ -77,7 +77,8 @@ class DDS(DiffusionSampler):
         if tau is not None and data_consistency != "prox":
             raise ConfigError("DDS: tau (a noise-aware data weight) needs data_consistency='prox'")
         super().__init__(denoiser, steps, sigma_max, sigma_min, rho, sigmas=sigmas, progress=progress,
-                         device=device, samples=samples, sample_batch=sample_batch)
+                         device=device, samples=samples, sample_batch=sample_batch,
+                         rng=rng)
         self.eta, self.gamma, self.cg_iters, self.start = float(eta), float(gamma), int(cg_iters), start
         self.data_step = make_data_consistency(data_consistency, gamma=gamma, iters=cg_iters)
         self.tau, self.tau_scale = tau, float(tau_scale)

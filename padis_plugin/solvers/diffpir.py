@@ -53,9 +53,10 @@ class PaDISDiffPIR(SampleMean, Reconstructor):
     batch_draws = False  # DiffPIR draws from one generator per call: K draws run one after another
 
     def __init__(self, denoiser, iterations=100, sigma=0.05, zeta=0.3, lambda_=7.0, scale=None, progress=True,
-                 device="cpu", samples=1):
+                 device="cpu", samples=1, rng=None):
         super().__init__(device=device)
         self.set_samples(samples)
+        self.rng = rng
         self.denoiser, self.iterations, self.sigma = denoiser, int(iterations), float(sigma)
         self.zeta, self.lambda_, self.scale, self.progress, self.device = float(zeta), float(lambda_), scale, progress, device
         self.nfe = 0

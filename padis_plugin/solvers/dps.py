@@ -90,7 +90,7 @@ class VEDPS(DiffusionSampler):
 
     def __init__(self, denoiser, steps=104, inner=10, sigma_max=10.0, sigma_min=0.003, rho=7.0, zeta=3.0,
                  noise_convention="channel", skip_noise="level", score_from="noisy", progress=False, device="cpu",
-                 sigmas=None, samples=1, sample_batch=None):
+                 sigmas=None, samples=1, sample_batch=None, rng=None):
         if noise_convention not in NOISE_CONVENTIONS:
             raise ConfigError(f"noise_convention must be one of {NOISE_CONVENTIONS}, got {noise_convention!r}")
         if skip_noise not in SKIP_NOISE:
@@ -101,7 +101,8 @@ class VEDPS(DiffusionSampler):
             raise ConfigError(f"inner must be a positive integer, got {inner}")
         self.data_step = DPSGradient(zeta)  # validates zeta
         super().__init__(denoiser, steps, sigma_max, sigma_min, rho, sigmas=sigmas, progress=progress,
-                         device=device, samples=samples, sample_batch=sample_batch)
+                         device=device, samples=samples, sample_batch=sample_batch,
+                         rng=rng)
         self.inner, self.zeta = int(inner), float(zeta)
         self.noise_convention, self.skip_noise, self.score_from = noise_convention, skip_noise, score_from
         warn_if_too_short(self.sigmas, self.inner)

@@ -71,12 +71,13 @@ class HFSPC(DiffusionSampler):
     name = "HFS-PC"
 
     def __init__(self, denoiser, steps=100, sigma_max=10.0, sigma_min=0.003, rho=7.0, sigmas=None, snr=0.16,
-                 mse=2.5, corrector_mse=0.1, project_score=True, band_width=None, progress=False, device="cpu", samples=1, sample_batch=None):
+                 mse=2.5, corrector_mse=0.1, project_score=True, band_width=None, progress=False, device="cpu", samples=1, sample_batch=None, rng=None):
         for key, v in (("snr", snr), ("mse", mse), ("corrector_mse", corrector_mse)):
             if not (math.isfinite(v) and v >= 0):
                 raise ConfigError(f"{self.name}: {key} must be a finite number >= 0, got {v}")
         super().__init__(denoiser, steps, sigma_max, sigma_min, rho, sigmas=sigmas, progress=progress,
-                         device=device, samples=samples, sample_batch=sample_batch)
+                         device=device, samples=samples, sample_batch=sample_batch,
+                         rng=rng)
         self.snr, self.mse, self.corrector_mse = float(snr), float(mse), float(corrector_mse)
         self.project_score = bool(project_score)
         self.band_width = band_width if band_width is not None else getattr(denoiser, "band_width", None)

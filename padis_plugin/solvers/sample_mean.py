@@ -57,7 +57,18 @@ class SampleMean:
     def set_samples(self, samples: int = 1, sample_batch: int | None = None) -> None:
         self.samples, self.sample_batch = check_samples(samples, sample_batch, getattr(self, "name", "sampler"))
 
-    def forward(self, y, physics, generator=None, return_std: bool = False, **kwargs):
+    rng: torch.Generator | None = None  # deepinv's convention: a generator given at construction
+
+    def forward(self, y, physics, generator=None, return_std: bool = False, seed: int | None = None, **kwargs):
+        """Sample; the randomness comes from ``generator`` (a call's), else ``seed`` (deepinv's call-time
+        convention: reseeds the sampler's ``rng``, or a new CPU generator), else the sampler's ``rng``, else
+        torch's global RNG."""
+        if generator is None:
+            if seed is not None:
+                if self.rng is None:
+                    self.rng = torch.Generator()
+                self.rng.manual_seed(int(seed))
+            generator = self.rng
         K = self.samples
         if K == 1:
             self.std = None
