@@ -19,7 +19,6 @@ import math
 import pickle
 import sys
 import types
-from collections import OrderedDict
 
 import numpy as np
 import torch

@@ -13,7 +13,6 @@ from pathlib import Path
 from ..checkpoints import checkpoint_paths
 from ..data.files import sha256_file
 from ..errors import CheckpointError, where
-from ..prior.network import build_unet
 from ..prior.precond import EDMPrecond
 from .songunet import import_network
 from .unpickler import SnapshotError, read_snapshot
@@ -54,9 +53,7 @@ def import_published(path, out=None, overwrite: bool = False):
         raise SnapshotError(where(src, str(e))) from None
     from ..prior.families import get_family  # the family's denoiser writes the checkpoint
 
-    unet = build_unet(imported.model_config)
-    unet.load_state_dict(imported.state)
-    precond = EDMPrecond(unet, sigma_data=imported.sigma_data, image_channels=2)
+    precond = EDMPrecond(imported.unet, sigma_data=imported.sigma_data, image_channels=2)
     family = get_family(imported.kind)
     settings = dict(PADIS_SETTINGS) if imported.kind == "padis" else {}
     denoiser = family.denoiser(precond, **settings)

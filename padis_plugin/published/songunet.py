@@ -33,6 +33,7 @@ _ARCH_HINT = {"encoder_type": " (the 'ncsnpp' arch)", "embedding_type": " (the '
 class ImportedNetwork:
     kind: str                      # "padis" or "edm"
     model_config: dict             # for padis_plugin.prior.network.build_unet
+    unet: torch.nn.Module          # our DDPM++ with the published weights
     sigma_data: float
     state: dict                    # our DDPMpp state dict, filled from the file
     class_name: str                # the preconditioner's class
@@ -246,15 +247,16 @@ def import_network(snapshot) -> ImportedNetwork:
     if resample != "box":
         config["resample"] = resample
     try:
-        target = build_unet(config).state_dict()
+        unet_ours = build_unet(config)
     except Exception as e:  # a config the network cannot be built with
         raise SnapshotError(f"cannot build the network ({type(e).__name__}: {e})") from None
-    state = map_state(tensors, target)
+    state = map_state(tensors, unet_ours.state_dict())
+    unet_ours.load_state_dict(state)
     sigma_data = precond.state.get("sigma_data", init.get("sigma_data", 0.5))
     try:
         sigma_data = float(sigma_data)
     except (TypeError, ValueError):
         raise SnapshotError(f"sigma_data {sigma_data!r} is not a number") from None
-    return ImportedNetwork(kind=kind, model_config=config,
+    return ImportedNetwork(kind=kind, model_config=config, unet=unet_ours,
                            sigma_data=sigma_data, state=state, class_name=precond.class_name,
                            init_kwargs=_plain(init))
