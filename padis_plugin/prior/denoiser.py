@@ -18,6 +18,7 @@ from torch.utils.checkpoint import checkpoint
 from padis_plugin.checkpoints import (checkpoint_paths, get_group, load_checkpoint, load_state_into,
                                       read_checkpoint_config, save_checkpoint)
 from padis_plugin.errors import CheckpointError, ConfigError, where
+from padis_plugin.prior.channels import DEFAULT_IMAGE_CHANNELS, complex_to_real_channels, real_channels_to_complex
 from padis_plugin.prior.network import build_unet, resolve_model_config
 from padis_plugin.prior.patches import (CONVENTIONS, crop_to_image, draw_offset, extract_patches, make_grid,
                                         patch_positions, stitch_patches)
@@ -62,24 +63,27 @@ def _per_image_sigma(sigma, batch: int):
 
 
 def deepinv_inputs(forward):
-    """Let a denoiser's ``forward(x (B, 2, H, W), sigma)`` also take what deepinv hands denoisers: a complex
-    (B, 1, H, W) image (real and imaginary parts are denoised jointly, the result is complex again) and sigma as
-    a per-image constant noise map. A real single-channel input is refused in one line: these are priors on
-    complex images, so deepinv's ``ComplexDenoiserWrapper`` (which denoises the real and imaginary parts
-    separately) does not apply; call the denoiser on the complex tensor instead."""
+    """Let a denoiser's ``forward(x (B, C, H, W), sigma)`` (C image channels of its network, 2 for one MRI image)
+    also take what deepinv hands denoisers: a complex (B, C/2, H, W) image stack (its real and imaginary parts
+    are denoised jointly as the C channels of :mod:`padis_plugin.prior.channels`, the result is complex again) and
+    sigma as a per-image constant noise map. Any other channel count is refused in one line; in particular a
+    real single-channel input: these are priors on complex images, so deepinv's ``ComplexDenoiserWrapper``
+    (which denoises the real and imaginary parts separately) does not apply; call the denoiser on the complex
+    tensor instead."""
 
     def wrapped(self, x, sigma, *args, **kwargs):
         sigma = _per_image_sigma(sigma, x.shape[0])
+        C = getattr(getattr(self, "precond", None), "image_channels", DEFAULT_IMAGE_CHANNELS)
         if torch.is_complex(x):
-            if x.dim() != 4 or x.shape[1] != 1:
-                raise ConfigError(f"{type(self).__name__}: a complex input must be (B, 1, H, W), got "
+            if x.dim() != 4 or 2 * x.shape[1] != C:
+                raise ConfigError(f"{type(self).__name__}: a complex input must be (B, {C // 2}, H, W), got "
                                   f"{tuple(x.shape)}")
-            out = forward(self, torch.view_as_real(x[:, 0]).permute(0, 3, 1, 2).contiguous(), sigma, *args, **kwargs)
-            return torch.view_as_complex(out.permute(0, 2, 3, 1).contiguous()).unsqueeze(1)
-        if x.dim() != 4 or x.shape[1] != 2:
-            raise ConfigError(f"{type(self).__name__}: expected (B, 2, H, W) real/imaginary channels or a complex "
-                              f"(B, 1, H, W) image, got {tuple(x.shape)} {x.dtype} (deepinv's ComplexDenoiserWrapper "
-                              "splits the channels: call this prior on the complex image itself)")
+            return real_channels_to_complex(forward(self, complex_to_real_channels(x), sigma, *args, **kwargs))
+        if x.dim() != 4 or x.shape[1] != C:
+            raise ConfigError(f"{type(self).__name__}: expected (B, {C}, H, W) real/imaginary channels or a complex "
+                              f"(B, {C // 2}, H, W) image, got {tuple(x.shape)} {x.dtype} (deepinv's "
+                              "ComplexDenoiserWrapper splits the channels: call this prior on the complex image "
+                              "itself)")
         return forward(self, x, sigma, *args, **kwargs)
 
     wrapped.__name__, wrapped.__doc__, wrapped.__wrapped__ = forward.__name__, forward.__doc__, forward
@@ -123,7 +127,7 @@ def _load_precond(path_or_name, kind: str | None, device):
         raise CheckpointError(where(js_path, f"invalid model config in checkpoint JSON ({e})")) from None
     state = groups["ema"] if "ema" in groups else get_group(groups, "model", path)
     load_state_into(unet, state, path)
-    precond = EDMPrecond(unet, sigma_data=sigma_data, image_channels=2)
+    precond = EDMPrecond(unet, sigma_data=sigma_data)  # image channels: the model config's
     precond.eval()
     if device is not None:
         precond.to(device)
@@ -151,7 +155,7 @@ def _precond_or_pretrained(den, precond, pretrained, device) -> tuple:
 class PaDISDenoiser(Denoiser):
     r"""PaDIS patch-prior denoiser on whole images: random-offset non-overlapping P x P tiling of a padded canvas.
 
-    For an image batch ``x`` (B, 2, H, W) at noise level :math:`\sigma`: draw one grid offset per call, shared by
+    For an image batch ``x`` (B, C, H, W) at noise level :math:`\sigma`: draw one grid offset per call, shared by
     the batch (one draw keeps the canvas shape common, so every patch of every image goes through one batched
     network call); zero-pad to the grid's canvas and put fresh N(0, sigma^2) noise on the pad band (see
     :func:`_noisy_pad`); denoise all patches with their positional channels (chunks of ``max_batch`` patches);
@@ -159,7 +163,8 @@ class PaDISDenoiser(Denoiser):
     :meth:`denoise_canvas` instead takes a padded canvas whose band the caller keeps (the published evolving
     padded iterate, PaDIS-MRI Algorithm 1; see ``pad_band`` of :class:`~padis_plugin.solvers.dps.PaDISDPS`).
 
-    :param EDMPrecond precond: patch denoiser :math:`D_\theta(x, \sigma, \text{pos})` (4 in / 2 out channels).
+    :param EDMPrecond precond: patch denoiser :math:`D_\theta(x, \sigma, \text{pos})` (C + 2 in / C out channels;
+        C = 2 for one MRI image, see :mod:`padis_plugin.prior.channels`).
     :param int patch_size: P (a multiple of the network's downsampling factor).
     :param int pad: M; grid offsets are uniform in [1, M] per axis.
     :param int max_batch: most patches per network call (None: all at once). With a gradient through the prior
@@ -230,8 +235,8 @@ class PaDISDenoiser(Denoiser):
 
     @deepinv_inputs
     def forward(self, x: torch.Tensor, sigma, generator: torch.Generator | None = None, **kwargs) -> torch.Tensor:
-        """Denoise ``x`` (B, 2, H, W) at ``sigma`` (float, 0-d or (B,) tensor) -> (B, 2, H, W); a complex
-        (B, 1, H, W) image gives a complex result (see :func:`deepinv_inputs`)."""
+        """Denoise ``x`` (B, C, H, W) at ``sigma`` (float, 0-d or (B,) tensor) -> (B, C, H, W); a complex
+        (B, C/2, H, W) image stack gives a complex result (see :func:`deepinv_inputs`)."""
         B, _, H, W = x.shape
         g = generator if generator is not None else self.generator
         sigma = self._handle_sigma(sigma, batch_size=B, device=x.device, dtype=x.dtype)
@@ -239,8 +244,8 @@ class PaDISDenoiser(Denoiser):
         return self._denoise_tiles(_noisy_pad(x, grid.pad, sigma, g), sigma, grid)
 
     def denoise_canvas(self, canvas: torch.Tensor, sigma, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Denoise the image inside a padded canvas (B, 2, H + 2M, W + 2M), M = ``pad``, whose band the caller
-        keeps (the published padded iterate of PaDIS-MRI Algorithm 1) -> (B, 2, H, W).
+        """Denoise the image inside a padded canvas (B, C, H + 2M, W + 2M), M = ``pad``, whose band the caller
+        keeps (the published padded iterate of PaDIS-MRI Algorithm 1) -> (B, C, H, W).
 
         Same offset draw as :meth:`forward`; the tiles read the band as given. Where the grid reaches past the
         canvas (only when P > M) it gets fresh N(0, sigma^2) noise, as in :meth:`forward`.
@@ -308,14 +313,14 @@ def _inference_settings(config: dict, keys=PaDISDenoiser.settings) -> dict:
 
 
 class EDMDenoiser(Denoiser):
-    r"""Whole-image EDM denoiser (FastMRI-EDM baseline): :math:`D_\theta(x, \sigma)` on (B, 2, H, W) images.
+    r"""Whole-image EDM denoiser (FastMRI-EDM baseline): :math:`D_\theta(x, \sigma)` on (B, C, H, W) images.
 
     H and W are padded up to a multiple of the network's downsampling factor (image centred) and cropped back. The
     band is zeros plus fresh N(0, sigma^2) noise, as for PaDIS: MRI images have a dark background, so a noisy
     zero band looks like the noisy background the network saw in training, whereas reflection would copy (and
     so correlate) the noise and mirror anatomy. When no padding is needed (e.g. 384 x 384) nothing random happens.
 
-    :param EDMPrecond precond: 2-in / 2-out preconditioned network.
+    :param EDMPrecond precond: C-in / C-out preconditioned network (C = 2 for one MRI image).
     :param generator, seed: as for :class:`PaDISDenoiser` (used only for the pad-band noise).
     :param pretrained, device: a checkpoint to load instead of ``precond``, as for :class:`PaDISDenoiser`.
     """

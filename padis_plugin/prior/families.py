@@ -2,11 +2,12 @@
 
 A family names its denoiser class (``from_pretrained``, ``config``), its training objective (a loss class of
 :mod:`padis_plugin.train.loss` with the one signature ``loss(net, images, generator, shared=None) -> (n,)``,
-named by import path because ``train/`` sits above ``prior/``), the model configs it trains, the network's
-input channels, whether it works on patches (the ``patch:`` section of a training config applies), whether it
-has a high-frequency band (the ``hfs:`` section applies), its preview sampler and its shipped default
-checkpoint. Loading a checkpoint, validating a training config, building the loss and the preview, and the
-solvers' prior loading all read this table; adding a family adds one row here.
+named by import path because ``train/`` sits above ``prior/``), the model configs it trains, whether it works on
+patches (the ``patch:`` section of a training config applies, and its network takes 2 positional channels
+besides the image channels: :meth:`PriorFamily.network_channels`), whether it has a high-frequency band (the
+``hfs:`` section applies), its preview sampler and its shipped default checkpoint. Loading a checkpoint,
+validating a training config, building the loss and the preview, and the solvers' prior loading all read this
+table; adding a family adds one row here.
 """
 from __future__ import annotations
 
@@ -27,11 +28,15 @@ class PriorFamily:
     denoiser: type                 # deepinv Denoiser with from_pretrained / save_pretrained / config
     loss: str                      # "module:Class" of the training objective
     model_configs: tuple[str, ...]  # names in padis_plugin.prior.network.MODEL_CONFIGS it is meant for
-    in_channels: int               # network inputs: 2 image channels (+ 2 positional channels for patches)
     patches: bool                  # trains and denoises P x P patches with positional channels
     hfs: bool                      # noise only in the high band (a band width in its config)
     preview: Callable              # preview sampler(denoiser, shape, steps, generator, device=, reference=)
     default_checkpoint: str | None = None  # shipped prior a solver uses when given none
+
+    def network_channels(self, image_channels: int = 2) -> tuple[int, int]:
+        """(inputs, outputs) of this family's network for C = ``image_channels``: (C + 2, C) with the positional
+        channels of patches, (C, C) otherwise."""
+        return image_channels + (2 if self.patches else 0), image_channels
 
     def loss_class(self) -> type:
         module, name = self.loss.split(":")
@@ -41,14 +46,14 @@ class PriorFamily:
 _PATCH_CONFIGS = ("padis-paper", "padis-small", "padis-tiny")
 _IMAGE_CONFIGS = ("edm-paper", "edm-small", "edm-tiny")
 FAMILIES: dict[str, PriorFamily] = {f.name: f for f in (
-    PriorFamily("padis", PaDISDenoiser, "padis_plugin.train.loss:PatchEDMLoss", _PATCH_CONFIGS, 4, True, False,
+    PriorFamily("padis", PaDISDenoiser, "padis_plugin.train.loss:PatchEDMLoss", _PATCH_CONFIGS, True, False,
                 edm_heun_sample, "padis-s25"),
-    PriorFamily("edm", EDMDenoiser, "padis_plugin.train.loss:EDMLoss", _IMAGE_CONFIGS, 2, False, False,
+    PriorFamily("edm", EDMDenoiser, "padis_plugin.train.loss:EDMLoss", _IMAGE_CONFIGS, False, False,
                 edm_heun_sample, "edm-s25"),
-    PriorFamily("hfs", HFSDenoiser, "padis_plugin.train.loss:HFSLoss", _IMAGE_CONFIGS, 2, False, True,
+    PriorFamily("hfs", HFSDenoiser, "padis_plugin.train.loss:HFSLoss", _IMAGE_CONFIGS, False, True,
                 hfs_heun_sample, "hfs-s25-256"),
-    PriorFamily("patch-hfs", PatchHFSDenoiser, "padis_plugin.train.loss:PatchHFSLoss", _PATCH_CONFIGS, 4, True,
-                True, hfs_heun_sample, "patch-hfs-s25-256"),
+    PriorFamily("patch-hfs", PatchHFSDenoiser, "padis_plugin.train.loss:PatchHFSLoss", _PATCH_CONFIGS, True, True,
+                hfs_heun_sample, "patch-hfs-s25-256"),
 )}
 
 

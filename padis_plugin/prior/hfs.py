@@ -20,6 +20,7 @@ import torch
 
 from ..errors import ConfigError
 from ..kspace import fft2c_torch, ifft2c_torch
+from .channels import complex_to_real_channels, real_channels_to_complex
 from .denoiser import EDMDenoiser, PaDISDenoiser, deepinv_inputs
 
 #: The released HFS-SDE band: 16 of 320 columns.
@@ -50,19 +51,15 @@ def low_band_mask(width: int, band_width: int, device=None, dtype=torch.float32)
     return m
 
 
-def _as_complex(x: torch.Tensor) -> torch.Tensor:
-    if x.shape[1] != 2:
-        raise ValueError(f"expected (B, 2, ..., H, W) real/imaginary channels, got {tuple(x.shape)}")
-    return torch.complex(x[:, 0].float(), x[:, 1].float())
-
-
 def _kspace_filter(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    z = ifft2c_torch(fft2c_torch(_as_complex(x)) * keep)
-    return torch.stack([z.real, z.imag], dim=1).to(x.dtype)
+    """Each complex image of ``x`` (B, C, ..., H, W) (:mod:`.channels` layout) filtered in k-space by ``keep``."""
+    z = ifft2c_torch(fft2c_torch(real_channels_to_complex(x.float())) * keep)
+    return complex_to_real_channels(z).to(x.dtype)
 
 
 def high_pass(x: torch.Tensor, band_width: int) -> torch.Tensor:
-    """:math:`Q x` for real/imaginary channel images ``x`` (B, 2, ..., H, W): the low band's k-space columns zeroed."""
+    """:math:`Q x` for real/imaginary channel images ``x`` (B, C, ..., H, W), C even (:mod:`.channels`): the low
+    band's k-space columns of every complex image zeroed."""
     return _kspace_filter(x, 1 - low_band_mask(x.shape[-1], band_width, x.device))
 
 
@@ -104,7 +101,7 @@ class HFSDenoiser(_HFSSettings, EDMDenoiser):
     r"""Whole-image HFS denoiser :math:`D_\theta(x_0 + \sigma Q n, \sigma)` (kind ``hfs``): an EDM denoiser
     trained with noise only in the high band (:class:`~padis_plugin.train.loss.HFSLoss`).
 
-    :param EDMPrecond precond: 2-in / 2-out preconditioned network.
+    :param EDMPrecond precond: C-in / C-out preconditioned network (C = 2 for one MRI image).
     :param int band_width: low-band columns :math:`m_{lf}` it was trained for (None: the grid's default).
     :param bool keep_low_band: return :math:`P x + Q D` (the low band untouched).
     """

@@ -16,6 +16,7 @@ from deepinv.models.utils import UpDownConv2d
 from torch import nn
 
 from padis_plugin.errors import ConfigError
+from padis_plugin.prior.channels import DEFAULT_IMAGE_CHANNELS, check_image_channels
 
 #: Named architectures. ``img_resolution`` is *nominal*: NCSNpp uses it only to name blocks and to decide which
 #: levels get attention (``img_resolution >> level in attn_resolutions``); any input whose sides are multiples of
@@ -48,6 +49,13 @@ _KEYS = set(MODEL_CONFIGS["padis-paper"])
 #: NCSNpp uses 32 (the same from 128 channels up); ``resample`` "bilinear" resamples by bilinear interpolation
 #: (the FastMRI-EDM network of the PaDIS-MRI authors) instead of the 2 x 2 box filter.
 OPTIONAL_KEYS = {"group_norm": ("deepinv", "edm"), "resample": ("box", "bilinear")}
+
+#: Image channels C the network models (:mod:`padis_plugin.prior.channels`: K = C / 2 complex images,
+#: interleaved real/imaginary), another optional key: present only when not 2. The network predicts them
+#: (``out_channels`` = C); its inputs are C plus any positional channels (PaDIS patches: 2). Given without
+#: ``in_channels`` / ``out_channels``, it sets both from the base config: ``("padis-tiny", image_channels=10)``
+#: has 12 inputs and 10 outputs, ``("edm-tiny", image_channels=10)`` 10 and 10.
+IMAGE_CHANNELS_KEY = "image_channels"
 
 
 #: Integer keys of a model config and their smallest allowed value.
@@ -106,16 +114,25 @@ def resolve_model_config(cfg: str | dict, **overrides) -> dict:
         name = None
     if name is not None and (not isinstance(name, str) or name not in MODEL_CONFIGS):
         raise ConfigError(f"unknown model config {name!r}; known: {sorted(MODEL_CONFIGS)}")
-    unknown = set(cfg) - _KEYS - set(OPTIONAL_KEYS)
+    allowed_keys = _KEYS | set(OPTIONAL_KEYS) | {IMAGE_CHANNELS_KEY}
+    unknown = set(cfg) - allowed_keys
     if unknown:
-        raise ConfigError(f"unknown model config keys {sorted(map(str, unknown))}; "
-                          f"allowed: {sorted(_KEYS | set(OPTIONAL_KEYS))}")
+        raise ConfigError(f"unknown model config keys {sorted(map(str, unknown))}; allowed: {sorted(allowed_keys)}")
     full = copy.deepcopy(MODEL_CONFIGS[name]) if name is not None else {}
+    image_channels = check_image_channels(cfg.get(IMAGE_CHANNELS_KEY, DEFAULT_IMAGE_CHANNELS),
+                                          f"model config '{IMAGE_CHANNELS_KEY}'")
+    if IMAGE_CHANNELS_KEY in cfg and {"in_channels", "out_channels"} <= set(full):
+        # the base's positional channels (in - out) stay; the image channels become C
+        full["in_channels"] = image_channels + full["in_channels"] - full["out_channels"]
+        full["out_channels"] = image_channels
     full.update(cfg)
     missing = _KEYS - set(full)
     if missing:
         raise ConfigError(f"model config misses keys {sorted(missing)}")
     checked = _checked(full)
+    if checked["out_channels"] != image_channels:
+        raise ConfigError(f"model config 'out_channels' = {checked['out_channels']} must equal "
+                          f"'{IMAGE_CHANNELS_KEY}' = {image_channels} (the network predicts the image channels)")
     out = {"name": name or "custom", **{k: v for k, v in checked.items() if k in _KEYS}}
     for key, allowed in OPTIONAL_KEYS.items():
         value = full.get(key, allowed[0])
@@ -123,6 +140,8 @@ def resolve_model_config(cfg: str | dict, **overrides) -> dict:
             raise ConfigError(f"model config '{key}' must be one of {list(allowed)}, got {_kind(value)}")
         if value != allowed[0]:
             out[key] = value
+    if image_channels != DEFAULT_IMAGE_CHANNELS:
+        out[IMAGE_CHANNELS_KEY] = image_channels
     return out
 
 
@@ -182,6 +201,11 @@ class DDPMpp(nn.Module):
     @property
     def out_channels(self) -> int:
         return self.config["out_channels"]
+
+    @property
+    def image_channels(self) -> int:
+        """Image channels C the network models (= ``out_channels``; 2 unless the config says otherwise)."""
+        return self.config.get(IMAGE_CHANNELS_KEY, DEFAULT_IMAGE_CHANNELS)
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
         if x.shape[-2] % self.multiple or x.shape[-1] % self.multiple:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from padis_plugin.errors import ConfigError
+from padis_plugin.prior.channels import DEFAULT_IMAGE_CHANNELS, check_image_channels
 
 
 def check_sigma_data(value) -> float:
@@ -38,17 +39,21 @@ class EDMPrecond(nn.Module):
     :param unet: raw network ``unet(x, c_noise (B,))`` with ``image_channels + pos channels`` inputs and
         ``image_channels`` outputs (e.g. :class:`padis_plugin.prior.network.DDPMpp`).
     :param float sigma_data: :math:`\\sigma_d`, the data standard deviation assumed by EDM (0.5 as published).
-    :param int image_channels: number of image channels (2: real, imaginary).
+    :param int image_channels: number of image channels C (even; layout in :mod:`padis_plugin.prior.channels`).
+        None: the network's ``image_channels`` (its model config's; 2 for a network that has none).
     """
 
-    def __init__(self, unet: nn.Module, sigma_data: float = 0.5, image_channels: int = 2):
+    def __init__(self, unet: nn.Module, sigma_data: float = 0.5, image_channels: int | None = None):
         super().__init__()
         self.unet = unet
         self.sigma_data = check_sigma_data(sigma_data)
-        self.image_channels = int(image_channels)
+        if image_channels is None:
+            image_channels = getattr(unet, "image_channels", DEFAULT_IMAGE_CHANNELS)
+        self.image_channels = check_image_channels(image_channels)
 
     def forward(self, x_img: torch.Tensor, sigma, pos: torch.Tensor | None = None) -> torch.Tensor:
-        """Denoise ``x_img`` (B, C, h, w) at noise level ``sigma`` (float, 0-d or (B,)); ``pos`` (B, 2, h, w) or None."""
+        """Denoise ``x_img`` (B, C, h, w) at noise level ``sigma`` (float, 0-d or (B,)); ``pos`` (B, 2, h, w) or None
+        -> (B, C, h, w)."""
         if x_img.shape[1] != self.image_channels:
             raise ValueError(f"expected {self.image_channels} image channels, got {x_img.shape[1]}")
         dtype = x_img.dtype

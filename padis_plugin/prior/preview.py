@@ -30,7 +30,7 @@ def hfs_heun_sample(denoiser, shape, steps: int = 18, generator: torch.Generator
                     sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0, device="cpu",
                     reference=None):
     r"""Algorithm 1 of Karras et al. (2022) in the high band only: start from :math:`P x_{ref} + \sigma_0 Q n`,
-    ODE direction :math:`Q(x - D(x, \sigma))/\sigma`, so the low band stays that of ``reference`` (1, 2, H, W)
+    ODE direction :math:`Q(x - D(x, \sigma))/\sigma`, so the low band stays that of ``reference`` (1, C, H, W)
     (zeros when None). ``denoiser.band_width`` sets the band."""
     from .hfs import high_pass, low_pass
 

@@ -9,7 +9,8 @@ from typing import Any
 from ..data.source import BUNDLED_DEMO
 from ..errors import ConfigError, where
 from ..prior.families import FAMILIES, get_family
-from ..prior.network import downsampling_factor, resolve_model_config
+from ..prior.channels import DEFAULT_IMAGE_CHANNELS
+from ..prior.network import IMAGE_CHANNELS_KEY, downsampling_factor, resolve_model_config
 from ..prior.patches import CONVENTIONS
 
 KINDS = tuple(FAMILIES)  # the prior families a config's ``kind`` may name
@@ -17,7 +18,11 @@ KINDS = tuple(FAMILIES)  # the prior families a config's ``kind`` may name
 
 @dataclass
 class ModelSection:
-    """Network: a name in :data:`padis_plugin.prior.network.MODEL_CONFIGS` plus optional key overrides."""
+    """Network: a name in :data:`padis_plugin.prior.network.MODEL_CONFIGS` plus optional key overrides.
+
+    ``overrides: {image_channels: C}`` trains a prior on C real channels (even; K = C / 2 complex images, e.g. 10
+    for five MRF subspace images) and sets the network's inputs / outputs from the named config's; the training
+    images must then have C channels (an image-array file, :mod:`padis_plugin.train.image_arrays`)."""
 
     name: str = "padis-paper"
     overrides: dict[str, Any] = field(default_factory=dict)
@@ -26,7 +31,8 @@ class ModelSection:
 
 @dataclass
 class DataSection:
-    """Training slices: a prepared file (or ``bundled-demo``), a seeded subset of ``num_slices`` (S)."""
+    """Training slices: a prepared file (or ``bundled-demo``) or an image-array file of (N, C, H, H) real-channel
+    images (``.npz`` / HDF5, :mod:`padis_plugin.train.image_arrays`), a seeded subset of ``num_slices`` (S)."""
 
     path: str = field(default=BUNDLED_DEMO, metadata={"required": True})  # a config file must name it
     num_slices: int | None = None          # S; None = every matching slice
@@ -125,6 +131,11 @@ class TrainConfig:
     def model_config(self) -> dict:
         return resolve_model_config(self.model.name, **self.model.overrides)
 
+    def image_channels(self) -> int:
+        """Image channels C the prior models: ``model.overrides.image_channels`` (default 2); the training images
+        must have that many (see :mod:`.data`)."""
+        return self.model_config().get(IMAGE_CHANNELS_KEY, DEFAULT_IMAGE_CHANNELS)
+
     def validate(self, source=None, prefix: str = "") -> None:
         """Cross-field checks; :class:`ConfigError` naming ``source`` and the dotted key."""
         def bad(key, problem):
@@ -137,10 +148,11 @@ class TrainConfig:
             mc = self.model_config()
         except ConfigError as exc:
             bad("model", f"is invalid: {exc}")
-        want_in = family.in_channels
-        if mc["in_channels"] != want_in or mc["out_channels"] != 2:
+        want_in, want_out = family.network_channels(mc.get(IMAGE_CHANNELS_KEY, DEFAULT_IMAGE_CHANNELS))
+        if mc["in_channels"] != want_in or mc["out_channels"] != want_out:
             bad("model.name", f"{self.model.name!r} has {mc['in_channels']} inputs / {mc['out_channels']} outputs; "
-                              f"kind {self.kind!r} needs {want_in} / 2 (e.g. {', '.join(family.model_configs)})")
+                              f"kind {self.kind!r} needs {want_in} / {want_out} "
+                              f"(e.g. {', '.join(family.model_configs)})")
         if not (math.isfinite(self.model.sigma_data) and self.model.sigma_data > 0):
             bad("model.sigma_data", f"must be a finite number > 0, got {self.model.sigma_data}")
         if self.data.num_slices is not None and self.data.num_slices < 1:

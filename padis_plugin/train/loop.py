@@ -90,6 +90,10 @@ class Trainer:
         self.images = self.data.images.to(dev)
         N = self.images.shape[-1]
         self.model_config = cfg.model_config()
+        channels = cfg.image_channels()
+        if self.images.shape[1] != channels:
+            raise ConfigError(where(self.data.path, f"the training images have {self.images.shape[1]} channels but "
+                                                    f"'model.overrides.image_channels' is {channels} (2 when not set)"))
         self.family = get_family(cfg.kind)
         self.loss_fn = self.family.loss_class().from_config(cfg, N, world)
         self.pad = getattr(self.loss_fn, "pad", None)   # patch families: the training canvas padding
@@ -221,7 +225,8 @@ class Trainer:
 
     # ---------------------------------------------------------------- preview
     def preview(self) -> Path:
-        """Unconditional sample from the EMA weights (few Heun steps, small image) saved as a magnitude PNG."""
+        """Unconditional sample from the EMA weights (few Heun steps, small image) saved as a PNG of the root sum
+        of squares of its channels (the magnitude of a 2-channel image)."""
         import matplotlib
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
@@ -232,8 +237,9 @@ class Trainer:
         den = self.family.denoiser(self.ema, **self.loss_fn.preview_settings(size))
         reference = (torch.as_tensor(center_crop(self.images[:1].cpu().numpy(), (size, size)))
                      if self.family.hfs else None)   # the HFS preview keeps this image's low band
-        x = self.family.preview(den, (1, 2, size, size), cfg.run.sample_steps, g, device=dev, reference=reference)
-        mag = torch.linalg.vector_norm(x[0].float(), dim=0).cpu().numpy()
+        shape = (1, self.net.image_channels, size, size)
+        x = self.family.preview(den, shape, cfg.run.sample_steps, g, device=dev, reference=reference)
+        mag = torch.linalg.vector_norm(x[0].float(), dim=0).cpu().numpy()   # root sum of squares of the channels
         path = self.out / "samples" / f"step{self.step:07d}.png"
         with atomic_path(path) as tmp:
             plt.imsave(tmp, mag, cmap="gray", vmin=0, vmax=max(float(np.percentile(mag, 99.5)), 1e-6), format="png")

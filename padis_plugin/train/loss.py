@@ -3,8 +3,9 @@ on whole images (:class:`EDMLoss`) and random patches (:class:`PatchEDMLoss`), a
 the high band only (:class:`HFSLoss`, :class:`PatchHFSLoss`).
 
 Every objective has one call, ``loss(net, images, generator, shared=None) -> (n,)``: ``images`` is the whole
-training set (S, 2, N, N); the loss draws its samples (images or patches), noise levels and noise from
-``generator`` and what every DDP rank must agree on (the patch size) from ``shared`` (default ``generator``).
+training set (S, C, N, N) (C image channels, 2 for MRI slices); the loss draws its samples (images or patches),
+noise levels and noise from ``generator`` and what every DDP rank must agree on (the patch size) from ``shared``
+(default ``generator``).
 ``Loss.from_config(cfg, image_size, world)`` builds it from a :class:`~padis_plugin.train.config.TrainConfig`;
 ``checkpoint_config()`` gives the denoiser settings its checkpoint JSON holds and ``preview_settings(size)``
 those of the preview denoiser.
@@ -17,8 +18,8 @@ Both follow Karras et al. (2022), Eq. 2 with the EDM choices of Table 1:
     \\lambda(\\sigma) = \\frac{\\sigma^2 + \\sigma_d^2}{(\\sigma\\,\\sigma_d)^2},\\qquad
     \\ell = \\lambda(\\sigma)\\, \\lVert D_\\theta(y + \\sigma n, \\sigma) - y \\rVert_2^2,\\quad n \\sim \\mathcal{N}(0, I)
 
-with :math:`n` drawn independently on the real and imaginary channels (per-channel std :math:`\\sigma`, the
-published convention). Reduction: each call returns the per-sample loss, **summed over pixels and both
+with :math:`n` drawn independently on every (real or imaginary) channel (per-channel std :math:`\\sigma`, the
+published convention). Reduction: each call returns the per-sample loss, **summed over pixels and all
 channels**; the training loop averages it over the samples (patches or images) of the step.
 Small patches therefore contribute smaller sums than large ones, exactly as in the published code.
 
@@ -68,7 +69,7 @@ def _randn(shape, generator, like):
 class EDMLoss(nn.Module):
     """EDM loss on whole images (the paper's FastMRI-EDM baseline).
 
-    ``loss(net, images (S, 2, H, W), generator) -> (B,)``; ``net(x, sigma (B,))`` is an EDM-preconditioned
+    ``loss(net, images (S, C, H, W), generator) -> (B,)``; ``net(x, sigma (B,))`` is an EDM-preconditioned
     denoiser (:class:`padis_plugin.prior.precond.EDMPrecond`). ``batch``: draw that many of the images per call
     (uniformly, with replacement); None: use every image given once.
     """
@@ -243,7 +244,8 @@ class PatchEDMLoss(nn.Module):
         return idx, top, left, rows, cols, inside
 
     def sample_patches(self, images: torch.Tensor, patch_size: int, n: int, generator: torch.Generator):
-        """``n`` random P x P patches of the zero-padded ``images`` (S, 2, H, W) -> (patches, positions).
+        """``n`` random P x P patches of the zero-padded ``images`` (S, C, H, W) -> (patches (n, C, P, P),
+        positions (n, 2, P, P)).
 
         Image index and top-left canvas corner are uniform (inclusive bounds ``[0, H + 2 pad - P]``). The patch
         is gathered from the unpadded images with clamped indices and zeroed outside them, so no padded copy of
