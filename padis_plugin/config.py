@@ -220,7 +220,7 @@ class Problems(list):
 
     def add(self, key, problem: str):
         sep = "" if problem.startswith(":") else " "
-        self.append(where(self.source, f"'{_join(self.prefix, key)}'{sep}{problem}"))
+        self.append(where(self.source, f"'{join_key(self.prefix, key)}'{sep}{problem}"))
 
     def raise_any(self):
         if self:
@@ -244,11 +244,11 @@ def from_dict(cls, data, source=None, prefix: str = ""):
         raise ConfigError(where(source, f"'{prefix or '<top>'}' must be a mapping, got {_kind(data)}"))
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    problems = [where(source, f"unknown key '{_join(prefix, key)}' (known: {', '.join(fields)})")
+    problems = [where(source, f"unknown key '{join_key(prefix, key)}' (known: {', '.join(fields)})")
                 for key in data if key not in fields]
     kwargs = {}
     for name, f in fields.items():
-        dotted = _join(prefix, name)
+        dotted = join_key(prefix, name)
         if name in data:
             try:
                 kwargs[name] = _convert(hints[name], data[name], source, dotted)
@@ -277,7 +277,7 @@ def _required_keys(tp, prefix: str) -> list[str]:
     for f in dataclasses.fields(tp):
         if not f.init:
             continue
-        dotted = _join(prefix, f.name)
+        dotted = join_key(prefix, f.name)
         if f.metadata.get("required"):
             out.append(dotted)
         else:
@@ -306,7 +306,7 @@ def load_config(cls, path, overrides=()):
     return from_dict(cls, apply_overrides(load_yaml(path), overrides), source=path)
 
 
-def _join(prefix: str, key) -> str:
+def join_key(prefix: str, key) -> str:
     return f"{prefix}.{key}" if prefix else str(key)
 
 
@@ -382,16 +382,3 @@ def _type_name(tp) -> str:
     if origin is dict or tp is dict:
         return "a mapping"
     return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
-
-
-# --------------------------------------------------------------------- benchmark schema (moved, still here)
-_BENCH_NAMES = ("MAX_R", "MASK_KINDS", "DataConfig", "MaskConfig", "SolverEntry", "UncertaintyConfig",
-                "ReuseSource", "OutputConfig", "BenchConfig", "_check_crop")
-
-
-def __getattr__(name):
-    # resolved on first use, not imported at the top: bench_config builds on this module
-    if name in _BENCH_NAMES:
-        from . import bench_config
-        return getattr(bench_config, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,7 +21,7 @@ import torch
 from deepinv.physics.generator import PhysicsGenerator
 
 from .data.files import load_npy
-from .data.prepared import check_mask
+from .mask_check import check_mask
 from .errors import ConfigError, DataError, where
 
 __all__ = ["MAX_ACCELERATION", "CartesianMaskGenerator", "acs_lines_for", "cartesian_mask", "cartesian_masks",

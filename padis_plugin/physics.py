@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from deepinv.physics import MultiCoilMRI
 
-from .data.prepared import check_mask
+from .mask_check import check_mask
 from .errors import DataError, where
 
 

@@ -23,7 +23,7 @@ from .errors import CheckpointError, ConfigError, DataError, where
 from .masks import acs_lines_for
 from .metrics import image_metrics, to_complex_numpy
 from .progress import progress_bar
-from .registry import build_solver
+from .solvers.registry import build_solver
 from .solvers.contract import call_solver, solver_nfe
 from .timing import sync
 
@@ -116,7 +116,7 @@ def save_recon(path, image: np.ndarray, meta: dict) -> Path:
 
 
 def _figure(path, zero_filled, recon, reference, mask, title, label, record):
-    from .figures import slice_figure, unreferenced_figure
+    from .bench.figures import slice_figure, unreferenced_figure
 
     if reference is None:
         unreferenced_figure(path, [("zero-filled", zero_filled), (label, recon)], mask,
@@ -135,7 +135,7 @@ def reconstruct(input_path, slice_id=None, solver=None, params=None, acceleratio
     :param input_path: prepared HDF5 file, or a raw fastMRI ``.h5`` (prepared on the fly into the cache at
         grid ``size``: default the file's own reconstruction matrix).
     :param slice_id: see :func:`load_slice`.
-    :param str solver: registered solver name (:func:`~padis_plugin.registry.available_solvers`); None: the
+    :param str solver: registered solver name (:func:`~padis_plugin.solvers.registry.available_solvers`); None: the
         recommended ``mode`` of ``prior`` (:mod:`padis_plugin.recommended`) with the shipped prior trained for
         the slice's grid.
     :param dict params: solver parameters (unknown keys -> :class:`ConfigError`); with ``solver=None`` they
@@ -227,7 +227,7 @@ def run_demo(out_dir="padis_demo_output", steps=None, inner=None, device="cpu", 
     (reconstructions and error maps), ``demo_results.json`` (``{solver: {psnr, ssim, nrmse, seconds, nfe}}``) and
     ``demo_config.json`` (the resolved settings) into ``out_dir``. Returns the results dict.
     """
-    from .figures import slice_figure
+    from .bench.figures import slice_figure
     from .recommended import recommended
 
     chosen = {"padis": padis_checkpoint, "edm": edm_checkpoint}

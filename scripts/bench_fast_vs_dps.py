@@ -17,7 +17,7 @@ import torch
 from padis_plugin.atomic import write_json
 from padis_plugin.data.prepared import PreparedDataset
 from padis_plugin.acquisition import CartesianLines, make_problem
-from padis_plugin.registry import build_solver
+from padis_plugin.solvers.registry import build_solver
 from padis_plugin.timing import timed
 
 

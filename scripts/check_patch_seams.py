@@ -11,10 +11,10 @@ import matplotlib
 import numpy as np
 import torch
 
-from padis_plugin.bench import generator_seed
+from padis_plugin.bench.items import generator_seed
 from padis_plugin.data.prepared import PreparedDataset
 from padis_plugin.acquisition import CartesianLines, make_problem
-from padis_plugin.registry import build_solver
+from padis_plugin.solvers.registry import build_solver
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

@@ -20,8 +20,8 @@ import tempfile
 from pathlib import Path
 
 from padis_plugin.atomic import write_json
-from padis_plugin.bench import load_bench_config, run_benchmark
-from padis_plugin.bench_items import item_key
+from padis_plugin.bench.run import load_bench_config, run_benchmark
+from padis_plugin.bench.items import item_key
 from padis_plugin.config import load_yaml
 
 METRICS = ("psnr", "ssim", "nrmse")

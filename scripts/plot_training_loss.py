@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from padis_plugin.atomic import write_json
-from padis_plugin.figures import loss_curves
+from padis_plugin.bench.figures import loss_curves
 from padis_plugin.train.loop import loss_tenths, read_log
 
 

@@ -23,9 +23,9 @@ from padis_plugin.atomic import write_json
 from padis_plugin.data.prepare import prepare
 from padis_plugin.data.prepared import PreparedDataset
 from padis_plugin.data.raw_ingest import ingest_npy_kspace
-from padis_plugin.figures import unreferenced_figure
+from padis_plugin.bench.figures import unreferenced_figure
 from padis_plugin.metrics import to_complex_numpy
-from padis_plugin.registry import build_solver
+from padis_plugin.solvers.registry import build_solver
 from padis_plugin.solvers.contract import call_solver
 
 

@@ -12,11 +12,13 @@ import torch
 import yaml
 
 from conftest import make_slice
-from padis_plugin.acquisition import (AcquiredMask, CartesianLines, MaskBank, PoissonDisc, StoredMasks,
+from padis_plugin.bench.masks import MaskBank
+from padis_plugin.acquisition import (AcquiredMask, CartesianLines, PoissonDisc, StoredMasks,
                                       achieved_acceleration, make_acquisition, make_problem, poisson_mask)
-from padis_plugin.bench import load_bench_config
-from padis_plugin.bench_items import config_hash, item_fingerprint, solver_labels
-from padis_plugin.config import BenchConfig, from_dict, to_dict
+from padis_plugin.bench.run import load_bench_config
+from padis_plugin.bench.items import config_hash, item_fingerprint, solver_labels
+from padis_plugin.bench.config import BenchConfig
+from padis_plugin.config import from_dict, to_dict
 from padis_plugin.errors import ConfigError, DataError
 from padis_plugin.masks import acs_lines_for, cartesian_mask, default_acs_lines
 
@@ -167,7 +169,7 @@ def test_cartesian_configs_keep_their_item_fingerprints():
 
 
 def test_poisson_bench_reports_achieved_r(tmp_path):
-    from padis_plugin.bench import run_benchmark
+    from padis_plugin.bench.run import run_benchmark
     from padis_plugin.data.prepared import write_prepared
 
     data = write_prepared(tmp_path / "d.h5", [make_slice(n=32, coils=4, acs=8)])

@@ -142,7 +142,7 @@ def _simulate_files(tmp_path, snr_db):
 
 
 def _solver(name, params):
-    from padis_plugin.registry import build_solver
+    from padis_plugin.solvers.registry import build_solver
 
     return lambda: build_solver(name, params)
 
@@ -154,7 +154,8 @@ def _dps_gradient(zeta):
 
 
 def _yaml(tmp_path, text, cls="train", name="cfg.yaml"):
-    from padis_plugin.config import BenchConfig, load_config
+    from padis_plugin.bench.config import BenchConfig
+    from padis_plugin.config import load_config
     from padis_plugin.train.config import TrainConfig
 
     path = tmp_path / name

@@ -15,13 +15,14 @@ import pytest
 import torch
 import yaml
 
-from padis_plugin.bench import generator_seed, item_key, load_bench_config, run_benchmark
+from padis_plugin.bench.items import generator_seed, item_key
+from padis_plugin.bench.run import load_bench_config, run_benchmark
 from padis_plugin.cli.bench import main
 from padis_plugin.data.prepared import write_prepared
 from padis_plugin.masks import cartesian_mask
 from padis_plugin.metrics import image_metrics, paired_difference
 from padis_plugin.acquisition import slice_problem
-from padis_plugin.registry import register_solver
+from padis_plugin.solvers.registry import register_solver
 
 FAKE = "test-fake-noisy"
 CALLS = {"n": 0, "raise_at": None}
@@ -318,7 +319,7 @@ def test_uncertainty_maps(tmp_path, data_file):
     again = json.loads((out / "results.json").read_text())["uncertainty"]["per_slice"]
     assert [u["mean_std_brain"] for u in again] == pytest.approx([u["mean_std_brain"] for u in per])
     # the in-brain mean matches a recomputation from the saved recons
-    from padis_plugin.bench import recon_path
+    from padis_plugin.bench.store import recon_path
     from padis_plugin.data.prepared import PreparedDataset
     from padis_plugin.metrics import brain_mask, center_crop, pixelwise_std
     u = per[0]
@@ -380,7 +381,7 @@ def test_torchrun_two_gloo_processes_merge(tmp_path, data_file):
 def test_more_ranks_than_gpus_share_them(monkeypatch):
     """``cuda`` / ``auto`` map rank k to GPU k mod the GPU count (the 256 tables ran 4 ranks on one H200); without
     CUDA, ``auto`` is the CPU and ``cuda`` a clear ConfigError."""
-    from padis_plugin.bench_runtime import resolve_device
+    from padis_plugin.bench.runtime import resolve_device
     from padis_plugin.errors import ConfigError
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

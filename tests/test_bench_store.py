@@ -9,10 +9,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from padis_plugin.bench_items import generator_seed, plan, uncertainty_key
-from padis_plugin.bench_records import Record, UncertaintyRecord, from_json
-from padis_plugin.bench_store import PARTIAL_DIR, RESOLVED, ResultStore
-from padis_plugin.config import BenchConfig, from_dict, to_dict
+from padis_plugin.bench.items import generator_seed, plan, uncertainty_key
+from padis_plugin.bench.records import Record, UncertaintyRecord, from_json
+from padis_plugin.bench.store import PARTIAL_DIR, RESOLVED, ResultStore
+from padis_plugin.bench.config import BenchConfig
+from padis_plugin.config import from_dict, to_dict
 from padis_plugin.errors import ConfigError, DataError
 
 SLICES = ["vol0:0", "vol1:0"]

@@ -50,7 +50,7 @@ def test_unknown_param(factory):
 ])
 def test_solver_parameters_of_the_wrong_type_are_clean_config_errors(name, params, needle):
     from padis_plugin.errors import ConfigError
-    from padis_plugin.registry import build_solver
+    from padis_plugin.solvers.registry import build_solver
 
     with pytest.raises(ConfigError, match=needle):
         build_solver(name, params)

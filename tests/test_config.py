@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from padis_plugin.config import (BenchConfig, apply_overrides, from_dict, load_config, load_yaml, parse_value,
+from padis_plugin.bench.config import BenchConfig
+from padis_plugin.config import (apply_overrides, from_dict, load_config, load_yaml, parse_value,
                                  to_dict)
 from padis_plugin.errors import ConfigError
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from padis_plugin import registry
+from padis_plugin.solvers import registry
 from padis_plugin.cli.bench import main as bench_main
 from padis_plugin.cli.train import main as train_main
-from padis_plugin.config import BenchConfig, configs_dir, from_dict, load_config, resolve_config, shipped_configs
+from padis_plugin.bench.config import BenchConfig
+from padis_plugin.config import configs_dir, from_dict, load_config, resolve_config, shipped_configs
 from padis_plugin.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,7 +82,7 @@ def _minimal(tmp_path, **keys):
 
 
 def test_minimal_config_with_default_acs_fits_w128_r7(tmp_path):
-    from padis_plugin.bench import MaskBank
+    from padis_plugin.bench.masks import MaskBank
 
     cfg = load_config(BenchConfig, _minimal(tmp_path))
     assert cfg.masks.acs_lines is None and cfg.masks.accelerations == [7.0]
@@ -107,7 +108,7 @@ def test_load_reports_every_problem_with_file_and_key(tmp_path):
 
 
 def test_mask_and_solver_problems_of_a_run_are_reported_together(monkeypatch):
-    from padis_plugin.bench import masks_and_solvers
+    from padis_plugin.bench.run import masks_and_solvers
 
     def bad_params(params, device):
         raise ConfigError(f"unknown parameter(s) {sorted(params)}")

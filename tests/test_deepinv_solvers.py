@@ -8,7 +8,7 @@ from padis_plugin.errors import ConfigError
 from padis_plugin.masks import cartesian_mask
 from padis_plugin.metrics import image_metrics
 from padis_plugin.acquisition import slice_problem
-from padis_plugin.registry import build_solver
+from padis_plugin.solvers.registry import build_solver
 from padis_plugin.solvers.contract import accepts_generator, call_solver, solver_nfe
 from padis_plugin.solvers.pnp import sigma_schedule
 

@@ -8,7 +8,8 @@ from deepinv.physics import MultiCoilMRI
 
 from padis_plugin.errors import ConfigError, DataError
 from padis_plugin.prior.schedules import edm_sigmas
-from padis_plugin.solvers.daps import DAPSExact, kspace_noise_level, make_edm_daps, make_padis_daps
+from padis_plugin.solvers.daps import DAPSExact, make_edm_daps, make_padis_daps
+from padis_plugin.solvers.noise_level import kspace_noise_level
 from padis_plugin.solvers.dds import DDS, make_edm_dds, make_padis_dds
 from test_dps import GaussianDenoiser, _posterior, _problem
 

@@ -295,7 +295,7 @@ def test_bench_full_disk_and_blocked_folder(bench_data, tmp_path, monkeypatch, c
 
 
 def test_bench_lock_and_nothing_written_on_a_late_config_error(bench_data, tmp_path, capsys):
-    from padis_plugin.registry import register_solver
+    from padis_plugin.solvers.registry import register_solver
 
     out = tmp_path / "out"
     out.mkdir()

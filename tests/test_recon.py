@@ -11,7 +11,7 @@ from padis_plugin.errors import ConfigError
 from padis_plugin.data.bundled import demo_dataset
 from padis_plugin.data.prepared import PreparedDataset
 from padis_plugin.recon import make_problem, reconstruct
-from padis_plugin.registry import available_solvers, build_solver
+from padis_plugin.solvers.registry import available_solvers, build_solver
 from padis_plugin.masks import cartesian_mask
 from padis_plugin.acquisition import slice_problem
 
@@ -76,7 +76,7 @@ def test_reconstruct_saves_npy_h5_png(tiny, tmp_path):
 
 
 def test_acquired_undersampled_slice_gets_an_images_only_figure(tmp_path):
-    """No reference: no metrics, and the figure (padis_plugin.figures.unreferenced_figure) shows images only."""
+    """No reference: no metrics, and the figure (padis_plugin.bench.figures.unreferenced_figure) shows images only."""
     from conftest import make_slice
     from padis_plugin.data.prepared import write_prepared
 

@@ -2,7 +2,7 @@ from importlib import metadata
 
 import pytest
 
-from padis_plugin import registry
+from padis_plugin.solvers import registry
 from padis_plugin.errors import ConfigError
 from padis_plugin.solvers.classical import WaveletL1, ZeroFilled
 

@@ -5,10 +5,11 @@ import inspect
 
 import pytest
 
-from padis_plugin import registry
-from padis_plugin.bench import build_solvers
+from padis_plugin.solvers import registry
+from padis_plugin.bench.run import build_solvers
 from padis_plugin.cli.bench import main
-from padis_plugin.config import BenchConfig, from_dict
+from padis_plugin.bench.config import BenchConfig
+from padis_plugin.config import from_dict
 from padis_plugin.errors import ConfigError, ParamsError
 from padis_plugin.solvers.classical import SENSE, SENSEParams, WaveletL1
 from padis_plugin.solvers.daps import DAPSExact, DAPSParams

@@ -24,7 +24,7 @@ def _rows(study, sql):
 
 
 def test_paths_agree_with_the_bench():
-    from padis_plugin import bench_store as bench
+    from padis_plugin.bench import store as bench
     from pathlib import Path
     args = (Path("o"), "a:1", "PaDIS S=25", 4, 0)
     assert create.recon_path(*args) == bench.recon_path(*args)

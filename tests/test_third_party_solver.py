@@ -10,7 +10,7 @@ import torch
 from padis_plugin.masks import cartesian_mask
 from padis_plugin.metrics import image_metrics
 from padis_plugin.acquisition import slice_problem
-from padis_plugin.registry import available_solvers, build_solver
+from padis_plugin.solvers.registry import available_solvers, build_solver
 from padis_plugin.solvers.contract import call_solver, solver_nfe
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "third_party_solver"

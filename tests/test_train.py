@@ -282,7 +282,7 @@ def test_torchrun_two_processes_on_gloo(data_path, tmp_path):
 
 
 def test_loss_tenths_and_loss_curve_figure(tmp_path):
-    from padis_plugin.figures import loss_curves
+    from padis_plugin.bench.figures import loss_curves
     from padis_plugin.train.loop import loss_tenths
 
     log = [{"step": i + 1, "loss": float(l)} for i, l in enumerate([10.0] * 10 + [5.0] * 80 + [1.0] * 10)]

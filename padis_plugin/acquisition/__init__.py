@@ -4,15 +4,15 @@
 - :mod:`.cartesian`: 1-D Cartesian lines (the paper's masks); :mod:`.poisson`: 2-D variable-density
   Poisson-disc; :mod:`.stored`: masks from a file, or the slice's own acquired mask;
 - :mod:`.problem`: ``make_problem(slice, acquisition, seed) -> (y, physics, x_ref)``;
-- :mod:`.bank`: the acquisitions of a benchmark config (``masks:``), per R.
+- :mod:`.registry`: generated acquisitions by kind name (``make_acquisition``).
 """
-from .bank import KINDS, MaskBank, make_acquisition
 from .base import Acquisition, achieved_acceleration
 from .cartesian import CartesianLines
 from .poisson import PoissonDisc, poisson_mask
+from .registry import KINDS, make_acquisition
 from .problem import batch_problems, make_problem, slice_problem
 from .stored import AcquiredMask, StoredMasks
 
-__all__ = ["KINDS", "AcquiredMask", "Acquisition", "CartesianLines", "MaskBank", "PoissonDisc", "StoredMasks",
+__all__ = ["KINDS", "AcquiredMask", "Acquisition", "CartesianLines", "PoissonDisc", "StoredMasks",
            "achieved_acceleration", "batch_problems", "make_acquisition", "make_problem", "poisson_mask",
            "slice_problem"]

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import Problems, _join
-from .data.source import BUNDLED_DEMO
-from .errors import ConfigError, where
+from ..config import Problems, join_key
+from ..data.source import BUNDLED_DEMO
+from ..errors import ConfigError, where
 
 MAX_R = 16.0
 MASK_KINDS = ("cartesian", "poisson")  # padis_plugin.acquisition.KINDS
@@ -60,7 +60,7 @@ class MaskConfig:
 
     def acs_for(self, width: int) -> int:
         """ACS lines on a grid of ``width`` phase-encode lines."""
-        from .masks import acs_lines_for  # here, not at the top: masks imports torch
+        from ..masks import acs_lines_for  # here, not at the top: masks imports torch
         return acs_lines_for(width, self.acs_lines, self.acs_grid)
 
     def validate(self, source, prefix):
@@ -101,9 +101,9 @@ class SolverEntry:
 
     def validate(self, source, prefix):
         # checked here, with the rest of the config, so a typo is not hidden behind a later data or mask error
-        from .registry import available_solvers, available_text  # entry-point names only: no solver imported
+        from ..solvers.registry import available_solvers, available_text  # entry-point names only: no solver imported
         if self.name not in available_solvers():
-            raise ConfigError(where(source, f"'{_join(prefix, 'name')}': unknown solver '{self.name}' "
+            raise ConfigError(where(source, f"'{join_key(prefix, 'name')}': unknown solver '{self.name}' "
                                             f"({available_text()})"))
 
 

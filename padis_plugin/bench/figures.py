@@ -10,7 +10,7 @@ matplotlib.use("Agg")  # files only, never a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .atomic import atomic_path  # noqa: E402
+from ..atomic import atomic_path  # noqa: E402
 
 
 def _save(fig, path: Path, dpi=110):

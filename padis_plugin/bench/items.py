@@ -11,8 +11,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from .bench_config import BenchConfig, SolverEntry
-from .config import to_dict
+from .config import BenchConfig, SolverEntry
+from ..config import to_dict
 
 
 @dataclass(frozen=True)

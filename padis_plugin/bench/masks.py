@@ -5,22 +5,12 @@ from pathlib import Path
 
 import torch
 
-from ..bench_config import BenchConfig
+from .config import BenchConfig
 from ..config import Problems
 from ..errors import ConfigError, where
-from .base import Acquisition
-from .cartesian import CartesianLines
-from .poisson import PoissonDisc
-from .stored import StoredMasks
-
-KINDS = {cls.kind: cls for cls in (CartesianLines, PoissonDisc)}  # masks.kind -> generated acquisition
-
-
-def make_acquisition(kind: str, acceleration: float, acs_lines: int | None = None) -> Acquisition:
-    """The generated acquisition ``kind`` (``cartesian`` or ``poisson``) at R = ``acceleration``."""
-    if kind not in KINDS:
-        raise ConfigError(f"unknown mask kind {kind!r} (known: {', '.join(KINDS)})")
-    return KINDS[kind](acceleration, acs_lines)
+from ..acquisition.base import Acquisition
+from ..acquisition.registry import make_acquisition
+from ..acquisition.stored import StoredMasks
 
 
 class MaskBank:

@@ -9,8 +9,8 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
-from .bench_items import item_key, uncertainty_key
-from .errors import DataError, where
+from .items import item_key, uncertainty_key
+from ..errors import DataError, where
 
 
 class _Row:

@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from .metrics import paired_difference
+from ..metrics import paired_difference
 
 METRICS = ("psnr", "ssim", "nrmse")
 ALL = "all"
@@ -103,7 +103,7 @@ def _table(header, rows) -> list[str]:
 
 
 def summary_markdown(results: dict) -> str:
-    """The ``summary.md`` text of a results dict produced by :meth:`padis_plugin.bench_store.ResultStore.collect`."""
+    """The ``summary.md`` text of a results dict produced by :meth:`padis_plugin.bench.store.ResultStore.collect`."""
     cfg = results["config"]
     order = [s["label"] or s["name"] for s in cfg["solvers"]]
     sizes = {s["label"] or s["name"]: s.get("training_size") for s in cfg["solvers"]}

@@ -21,26 +21,23 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .acquisition import MaskBank, achieved_acceleration, make_problem
-from .atomic import write_npy
-from .bench_items import Item, generator_seed, item_key, plan, uncertainty_key, uncertainty_labels
-from .bench_records import Record, UncertaintyRecord
-from .bench_runtime import barrier, environment, join_ranks, leave_ranks, resolve_device
-from .bench_store import ResultStore, reference_path
-from .bench_config import BenchConfig
-from .config import Problems, apply_overrides, config_error, from_dict, load_yaml, problems_of
-from .data.prepared import PreparedDataset
-from .data.source import prepared_path
-from .errors import ConfigError, DataError, ParamsError, where
-from .metrics import brain_mask, center_crop, image_metrics, pixelwise_std, to_complex_numpy
-from .solvers.contract import call_solver, solver_nfe
-from .timing import sync
+from ..acquisition import achieved_acceleration, make_problem
+from .masks import MaskBank
+from ..atomic import write_npy
+from .items import Item, generator_seed, item_key, plan, uncertainty_key, uncertainty_labels
+from .records import Record, UncertaintyRecord
+from .runtime import barrier, environment, join_ranks, leave_ranks, resolve_device
+from .store import ResultStore, reference_path
+from .config import BenchConfig
+from ..config import Problems, apply_overrides, config_error, from_dict, load_yaml, problems_of
+from ..data.prepared import PreparedDataset
+from ..data.source import prepared_path
+from ..errors import ConfigError, DataError, ParamsError, where
+from ..metrics import brain_mask, center_crop, image_metrics, pixelwise_std, to_complex_numpy
+from ..solvers.contract import call_solver, solver_nfe
+from ..timing import sync
 from . import figures
-
-# Moved to bench_items and bench_store; still importable from here.
-from .bench_items import config_hash, item_fingerprint, solver_seeds  # noqa: E402,F401
-from .bench_store import PARTIAL_DIR, RESOLVED, figure_path, recon_path  # noqa: E402,F401
-from .progress import progress_bar
+from ..progress import progress_bar
 
 
 # ------------------------------------------------------------------------------------------ config
@@ -73,7 +70,7 @@ def open_dataset(cfg: BenchConfig, path) -> PreparedDataset:
 # ------------------------------------------------------------------------------------------- run
 def build_solvers(cfg: BenchConfig, device, source=None) -> dict:
     """label -> solver; unknown names and parameters of every entry raise one ConfigError naming the keys."""
-    from .registry import available_solvers, available_text, build_solver
+    from ..solvers.registry import available_solvers, available_text, build_solver
     names = available_solvers()
     solvers, bad = {}, Problems(source)
     for i, entry in enumerate(cfg.solvers):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 def join_ranks() -> tuple[int, int, int, bool]:
@@ -64,7 +64,7 @@ def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
 def environment(device: torch.device, world: int) -> dict:
     """Package versions and hardware, recorded in results.json."""
     import deepinv
-    from . import __version__
+    from .. import __version__
     cpu, cpu_model = platform.processor() or platform.machine(), {}
     try:  # "model name" may be generic ("AMD EPYC"); family/model tell CPU generations apart
         for line in Path("/proc/cpuinfo").read_text().splitlines():

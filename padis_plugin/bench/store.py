@@ -17,14 +17,14 @@ import warnings
 from pathlib import Path
 
 from . import report
-from .atomic import FolderLock, clean_stale_temps, read_jsonl, repair_jsonl, write_json, write_text
-from .bench_items import (Item, config_hash, item_fingerprint, solver_labels, uncertainty_key, uncertainty_labels,
+from ..atomic import FolderLock, clean_stale_temps, read_jsonl, repair_jsonl, write_json, write_text
+from .items import (Item, config_hash, item_fingerprint, solver_labels, uncertainty_key, uncertainty_labels,
                           unchanged_solvers)
-from .bench_records import Record, UncertaintyRecord, from_json
-from .bench_config import BenchConfig
-from .config import to_dict
-from .data.files import safe_name
-from .errors import ConfigError, DataError, where
+from .records import Record, UncertaintyRecord, from_json
+from .config import BenchConfig
+from ..config import to_dict
+from ..data.files import safe_name
+from ..errors import ConfigError, DataError, where
 
 PARTIAL_DIR = "partial"
 RESOLVED = "resolved_config.json"

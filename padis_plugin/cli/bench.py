@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args) -> int:
     if args.list_solvers:
-        from ..registry import available_solvers, describe_solver
+        from ..solvers.registry import available_solvers, describe_solver
         for name in available_solvers():
             print(name)
             if args.verbose:
@@ -55,7 +55,7 @@ def _run(args) -> int:
     path = chosen_config(args, "bench", ", --list-solvers")
     if path is None:
         return 0
-    from ..bench import load_bench_config, run_benchmark
+    from ..bench.run import load_bench_config, run_benchmark
     cfg = load_bench_config(path, args.overrides, out=args.out)
     results = run_benchmark(cfg, overwrite=args.overwrite, progress=not args.no_progress, source=path)
     if results is not None:

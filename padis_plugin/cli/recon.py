@@ -134,7 +134,7 @@ def _run(args) -> int:
                else "no reference (acquired undersampled)")
     print(f"{rec['solver']} on {rec['slice']} ({rec['size']} x {rec['size']}): {summary}; {rec['seconds']:.1f} s, "
           f"{rec['nfe']} network evaluations")
-    from ..registry import resolved_params
+    from ..solvers.registry import resolved_params
     settings = ", ".join(f"{k}={v}" for k, v in resolved_params(rec["solver"], rec["params"]).items()
                          if k != "progress")
     print(f"settings: {settings or 'none'}")

@@ -43,7 +43,8 @@ from scipy.linalg import solve_triangular
 from ..atomic import atomic_path
 from ..errors import DataError, PadisError, where
 from ..kspace import calibration_width, fft2c, ifft2c, rss
-from .prepared import PreparedSlice, check_mask, write_prepared
+from ..mask_check import check_mask
+from .prepared import PreparedSlice, write_prepared
 
 ESPIRIT_THRESH = math.sqrt(0.001)  # BART ecalib -t 0.001 is on squared singular values; sigpy's is linear
 CACHE_VERSION = 1

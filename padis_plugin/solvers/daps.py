@@ -26,7 +26,7 @@ from ..errors import ConfigError
 from ..prior.schedules import edm_sigmas
 from .base import DiffusionSampler, ScheduleParams
 from .data_consistency import CGProx
-from .noise_level import check_tau, kspace_noise_level, measurement_noise, sampled_entries  # noqa: F401 (re-export)
+from .noise_level import check_tau, measurement_noise, sampled_entries
 from .params import takes_params, values
 from .prior_loading import EDMPrior, PaDISPrior, prior_from_params
 from ..progress import progress_bar

@@ -28,7 +28,7 @@ from ..errors import ConfigError
 from .base import DiffusionSampler, ScheduleParams
 from ..prior.hfs import check_band_width, high_pass
 from .data_consistency import make_data_consistency
-from .hfs_pc import high_band_start, load_hfs_prior
+from .hfs_band import high_band_start, load_hfs_prior
 from .noise_level import check_tau, measurement_noise
 from .params import takes_params, values
 from .prior_loading import EDMPrior, PaDISPrior, PatchSettings, prior_from_params

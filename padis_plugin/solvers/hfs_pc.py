@@ -25,31 +25,19 @@ from typing import Literal
 
 import torch
 
-from ..errors import ConfigError, DataError
-from ..prior.hfs import check_band_width, high_pass, low_band_mask
+from ..errors import ConfigError
+from ..prior.hfs import check_band_width, high_pass
 from ..prior.schedules import hfs_vp_sigmas
 from .base import DiffusionSampler, ScheduleParams
+from .hfs_band import high_band_start, load_hfs_prior
 from .params import takes_params
-from .prior_loading import PatchSettings, load_denoiser
+from .prior_loading import PatchSettings
 from ..progress import progress_bar
 
 
 def _norm(x: torch.Tensor) -> torch.Tensor:
     """Per-slice L2 norm, shaped to broadcast over (B, ...)."""
     return torch.linalg.vector_norm(x.flatten(1), dim=1).reshape(-1, *([1] * (x.ndim - 1)))
-
-
-def high_band_start(y, physics, band_width: int, sigma0: float, noise, name: str) -> torch.Tensor:
-    r"""The HFS start :math:`A^H(m_{lf} \odot y) + \sigma_0 Q z`: the measured low band, noise only in the high
-    band. ``noise(x)`` draws :math:`z` shaped as ``x``; DataError if the mask misses a column of the band."""
-    m_lf = low_band_mask(y.shape[-1], band_width, y.device, y.dtype)
-    mask = getattr(physics, "mask", None)
-    if isinstance(mask, torch.Tensor) and not bool((mask[..., m_lf.bool()] > 0).all()):
-        raise DataError(f"{name}: the sampling mask does not sample all {band_width} central columns of the "
-                        f"prior's low band: use a mask whose ACS holds the band, or a narrower band_width")
-    with torch.no_grad():
-        x_low = physics.A_adjoint(y * m_lf)
-    return x_low + sigma0 * high_pass(noise(x_low), band_width)
 
 
 class HFSPC(DiffusionSampler):
@@ -144,22 +132,6 @@ class HFSPCParams(ScheduleParams, PatchSettings):
                 bad.add(key, f"must be >= 0, got {getattr(self, key)}")
         if self.band_width is not None and self.band_width < 1:
             bad.add("band_width", f"must be >= 1 or null, got {self.band_width}")
-
-
-def load_hfs_prior(p, solver: str, device):
-    """The HFS denoiser of a factory's params ``p`` (``checkpoint`` and, for a ``patch-hfs`` prior, the patch
-    settings given); ConfigError naming ``solver`` for a prior without a high band or a misplaced patch setting."""
-    from ..prior.families import checkpoint_family
-
-    family = checkpoint_family(p.checkpoint)
-    if not family.hfs:
-        raise ConfigError(f"solver {solver!r}: checkpoint {p.checkpoint!r} is a {family.name!r} prior; {solver} "
-                          "needs one trained with noise in the high band (kind 'hfs' or 'patch-hfs')")
-    overrides = {k: getattr(p, k) for k in ("patch_size", "pad", "max_batch") if getattr(p, k) is not None}
-    if overrides and not family.patches:
-        raise ConfigError(f"solver {solver!r}: {sorted(overrides)} are patch settings; {p.checkpoint!r} is a "
-                          "whole-image prior")
-    return load_denoiser(family.name, p.checkpoint, device, **overrides)
 
 
 @takes_params(HFSPCParams, "hfs-pc")

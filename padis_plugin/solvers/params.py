@@ -23,7 +23,7 @@ import types
 import typing
 from typing import Literal, Union
 
-from ..config import Problems, _join, config_error
+from ..config import Problems, join_key, config_error
 from ..errors import ConfigError, ParamsError, where
 
 def takes_params(cls, solver: str):
@@ -59,7 +59,7 @@ class _ParamProblems(Problems):
         self.quoted = prefix is not None
 
     def add(self, key, problem: str):
-        label = f"'{_join(self.prefix, key)}'" if self.quoted else str(key)
+        label = f"'{join_key(self.prefix, key)}'" if self.quoted else str(key)
         self.append(where(self.source, f"{label}{'' if problem.startswith(':') else ' '}{problem}"))
 
     def raise_any(self):

@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from importlib import metadata
 from typing import Callable
 
-from .errors import ConfigError
-from .solvers.params import declared_params, describe_params, parse_params
+from ..errors import ConfigError
+from .params import declared_params, describe_params, parse_params
 
 GROUP = "padis_plugin.solvers"
 _REGISTERED: dict[str, Callable] = {}

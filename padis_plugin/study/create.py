@@ -31,13 +31,13 @@ WHITE_PERCENTILE = 99.5
 
 
 def recon_path(out, slice_id, label, acceleration, seed) -> Path:
-    """Where padis-bench saves a reconstruction (:func:`padis_plugin.bench_store.recon_path`; repeated here so
+    """Where padis-bench saves a reconstruction (:func:`padis_plugin.bench.store.recon_path`; repeated here so
     the study tool does not import torch; a test checks both agree)."""
     return Path(out) / "recons" / safe_name(slice_id) / f"{safe_name(label)}_R{float(acceleration):g}_seed{seed}.npy"
 
 
 def reference_path(out, slice_id) -> Path:
-    """Where padis-bench saves a slice's reference image (:func:`padis_plugin.bench_store.reference_path`)."""
+    """Where padis-bench saves a slice's reference image (:func:`padis_plugin.bench.store.reference_path`)."""
     return Path(out) / "recons" / safe_name(slice_id) / "reference.npy"
 
 
