@@ -25,6 +25,8 @@ SMOOTH = 1.0       # Gaussian smoothing (px) of the intensity before the mixture
 SD_MAX = 0.12      # largest component SD (intensity / brain's 99th percentile): a wide component would swallow
                    # the partial-volume tail and a neighbouring class (seen on this collection's T1 and T2 slices)
 NO_SIGNAL = 0.05   # below this (same units): no tissue signal; left out of the fit (and of skull-stripped heads)
+TRIM = 0.02        # brightest share left out of the fit: focal hyperintensities (MS lesions in FLAIR) would
+                   # otherwise take a component; those far from every component become outliers
 OUTLIER_Z = 4.0    # brain voxels this many SDs from every component: "other"
 RING = 0.03        # outer ring always left out of the brain, as a fraction of the head's radius
 BRIDGE = 0.05      # erosion radius that cuts the brain from the scalp, as a fraction of the head's radius
@@ -118,7 +120,8 @@ def tissue_fractions(image: np.ndarray, contrast: str, scalp: bool = True) -> np
     if np.count_nonzero(x > NO_SIGNAL) < 30:
         raise DataError(f"too few brain voxels ({np.count_nonzero(x > NO_SIGNAL)}) to segment")
     x = x / np.percentile(x, 99)
-    mu, sd, w = gmm_1d(x[x > NO_SIGNAL], INIT_QUANTILES[key])
+    fit = x[x > NO_SIGNAL]
+    mu, sd, w = gmm_1d(fit[fit <= np.quantile(fit, 1 - TRIM)], INIT_QUANTILES[key])
     z = np.abs(x[:, None] - mu) / sd
     logp = np.log(w) - np.log(sd) - 0.5 * z**2
     post = np.exp(logp - logp.max(1, keepdims=True))
