@@ -111,6 +111,21 @@ def test_make_problem_measures_the_stored_kspace(small_slice, acquisition):
     assert ((physics.A(x_ref) - y).norm() / y.norm()) < 1e-5  # fully sampled slice: A x_ref = y
 
 
+@pytest.mark.parametrize("acquisition", [CartesianLines(4, 8), PoissonDisc(4, 8)], ids=["cartesian", "poisson"])
+def test_problem_carries_what_reports_need(small_slice, acquisition):
+    """measure() -> Problem: the triple unpacks from it, its pattern is the mask, and the achieved R is
+    reported exactly where the acquisition only approximates the nominal one."""
+    problem = acquisition.measure(small_slice, 1)
+    y, physics, x_ref = problem
+    assert y is problem.y and physics is problem.physics and x_ref is problem.x_ref
+    mask = acquisition.sample(32, 1)
+    np.testing.assert_array_equal(problem.info.pattern, mask.numpy())
+    if acquisition.approximate_rate:
+        assert problem.info.achieved_R == pytest.approx(mask.numel() / float(mask.sum()))
+    else:
+        assert problem.info.achieved_R is None
+
+
 def test_step_drives_deepinv_physics_update(small_slice):
     """deepinv's pattern: the acquisition's step() parameters go into physics.update(**params)."""
     acquisition = PoissonDisc(4, 8)

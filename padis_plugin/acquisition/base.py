@@ -2,9 +2,10 @@
 
 As deepinv's ``PhysicsGenerator.step()`` feeds ``physics.update(**params)``, an :class:`Acquisition` draws the
 parameters of one scan (:meth:`~Acquisition.sample`: a mask, the same for the same seed) and :meth:`~Acquisition.
-measure` turns stored k-space and coil maps into ``(y, physics)``. Every kind so far samples the Cartesian grid,
-so y is the masked stored k-space; a non-Cartesian trajectory overrides :meth:`~Acquisition.measure` (its y is
-interpolated off the grid, its physics not a masked FFT) and the callers stay as they are.
+measure` turns a prepared item into the measurement :class:`~.problem.Problem` ``(y, physics, x_ref, info)``.
+Every kind so far samples the Cartesian grid, so y is the masked stored k-space; a non-Cartesian acquisition
+overrides :meth:`~Acquisition.measure` (its y is not on the grid, its physics not a masked FFT) and the callers
+(the benchmark, ``padis-recon``, the solvers) stay as they are: they read ``y``, ``physics`` and ``info``.
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from ..physics import build_physics, masked_kspace
+from ..physics import build_physics, image_channels, masked_kspace
+from .problem_types import Problem, ProblemInfo
 
 
 def achieved_acceleration(mask) -> float:
@@ -41,9 +43,14 @@ class Acquisition(ABC):
         """:meth:`sample` as the parameters of ``physics.update(**params)``: ``{"mask": (1, 1, H, W)}``."""
         return {"mask": self.sample(shape, seed)[None, None]}
 
-    def measure(self, kspace, coil_maps, seed: int = 0, device="cpu", name=None):
-        """``(y (1, 2, C, H, W), physics)`` of stored k-space (C, H, W) and coil maps under this scan's mask;
-        ``name`` labels mask errors (e.g. the slice)."""
-        mask, y = masked_kspace(kspace, self.sample(np.shape(kspace)[-2:], seed), name=name)
-        maps = torch.as_tensor(np.asarray(coil_maps, dtype=np.complex64))
-        return y.to(device), build_physics(maps, mask, device)
+    def measure(self, item, seed: int = 0, device="cpu") -> Problem:
+        """The problem of a prepared slice ``item`` (its k-space (C, H, W), coil maps and reference) scanned
+        with this acquisition's mask of ``seed``: ``y`` (1, 2, C, H, W), a ``MultiCoilMRI``, ``x_ref``
+        (1, 2, H, W), and ``info`` (the mask as the pattern; the achieved R where it only approximates R)."""
+        mask = self.sample(np.shape(item.kspace)[-2:], seed)
+        mask_t, y = masked_kspace(item.kspace, mask, name=f"slice {item.id}")
+        maps = torch.as_tensor(np.asarray(item.coil_maps, dtype=np.complex64))
+        info = ProblemInfo(pattern=np.asarray(mask, dtype=np.float32),
+                           achieved_R=achieved_acceleration(mask) if self.approximate_rate else None)
+        return Problem(y.to(device), build_physics(maps, mask_t, device), image_channels(item.reference).to(device),
+                       info)

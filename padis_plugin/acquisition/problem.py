@@ -1,4 +1,4 @@
-"""A prepared slice and an acquisition -> the inverse problem ``(y, physics, x_ref)`` every solver takes."""
+"""A prepared slice and an acquisition -> the measurement :class:`Problem` ``(y, physics, x_ref, info)``."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,17 +8,17 @@ from ..data.prepared import PreparedSlice
 from ..errors import DataError, where
 from ..physics import build_physics, image_channels, masked_kspace
 from .base import Acquisition
+from .problem_types import Problem
 from .stored import AcquiredMask, StoredMasks
 
 
-def make_problem(slc: PreparedSlice, acquisition: Acquisition, seed: int = 0, device="cpu"):
-    """``(y (1, 2, C, N, N), physics, x_ref (1, 2, N, N))``: slice ``slc`` scanned by ``acquisition`` with
-    mask seed ``seed``.
+def make_problem(slc: PreparedSlice, acquisition: Acquisition, seed: int = 0, device="cpu") -> Problem:
+    """The :class:`Problem` ``(y (1, 2, C, N, N), physics, x_ref (1, 2, N, N), info)`` of slice ``slc``
+    scanned by ``acquisition`` with mask seed ``seed``; it unpacks as ``y, physics, x_ref``.
 
     ``x_ref`` is the stored reference (for data acquired undersampled only the CG-SENSE image of what was
     acquired, not a ground truth)."""
-    y, physics = acquisition.measure(slc.kspace, slc.coil_maps, seed, device, name=f"slice {slc.id}")
-    return y, physics, image_channels(slc.reference).to(device)
+    return acquisition.measure(slc, seed, device)
 
 
 def slice_problem(slc: PreparedSlice, mask=None, device="cpu"):

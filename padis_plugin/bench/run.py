@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..acquisition import achieved_acceleration, make_problem
+from ..acquisition import make_problem
 from .masks import MaskBank
 from ..atomic import write_npy
 from .items import Item, generator_seed, item_key, plan, uncertainty_key, uncertainty_labels
@@ -190,11 +190,10 @@ def _run_slice(run: _Run, ds, sid, items: list[Item]) -> None:
             if not todo:
                 continue
             acquisition = run.masks.acquisition(r)
-            y, physics, x_ref = make_problem(slc, acquisition, seed, device=run.device)
+            problem = make_problem(slc, acquisition, seed, device=run.device)
             gseed = generator_seed(cfg.seed, sid, r, seed)
-            achieved = achieved_acceleration(run.masks(r, seed)) if acquisition.approximate_rate else None
             for it in todo:
-                run.finish(_solve(run, it, y, physics, x_ref, gseed, meta, achieved))
+                run.finish(_solve(run, it, *problem, gseed, meta, problem.info.achieved_R))
                 run.bar.update(1)
     reference = reference_path(run.store.dir, sid)
     if cfg.output.save_recons and not reference.is_file():
