@@ -151,22 +151,26 @@ def test_image_array_files(arrays, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- training
-def _cfg(path, kind="padis", steps=4, channels=C) -> TrainConfig:
+def _cfg(path, kind="padis", steps=4, channels=C, **run) -> TrainConfig:
     overrides = {"dropout": 0.1} if channels == 2 else {"dropout": 0.1, "image_channels": channels}
     return from_dict(TrainConfig, {
         "kind": kind, "model": {"name": f"{kind}-tiny", "overrides": overrides},
         "data": {"path": str(path), "num_slices": 4, "seed": 0},
         "patch": {"sizes": [8, 16], "probs": [0.5, 0.5], "batch": [8, 4]},
         "optim": {"lr": 2e-3, "warmup_steps": 2},
-        "run": {"steps": steps, "batch": 2, "checkpoint_every": 100, "progress": False, "seed": 3}}, source="<test>")
+        "run": {"steps": steps, "batch": 2, "checkpoint_every": 100, "progress": False, "seed": 3, **run}},
+        source="<test>")
 
 
 def test_ten_channel_padis_prior_trains_and_resumes_exactly(arrays, tmp_path):
     """4 steps in one go == 2 steps, then resumed to 4: the same tensor file, byte for byte (weights, EMA, Adam,
-    every random state; dropout on, so torch's global RNG is restored too)."""
+    every random state; dropout on, so torch's global RNG is restored too). The resumed run also draws 10-channel
+    previews, which leave the training streams alone."""
     train(_cfg(arrays, steps=4), tmp_path / "a")
-    train(_cfg(arrays, steps=2), tmp_path / "b")
-    train(_cfg(arrays, steps=4), tmp_path / "b", resume=True)
+    previews = dict(sample_every=1, sample_steps=2, sample_size=N)
+    train(_cfg(arrays, steps=2, **previews), tmp_path / "b")
+    train(_cfg(arrays, steps=4, **previews), tmp_path / "b", resume=True)
+    assert (tmp_path / "b" / "samples" / "step0000004.png").is_file()
     stem = "checkpoints/ckpt_step0000004"
     a, b = (tmp_path / run / f"{stem}.safetensors" for run in "ab")
     assert a.read_bytes() == b.read_bytes()
