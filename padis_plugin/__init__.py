@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 
 _PUBLIC = {
     "PaDISDenoiser": "padis_plugin.prior.denoiser", "EDMDenoiser": "padis_plugin.prior.denoiser",
-    "load_prior": "padis_plugin.prior.denoiser",
+    "load_prior": "padis_plugin.prior.families",
     "HFSDenoiser": "padis_plugin.prior.hfs", "PatchHFSDenoiser": "padis_plugin.prior.hfs",
     "HFSPC": "padis_plugin.solvers.hfs_pc",
     "VEDPS": "padis_plugin.solvers.dps", "PaDISDPS": "padis_plugin.solvers.dps", "EDMDPS": "padis_plugin.solvers.dps",

@@ -167,7 +167,7 @@ def test_training_lowers_the_loss(data_path, tmp_path):
 
 
 def test_checkpoint_is_exact_and_loads_as_a_prior(data_path, tmp_path):
-    from padis_plugin.prior.denoiser import EDMDenoiser, PaDISDenoiser, load_prior
+    from padis_plugin.prior import EDMDenoiser, PaDISDenoiser, load_prior
 
     for kind, cls in (("padis", PaDISDenoiser), ("edm", EDMDenoiser)):
         trainer = Trainer(_cfg(data_path, kind, steps=2), tmp_path / kind)

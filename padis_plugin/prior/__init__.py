@@ -2,8 +2,8 @@
 preconditioning, patch tiling, the high-frequency projector, denoisers and the family registry. Priors model C
 image channels, C even (2: one complex MRI image); :mod:`.channels` fixes their complex layout."""
 from padis_plugin.prior.channels import complex_to_real_channels, real_channels_to_complex
-from padis_plugin.prior.denoiser import EDMDenoiser, PaDISDenoiser, load_prior
-from padis_plugin.prior.families import FAMILIES, PriorFamily, get_family
+from padis_plugin.prior.denoiser import EDMDenoiser, PaDISDenoiser
+from padis_plugin.prior.families import FAMILIES, PriorFamily, get_family, load_prior
 from padis_plugin.prior.hfs import HFSDenoiser, PatchHFSDenoiser, high_pass, low_pass
 from padis_plugin.prior.network import MODEL_CONFIGS, build_unet, count_parameters
 from padis_plugin.prior.precond import EDMPrecond

@@ -367,11 +367,3 @@ class EDMDenoiser(Denoiser):
     def save_pretrained(self, stem, fp16: bool = False, extra_config: dict | None = None) -> Path:
         return save_checkpoint(stem, {"model": self.precond.unet.state_dict()},
                                {**self.config, **(extra_config or {})}, fp16=fp16)
-
-
-def load_prior(path_or_name, device=None, **overrides):
-    """Load a checkpoint as its family's denoiser class, chosen by its JSON's ``"kind"`` (see
-    :func:`padis_plugin.prior.families.load_prior`)."""
-    from .families import load_prior as load  # families.py imports this module
-
-    return load(path_or_name, device=device, **overrides)

@@ -113,7 +113,7 @@ class Trainer:
 
     # ---------------------------------------------------------------- checkpoints
     def checkpoint_config(self) -> dict:
-        """JSON part of a checkpoint: loadable by :func:`padis_plugin.prior.denoiser.load_prior`, plus provenance."""
+        """JSON part of a checkpoint: loadable by :func:`padis_plugin.prior.families.load_prior`, plus provenance."""
         cfg = self.cfg
         out = {"kind": cfg.kind, "model": self.model_config, "sigma_data": cfg.model.sigma_data}
         out.update(self.loss_fn.checkpoint_config())   # the family's denoiser settings
