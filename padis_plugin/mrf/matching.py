@@ -46,9 +46,10 @@ class MatchResult:
 def _pair_features(d: torch.Tensor):
     """(n, r^2) real features with |d^H w|^2 = phi(d) . psi(w) (psi: :func:`_voxel_features`).
 
-    |d^H w|^2 = sum_ij conj(d_i) d_j w_i conj(w_j) = sum_i |d_i|^2 |w_i|^2 + 2 sum_{i<j} Re(conj(d_i) d_j w_i conj(w_j)):
-    a linear form in the pairs, so one real matrix product (K = r^2, or r (r + 1) / 2 for real atoms) scores all
-    voxels against all atoms, with no complex arithmetic and no extra passes over the scores.
+    |d^H w|^2 = sum_ij conj(d_i) d_j w_i conj(w_j)
+              = sum_i |d_i|^2 |w_i|^2 + 2 sum_{i<j} Re(conj(d_i) d_j w_i conj(w_j)): a linear form in the pairs, so one real matrix product (K = r^2, or r (r + 1) / 2 for real atoms) scores all
+    voxels against all atoms, with no complex arithmetic and no extra passes over the scores. Scores are in
+    ``w``'s real precision: float32 for complex64 input, so near-ties within ~1e-6 (relative) may go either way.
     """
     i, j = torch.triu_indices(d.shape[1], d.shape[1], 1, device=d.device)
     p = d[:, i].conj() * d[:, j]
@@ -170,7 +171,7 @@ def match(dictionary, w, *, chunk: int = 512, coarse_to_fine: bool = False, top:
             index[v0:v0 + chunk] = _best(psi, phi_t)[:, 0] % n
     d = atoms[index]
     inner = (d.conj() * w).sum(-1)
-    return MatchResult(z=(inner[:, None] * d).reshape(*lead, -1),
+    return MatchResult(z=(inner[:, None] * d).reshape(*lead, dictionary.rank),
                        t1=dictionary.t1.to(dev, real)[index].reshape(lead),
                        t2=dictionary.t2.to(dev, real)[index].reshape(lead),
                        pd=(inner / dictionary.norms.to(dev, real)[index]).reshape(lead),
