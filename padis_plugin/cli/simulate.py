@@ -1,4 +1,5 @@
-"""``padis-simulate``: real magnitude slices -> simulated fastMRI-format multi-coil files (or raw .npy ingest)."""
+"""``padis-simulate``: real magnitude slices -> simulated fastMRI-format multi-coil files (or raw .npy ingest,
+or MR-fingerprinting data from quantitative maps)."""
 from __future__ import annotations
 
 import argparse
@@ -14,6 +15,7 @@ Examples:
   padis-simulate brain_T2.npy --out sim/ --subject sub01 --contrast T2 --readout-oversampling 2
   padis-simulate slices.h5 --out sim/ --matrix 384 --spacing-mm 0.6 --contrasts T1 FLAIR
   padis-simulate --raw-npy ksp.npy --out raw/ --patient-id p001 --acquisition AXT2 --axes coil,ky,kx
+  padis-simulate --mrf maps.npz --out mrf.h5 --matrix 128 --frames 200 --snr-db 40 --seed 0
 
 SNR: 20*log10(mean |coil image| over the object / complex noise std), on the noiseless coil images.
 Output: <OUT>/<subject>_<contrast>.h5, one volume per subject and contrast; patient_id = subject without
@@ -23,6 +25,12 @@ Raw k-space: padis-simulate --raw-npy ksp.npy --out DIR [--patient-id ID] [--acq
 [--axes coil,ky,kx] converts already acquired (possibly undersampled) k-space instead of simulating:
 H = readout (kx), W = phase encode (ky); the sampling pattern is stored and the zero-filled RSS target is
 marked as not ground truth.
+
+MR fingerprinting: padis-simulate --mrf MAPS.npz --out FILE.h5 (or --mrf-phantom: one analytic phantom)
+simulates single-coil spiral IR-FISP data of each map (keys t1, t2 in seconds, pd, optional mask; (N, H, W) or
+(H, W)), resampled to --matrix (default 128), item ids <file stem>:<index>. Fingerprints are simulated at each
+voxel's own T1 / T2 and compressed to the --rank subspace of a dictionary of about --atoms (T1, T2) pairs; the
+k-space is stored unweighted. MRF SNR: 20*log10(RMS of the noiseless k-space / complex noise std).
 """
 
 
@@ -37,20 +45,29 @@ def _matrix(text: str):
     return values[0] if len(values) == 1 else tuple(values)
 
 
+# MRFSetup fields as options (matrix and snr_db are shared with the multi-coil simulation)
+_MRF_OPTIONS = (("frames", 200, int, "MRF: time frames (TRs of the Jiang IR-FISP train)"),
+                ("samples", 512, int, "MRF: spiral samples per frame"),
+                ("interleaves", 200, int, "MRF: spiral rotations in one cycle"),
+                ("rank", 5, int, "MRF: subspace rank"),
+                ("atoms", 10000, int, "MRF: about this many (T1, T2) dictionary atoms"),
+                ("density-power", 2.0, float, "MRF: variable-density power of the spiral"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="padis-simulate", description=doc_summary(__doc__), epilog=_EPILOG,
                       formatter_class=HelpFormatter)
     p.add_argument("src", nargs="?", help="HDF5 with a slices/ group, one HDF5 dataset or a .npy (S,H,W) stack "
-                                          "(default: none; required unless --raw-npy)")
-    p.add_argument("--out", required=True, help="output folder (required)")
+                                          "(default: none; required unless --raw-npy or --mrf)")
+    p.add_argument("--out", required=True, help="output folder; with --mrf an .h5 file (required)")
     p.add_argument("--overwrite", action="store_true",
                    help="write into an --out folder that already holds .h5 files, replacing those of the same "
                         "name (default: refuse)")
     p.add_argument("--coils", type=int, default=8, help="simulated receive coils (default: %(default)s)")
-    p.add_argument("--snr-db", type=float, default=30.0,
-                   help="SNR in dB as defined below; inf: noiseless (default: %(default)s)")
+    p.add_argument("--snr-db", type=float, default=None,
+                   help="SNR in dB as defined below; inf: noiseless (default: 30, with --mrf 40)")
     p.add_argument("--matrix", type=_matrix, default=None, metavar="N|HxW",
-                   help="resize images to N or HxW first (default: keep each image's size)")
+                   help="resize images to N or HxW first (default: keep each image's size; with --mrf 128)")
     p.add_argument("--spacing-mm", type=float, default=None,
                    help="resample every slice to this pixel size (from its pixel_spacing_mm attribute), then "
                         "centre pad/crop to --matrix: one field of view for all slices (default: off, "
@@ -76,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     raw.add_argument("--patient-id", default=None, help="patient id (default: file stem)")
     raw.add_argument("--acquisition", default="AXT1",
                      help="acquisition attribute, e.g. AXT1, AXT2, AXFLAIR (default: %(default)s)")
+    mrf = p.add_argument_group("MR fingerprinting (instead of multi-coil simulation; --out is then a file)")
+    mrf.add_argument("--mrf", default=None, metavar="MAPS.npz",
+                     help="quantitative maps to simulate MRF data of (default: none)")
+    mrf.add_argument("--mrf-phantom", action="store_true", help="simulate one analytic phantom instead of --mrf")
+    for name, default, kind, text in _MRF_OPTIONS:
+        mrf.add_argument(f"--{name}", type=kind, default=default, help=f"{text} (default: %(default)s)")
     return p
 
 
@@ -97,7 +120,36 @@ def _check_out(args) -> None:
     clean_stale_temps(out, min_age_s=600.0)
 
 
+def _run_mrf(args) -> int:
+    from ..data.simulate import slice_seed
+    from ..mrf.simulate import MRFSetup, simulate_mrf_file
+    from ._common import check_output_file
+
+    out = check_output_file(args.out, args.overwrite)
+    matrix = 128 if args.matrix is None else args.matrix
+    if not isinstance(matrix, int):
+        raise ConfigError(f"--mrf needs a square --matrix N, got {'x'.join(map(str, matrix))}")
+    setup = MRFSetup(matrix=matrix, frames=args.frames, samples=args.samples, interleaves=args.interleaves,
+                     rank=args.rank, atoms=args.atoms, density_power=args.density_power,
+                     snr_db=40.0 if args.snr_db is None else args.snr_db)
+    if args.mrf_phantom:
+        from ..mrf.phantom import mrf_phantom
+
+        stem, maps = "phantom", [mrf_phantom(matrix, seed=args.seed)]
+    else:
+        from ..mrf.maps import load_maps_npz
+
+        stem, maps = Path(args.mrf).stem, load_maps_npz(args.mrf, matrix)
+    entries = [(f"{stem}:{i}", stem, "", m, slice_seed(args.seed, f"{stem}:{i}")) for i, m in enumerate(maps)]
+    simulate_mrf_file(out, setup, entries, total=len(entries), progress=not args.no_progress)
+    print(f"{out}: {len(entries)} MRF item(s), {matrix} x {matrix}, {setup.frames} frames x {setup.samples} "
+          f"samples, SNR {setup.snr_db:g} dB")
+    return 0
+
+
 def _run(args) -> int:
+    if args.mrf is not None or args.mrf_phantom:
+        return _run_mrf(args)
     _check_out(args)
     if args.raw_npy is not None:
         from ..data.raw_ingest import ingest_npy_kspace
@@ -110,7 +162,8 @@ def _run(args) -> int:
         from ..data.simulate import simulate_files
 
         paths = simulate_files(
-            args.src, args.out, coils=args.coils, snr_db=args.snr_db, matrix=args.matrix, seed=args.seed,
+            args.src, args.out, coils=args.coils, snr_db=30.0 if args.snr_db is None else args.snr_db,
+            matrix=args.matrix, seed=args.seed,
             subjects=args.subjects, contrasts=args.contrasts, progress=not args.no_progress,
             readout_oversampling=args.readout_oversampling, noise_correlation=args.noise_correlation,
             subject=args.subject, contrast=args.contrast, dataset=args.dataset, spacing_mm=args.spacing_mm)
@@ -122,8 +175,9 @@ def _run(args) -> int:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if (args.src is None) == (args.raw_npy is None):
-        parser.error("give either SRC (simulate) or --raw-npy FILE (ingest), not both or neither")
+    modes = [args.src is not None, args.raw_npy is not None, args.mrf is not None, args.mrf_phantom]
+    if sum(modes) != 1:
+        parser.error("give one of SRC (simulate), --raw-npy FILE (ingest), --mrf MAPS.npz or --mrf-phantom (MRF)")
     if args.coils < 1:
         parser.error("--coils must be >= 1")
     if not 0.0 <= args.noise_correlation < 1.0:
