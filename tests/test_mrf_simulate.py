@@ -206,3 +206,46 @@ def test_cli_mrf_end_to_end_and_bad_maps(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["--mrf-phantom", "--mrf", str(tmp_path / "maps.npz"), "--out", str(tmp_path / "x.h5")])
     assert e.value.code == 2
+
+
+def test_make_mrf_data_script_on_the_bundled_slices(tmp_path, capsys):
+    """scripts/make_mrf_data.py: val / test MRF files and a training file padis-train reads, each training TSMI
+    scaled to a 99th-percentile voxel norm of 1 (the scale stored)."""
+    import importlib.util
+    from pathlib import Path
+
+    from padis_plugin.data.bundled import bundled_path
+    from padis_plugin.data.simulate import slice_seed
+    from padis_plugin.mrf.maps import maps_for_split
+    from padis_plugin.prior.channels import real_channels_to_complex
+    from padis_plugin.train.data import load_training_images
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "make_mrf_data.py"
+    spec = importlib.util.spec_from_file_location("make_mrf_data", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    src = bundled_path("brain_demo_slices.h5")
+    (tmp_path / "split.yaml").write_text("train_pool: [patient12]\nval: [sub-29]\ntest: [sub-30]\n")
+    out = tmp_path / "out"
+    argv = ["--source", src, "--split", tmp_path / "split.yaml", "--out", out, "--matrix", 32, "--frames", 24,
+            "--samples", 64, "--interleaves", 24, "--atoms", 400, "--no-progress"]
+    assert module.main([str(a) for a in argv]) == 0
+    assert capsys.readouterr().out.count("per slice") == 3
+    val = MRFFile(out / "val.h5")
+    assert len(val.ids) == 1 and val.meta(val.ids[0])["patient"] == "sub-29"
+    assert val.meta(val.ids[0])["seed"] == slice_seed(0, val.ids[0]) and val.meta(val.ids[0])["contrast"] == "T1w"
+    assert MRFFile(out / "test.h5").meta(MRFFile(out / "test.h5").ids[0])["patient"] == "sub-30"
+    train = load_training_images(out / "train_tsmi.npz")
+    assert train.images.shape == (3, 10, 32, 32) and train.patients == ["patient12"]
+    with np.load(out / "train_tsmi.npz", allow_pickle=False) as z:
+        scale = z["scale"]
+    x = real_channels_to_complex(train.images)
+    setup = MRFSetup(matrix=32, frames=24, samples=64, interleaves=24, atoms=400)
+    basis = MRFFile(out / "val.h5").dictionary().basis
+    for k, (item_id, _, maps) in enumerate(maps_for_split(src, tmp_path / "split.yaml", "train_pool", size=32)):
+        assert item_id == train.ids[k]
+        norms = x[k].abs().square().sum(0).sqrt()[torch.from_numpy(maps.mask)]
+        assert float(np.percentile(norms.numpy(), 99)) == pytest.approx(1.0, rel=1e-5)
+        torch.testing.assert_close(x[k] * float(scale[k]), reference_tsmi(maps, setup.sequence(), basis),
+                                   rtol=1e-4, atol=1e-6)
+    assert module.main([str(a) for a in argv]) == 2                   # no silent overwrite
