@@ -32,8 +32,9 @@ from padis_plugin.cli._common import check_output_file, run_cli
 from padis_plugin.data.simulate import slice_seed
 from padis_plugin.errors import DataError, where
 from padis_plugin.mrf.dictionary import MRFDictionary, tissue_grid
+from padis_plugin.mrf.files import simulate_mrf_file
 from padis_plugin.mrf.maps import maps_for_split
-from padis_plugin.mrf.simulate import MRFSetup, reference_tsmi, simulate_mrf_file
+from padis_plugin.mrf.simulate import MRFSetup, reference_tsmi
 from padis_plugin.prior.channels import complex_to_real_channels
 from padis_plugin.progress import progress_bar
 from padis_plugin.train.image_arrays import read_image_arrays

@@ -13,11 +13,11 @@ from padis_plugin.cli.simulate import main
 from padis_plugin.errors import ConfigError, DataError
 from padis_plugin.mrf.dictionary import MRFDictionary, match_image, tissue_grid
 from padis_plugin.mrf.epg import simulate_fisp
-from padis_plugin.mrf.files import FORMAT, MRFFile, write_mrf_file
+from padis_plugin.mrf.files import MRFFile, simulate_mrf_file, write_mrf_file
 from padis_plugin.mrf.maps import save_maps_npz
 from padis_plugin.mrf.phantom import mrf_phantom
 from padis_plugin.mrf.sequence import jiang_fisp
-from padis_plugin.mrf.simulate import MRFSetup, reference_tsmi, simulate_item, simulate_mrf_file
+from padis_plugin.mrf.simulate import MRFSetup, reference_tsmi, simulate_item
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

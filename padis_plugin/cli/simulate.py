@@ -122,7 +122,8 @@ def _check_out(args) -> None:
 
 def _run_mrf(args) -> int:
     from ..data.simulate import slice_seed
-    from ..mrf.simulate import MRFSetup, simulate_mrf_file
+    from ..mrf.files import simulate_mrf_file
+    from ..mrf.simulate import MRFSetup
     from ._common import check_output_file
 
     out = check_output_file(args.out, args.overwrite)

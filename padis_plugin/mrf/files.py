@@ -11,8 +11,9 @@ Layout::
     /items/<id>/t1, t2   (H, W) float32 seconds;  pd (H, W) complex64;  mask (H, W) bool;  tissue (H, W) uint8
                          (optional); attrs patient, contrast, seed
 
-:class:`MRFFile` reads it back as measurement problems: ``y = physics.weight(kspace)`` with the operator of
-:class:`.physics.MRFPhysics` on the setup's dictionary subspace, and the reference TSMI recomputed from the maps.
+:func:`write_mrf_file` writes one (:func:`simulate_mrf_file` simulates the k-space first). :class:`MRFFile` reads
+it back as measurement problems: ``y = physics.weight(kspace)`` with the operator of :class:`.physics.MRFPhysics`
+on the setup's dictionary subspace, and the reference TSMI recomputed from the maps.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from ..errors import ConfigError, DataError, where
 from ..progress import progress_bar
 from .maps import QuantitativeMaps
 from .sequence import FISPSequence
-from .simulate import MRFSetup, reference_tsmi
+from .simulate import MRFSetup, item_generator, reference_tsmi, simulate_item
 from .spiral import MRFTrajectory
 
 FORMAT = "padis-mrf-1"
@@ -88,6 +89,26 @@ def write_mrf_file(path, setup: MRFSetup, sequence: FISPSequence, trajectory: MR
         if not len(group):
             raise DataError(where(path, "no items to write"))
     return path
+
+
+def simulate_mrf_file(path, setup: MRFSetup, entries, *, total: int | None = None, cache_dir=None,
+                      progress: bool = True, device=None):
+    """Simulate and write a ``padis-mrf-1`` file of ``entries`` = iterable of
+    (id, patient, contrast, maps, seed): each item's noise from :func:`item_generator` (``seed``), on the subspace
+    of the setup's dictionary (built, or read from ``cache_dir``). Returns the path."""
+    from .dictionary import MRFDictionary, tissue_grid
+
+    sequence, trajectory = setup.sequence(), setup.trajectory()
+    basis = MRFDictionary.cached(sequence, setup.rank, tissue_grid(target_atoms=setup.atoms), cache_dir).basis
+    basis = basis.to(device) if device is not None else basis
+
+    def items():
+        for item_id, patient, contrast, maps, seed in entries:
+            kspace, _ = simulate_item(maps, sequence, basis, trajectory, setup.snr_db,
+                                      item_generator(seed, basis.device))
+            yield item_id, patient, contrast, maps, kspace, seed
+
+    return write_mrf_file(path, setup, sequence, trajectory, items(), basis=basis, total=total, progress=progress)
 
 
 class MRFFile:
@@ -172,6 +193,8 @@ class MRFFile:
 
     def _item(self, f, item_id) -> dict:
         hw = (self.setup.matrix,) * 2
+        if not isinstance(f["items"][item_id], h5py.Group):
+            raise DataError(where(self.path, f"items/{item_id} is not a group"))
         self._dataset(f, f"items/{item_id}/kspace", (1, self.setup.frames, self.setup.samples))
         for key in _MAPS + (("tissue",) if "tissue" in f[f"items/{item_id}"] else ()):
             self._dataset(f, f"items/{item_id}/{key}", hw)

@@ -158,23 +158,3 @@ def item_generator(seed: int, device=None) -> torch.Generator:
     """torch generator of one item's noise, seeded with ``seed`` (an integer in [0, 2^64))."""
     return torch.Generator(device=device or "cpu").manual_seed(int(seed))
 
-
-def simulate_mrf_file(path, setup: MRFSetup, entries, *, total: int | None = None, cache_dir=None,
-                      progress: bool = True, device=None):
-    """Simulate and write a ``padis-mrf-1`` file (:mod:`.files`) of ``entries`` = iterable of
-    (id, patient, contrast, maps, seed): each item's noise from :func:`item_generator` (``seed``), on the subspace
-    of the setup's dictionary (built, or read from ``cache_dir``). Returns the path."""
-    from .dictionary import MRFDictionary, tissue_grid
-    from .files import write_mrf_file
-
-    sequence, trajectory = setup.sequence(), setup.trajectory()
-    basis = MRFDictionary.cached(sequence, setup.rank, tissue_grid(target_atoms=setup.atoms), cache_dir).basis
-    basis = basis.to(device) if device is not None else basis
-
-    def items():
-        for item_id, patient, contrast, maps, seed in entries:
-            kspace, _ = simulate_item(maps, sequence, basis, trajectory, setup.snr_db,
-                                      item_generator(seed, basis.device))
-            yield item_id, patient, contrast, maps, kspace, seed
-
-    return write_mrf_file(path, setup, sequence, trajectory, items(), basis=basis, total=total, progress=progress)
