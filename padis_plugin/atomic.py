@@ -166,6 +166,13 @@ def write_npy(path, array) -> None:
         save_npy(tmp, array)
 
 
+def write_npz(path, **arrays) -> None:
+    """Arrays as one ``.npz`` at exactly ``path``, atomically (``np.savez`` given a name would append ".npz")."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
 def _to_builtin(obj):
     """JSON fallback for numpy scalars/arrays and paths."""
     if hasattr(obj, "tolist"):

@@ -6,6 +6,8 @@ defaults (7x7 uniform window); NRMSE = ||ref - rec||_2 / ||ref||_2. No crop unle
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from scipy.ndimage import binary_fill_holes
@@ -89,3 +91,49 @@ def pixelwise_std(recons) -> np.ndarray:
         raise DataError(f"recons must be (K, H, W), got shape {recons.shape}")
     recons = recons.astype(np.complex128)
     return np.sqrt(np.mean(np.abs(recons - recons.mean(axis=0)) ** 2, axis=0))
+
+
+# ------------------------------------------------------------------------------------------ metric table
+@dataclass(frozen=True)
+class Metric:
+    """How a metric is reported: its column title, decimals and which way is better."""
+
+    title: str
+    digits: int
+    higher_is_better: bool
+
+
+#: Every metric a benchmark records, by its ``results.json`` key (tables, pairs and the study read it from here).
+METRICS = {
+    "psnr": Metric("PSNR (dB)", 2, True),
+    "ssim": Metric("SSIM", 3, True),
+    "nrmse": Metric("NRMSE", 3, False),
+    "mape_t1": Metric("T1 MAPE (%)", 1, False),
+    "mape_t2": Metric("T2 MAPE (%)", 1, False),
+    "mape_t1_wm": Metric("T1 MAPE WM (%)", 1, False),
+    "mape_t2_wm": Metric("T2 MAPE WM (%)", 1, False),
+    "mape_t1_gm": Metric("T1 MAPE GM (%)", 1, False),
+    "mape_t2_gm": Metric("T2 MAPE GM (%)", 1, False),
+    "tsmi_nrmse": Metric("TSMI NRMSE", 3, False),
+    "kspace_nrmse": Metric("k-space NRMSE", 3, False),
+}
+IMAGE_METRICS = ("psnr", "ssim", "nrmse")       # the metrics of a reconstructed image (task ``slice``)
+MRF_METRICS = ("mape_t1", "mape_t2", "mape_t1_wm", "mape_t2_wm", "mape_t1_gm", "mape_t2_gm", "tsmi_nrmse",
+               "kspace_nrmse")                  # the metrics of quantitative maps (task ``mrf``)
+
+
+def mape(estimate, reference, mask) -> float:
+    """Mean absolute percentage error of ``estimate`` against ``reference`` inside ``mask`` (NaN if empty)."""
+    e, r, m = (np.asarray(a) for a in (estimate, reference, mask))
+    m = m.astype(bool) & (r != 0)
+    return float(np.mean(np.abs(e[m] - r[m]) / np.abs(r[m])) * 100.0) if m.any() else float("nan")
+
+
+def map_metrics(t1, t2, ref_t1, ref_t2, mask, wm=None, gm=None) -> dict[str, float]:
+    """T1 / T2 MAPE (%) in the tissue ``mask`` and, where given, in the white- and grey-matter masks."""
+    out = {"mape_t1": mape(t1, ref_t1, mask), "mape_t2": mape(t2, ref_t2, mask)}
+    for name, region in (("wm", wm), ("gm", gm)):
+        inside = None if region is None else np.asarray(region, bool) & np.asarray(mask, bool)
+        out[f"mape_t1_{name}"] = float("nan") if inside is None else mape(t1, ref_t1, inside)
+        out[f"mape_t2_{name}"] = float("nan") if inside is None else mape(t2, ref_t2, inside)
+    return out

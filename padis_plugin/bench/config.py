@@ -12,6 +12,7 @@ from ..errors import ConfigError, where
 
 MAX_R = 16.0
 MASK_KINDS = ("cartesian", "poisson")  # padis_plugin.acquisition.KINDS
+TASKS = ("slice", "mrf")  # what an item is: a reconstructed image, or quantitative MRF maps
 
 
 @dataclass
@@ -129,6 +130,14 @@ class UncertaintyConfig:
         elif self.enabled and len(self.seed_list) < 2:
             bad.add("seeds", ": a standard deviation needs >= 2 masks")
         _check_crop(bad, self.crop)
+        if self.task not in TASKS:
+            bad.add("task", f": unknown task {self.task!r} (known: {', '.join(TASKS)})")
+        if self.task == "mrf":
+            if self.masks != MaskConfig():
+                bad.add("masks", ": an mrf task measures what its file holds (the spiral of padis-simulate --mrf); "
+                                 "remove the masks section")
+            if self.crop is not None or self.uncertainty.enabled:
+                bad.add("task", ": 'crop' and 'uncertainty' apply to the slice task only")
         bad.raise_any()
 
 
@@ -165,6 +174,9 @@ class BenchConfig:
     """A benchmark: solvers x slices x accelerations x mask seeds -> metrics, tables, figures."""
 
     name: str = "bench"
+    # slice: images from a prepared MRI file (PSNR / SSIM / NRMSE); mrf: quantitative maps from an MR-fingerprinting
+    # file of padis-simulate --mrf (T1 / T2 errors), whose acquisition is the file's own (no masks section)
+    task: str = field(default="slice", metadata={"omit_default": True})
     seed: int = 0                         # global seed of every solver's torch.Generator
     device: str = "auto"                  # auto | cpu | cuda | cuda:K (auto: cuda:LOCAL_RANK if available)
     data: DataConfig = field(default_factory=DataConfig)
@@ -197,6 +209,14 @@ class BenchConfig:
             if label not in known:
                 bad.add("uncertainty.solvers", f": unknown solver label '{label}'")
         _check_crop(bad, self.crop)
+        if self.task not in TASKS:
+            bad.add("task", f": unknown task {self.task!r} (known: {', '.join(TASKS)})")
+        if self.task == "mrf":
+            if self.masks != MaskConfig():
+                bad.add("masks", ": an mrf task measures what its file holds (the spiral of padis-simulate --mrf); "
+                                 "remove the masks section")
+            if self.crop is not None or self.uncertainty.enabled:
+                bad.add("task", ": 'crop' and 'uncertainty' apply to the slice task only")
         bad.raise_any()
 
     @property

@@ -49,6 +49,40 @@ def slice_figure(path, reference, panels, title="", mask=None, error_scale=0.25)
     _save(fig, Path(path))
 
 
+def mrf_figure(path, reference, panels, title=""):
+    """Quantitative maps: one row per map (T1, T2, |PD|) and, below each, its |error| against the reference;
+    the reference in the first column, then each solver (its T1 / T2 MAPE in the title). One shared scale per
+    map and per error row.
+
+    :param reference: the reference maps (``t1``, ``t2`` seconds, ``pd`` complex, ``mask``).
+    :param panels: list of (label, dict of ``t1`` / ``t2`` / ``pd`` arrays, record with ``mape_t1`` / ``mape_t2``).
+    """
+    mask = np.asarray(reference.mask, bool)
+    rows = (("t1", "T1 (s)", np.asarray(reference.t1)), ("t2", "T2 (s)", np.asarray(reference.t2)),
+            ("pd", "|PD|", np.abs(np.asarray(reference.pd))))
+    n = 1 + len(panels)
+    fig, axes = plt.subplots(2 * len(rows), n, figsize=(2.2 * n, 2.2 * 2 * len(rows)), squeeze=False)
+    for r, (key, name, ref) in enumerate(rows):
+        vmax = float(np.percentile(ref[mask], 99)) if mask.any() else float(ref.max() or 1.0)
+        axes[2 * r, 0].imshow(np.where(mask, ref, 0), cmap="magma" if key != "pd" else "gray", vmin=0, vmax=vmax)
+        axes[2 * r, 0].set_title(f"reference {name}", fontsize=7)
+        for j, (label, maps, rec) in enumerate(panels, start=1):
+            est = np.abs(np.asarray(maps[key])) if key == "pd" else np.asarray(maps[key])
+            axes[2 * r, j].imshow(np.where(mask, est, 0), cmap="magma" if key != "pd" else "gray", vmin=0,
+                                  vmax=vmax)
+            axes[2 * r, j].set_title(f"{label}\nT1 {rec['mape_t1']:.1f}%, T2 {rec['mape_t2']:.1f}%"
+                                     if r == 0 else label, fontsize=7)
+            im = axes[2 * r + 1, j].imshow(np.where(mask, np.abs(est - ref), 0), cmap="inferno", vmin=0,
+                                           vmax=0.5 * vmax)
+            axes[2 * r + 1, j].set_title(f"|error| {name} (0-{0.5 * vmax:.2g})", fontsize=7)
+        if panels:
+            fig.colorbar(im, ax=axes[2 * r + 1, -1], fraction=0.046, pad=0.02)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    fig.suptitle(title, fontsize=9)
+    _save(fig, Path(path))
+
+
 def unreferenced_figure(path, panels, mask, title="", vmax=None, mask_label="mask"):
     """For data without a reference (acquired undersampled): the sampling mask, then ``|image|`` of each panel
     on one grey scale; no error maps, no metrics.

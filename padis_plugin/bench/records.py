@@ -89,10 +89,48 @@ class UncertaintyRecord(_Row):
         return uncertainty_key(self.id, self.solver, self.R)
 
 
-_KINDS = {cls.kind: cls for cls in (Record, UncertaintyRecord)}
+@dataclass(frozen=True)
+class MRFRecord(_Row):
+    """One finished MR-fingerprinting item (slice, solver): map errors (``METRICS`` of the ``mrf`` task),
+    timing and provenance."""
+
+    id: str
+    contrast: str
+    patient: str | None
+    solver: str
+    name: str
+    generator_seed: int
+    mape_t1: float
+    mape_t2: float
+    mape_t1_wm: float
+    mape_t2_wm: float
+    mape_t1_gm: float
+    mape_t2_gm: float
+    tsmi_nrmse: float
+    kspace_nrmse: float
+    seconds: float
+    nfe: int | None
+    reused_from: str | None = None
+
+    kind: ClassVar[str] = "mrf"
+
+    @property
+    def key(self) -> str:
+        return mrf_key(self.id, self.solver)
+
+    def relabelled(self, label: str, training_size: int | None, folder: str) -> "MRFRecord":
+        return dataclasses.replace(self, solver=label, reused_from=folder)
 
 
-def from_json(obj: dict, source=None) -> Record | UncertaintyRecord:
+def mrf_key(slice_id: str, label: str) -> str:
+    """The key of an MR-fingerprinting item: one per (slice, solver)."""
+    return f"mrf|{slice_id}|{label}"
+
+
+_KINDS = {cls.kind: cls for cls in (Record, UncertaintyRecord, MRFRecord)}
+
+
+def from_json(obj: dict, source=None) -> Record | UncertaintyRecord | MRFRecord:
     """The record of a partial-file line (its ``kind`` chooses the class); DataError naming ``source``
     when the line is no record of this format."""
     cls = _KINDS.get(obj.get("kind"))

@@ -7,9 +7,9 @@ from collections import defaultdict
 
 import numpy as np
 
-from ..metrics import paired_difference
+from ..metrics import IMAGE_METRICS, paired_difference
 
-METRICS = ("psnr", "ssim", "nrmse")
+METRICS = IMAGE_METRICS
 ALL = "all"
 
 

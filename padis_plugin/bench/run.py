@@ -108,6 +108,9 @@ def run_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=None)
     Everything that can be checked is checked before the first file is written: config, R range, solver
     names and parameters, dataset, masks against the k-space grid, the output folder's previous config.
     """
+    if cfg.task == "mrf":
+        from .mrf_run import run_mrf_benchmark  # quantitative maps: its own items, records and tables
+        return run_mrf_benchmark(cfg, overwrite, progress, source)
     rank, world, local_rank, created = join_ranks()
     store, lock, fresh = ResultStore(cfg.output_dir, rank), None, False
     try:
