@@ -6,7 +6,7 @@ import inspect
 import pytest
 
 from padis_plugin.solvers import registry
-from padis_plugin.bench.run import build_solvers
+from padis_plugin.bench.build import build_solvers
 from padis_plugin.cli.bench import main
 from padis_plugin.bench.config import BenchConfig
 from padis_plugin.config import from_dict

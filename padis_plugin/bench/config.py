@@ -130,14 +130,6 @@ class UncertaintyConfig:
         elif self.enabled and len(self.seed_list) < 2:
             bad.add("seeds", ": a standard deviation needs >= 2 masks")
         _check_crop(bad, self.crop)
-        if self.task not in TASKS:
-            bad.add("task", f": unknown task {self.task!r} (known: {', '.join(TASKS)})")
-        if self.task == "mrf":
-            if self.masks != MaskConfig():
-                bad.add("masks", ": an mrf task measures what its file holds (the spiral of padis-simulate --mrf); "
-                                 "remove the masks section")
-            if self.crop is not None or self.uncertainty.enabled:
-                bad.add("task", ": 'crop' and 'uncertainty' apply to the slice task only")
         bad.raise_any()
 
 

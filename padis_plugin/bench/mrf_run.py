@@ -21,6 +21,7 @@ from ..progress import progress_bar
 from ..solvers.contract import call_solver, solver_nfe
 from ..timing import sync
 from . import figures
+from .build import build_solvers
 from .config import BenchConfig
 from .items import config_hash, generator_seed
 from .records import MRFRecord, mrf_key
@@ -42,8 +43,6 @@ def open_mrf_file(cfg: BenchConfig):
 
 def run_mrf_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=None) -> dict:
     """Run (or resume) an ``mrf`` benchmark; returns the results dict (also written as results.json)."""
-    from .run import build_solvers
-
     device = resolve_device(cfg.device, 0)
     f, ids = open_mrf_file(cfg)
     solvers = build_solvers(cfg, device, source)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..acquisition import make_problem
+from .build import build_solvers
 from .masks import MaskBank
 from ..atomic import write_npy
 from .items import Item, generator_seed, item_key, plan, uncertainty_key, uncertainty_labels
@@ -29,10 +30,10 @@ from .records import Record, UncertaintyRecord
 from .runtime import barrier, environment, join_ranks, leave_ranks, resolve_device
 from .store import ResultStore, reference_path
 from .config import BenchConfig
-from ..config import Problems, apply_overrides, config_error, from_dict, load_yaml, problems_of
+from ..config import apply_overrides, config_error, from_dict, load_yaml, problems_of
 from ..data.prepared import PreparedDataset
 from ..data.source import prepared_path
-from ..errors import ConfigError, DataError, ParamsError, where
+from ..errors import ConfigError, DataError, where
 from ..metrics import brain_mask, center_crop, image_metrics, pixelwise_std, to_complex_numpy
 from ..solvers.contract import call_solver, solver_nfe
 from ..timing import sync
@@ -68,26 +69,6 @@ def open_dataset(cfg: BenchConfig, path) -> PreparedDataset:
 
 
 # ------------------------------------------------------------------------------------------- run
-def build_solvers(cfg: BenchConfig, device, source=None) -> dict:
-    """label -> solver; unknown names and parameters of every entry raise one ConfigError naming the keys."""
-    from ..solvers.registry import available_solvers, available_text, build_solver
-    names = available_solvers()
-    solvers, bad = {}, Problems(source)
-    for i, entry in enumerate(cfg.solvers):
-        if entry.name not in names:
-            bad.add(f"solvers.{i}.name", f": unknown solver '{entry.name}' ({available_text()})")
-            continue
-        try:
-            solvers[entry.display] = build_solver(entry.name, dict(entry.params), device, source,
-                                                  prefix=f"solvers.{i}.params")
-        except ParamsError as exc:  # each problem already names the file and the dotted key
-            bad.extend(problems_of(exc))
-        except ConfigError as exc:
-            bad.add(f"solvers.{i}", f"({entry.display}): {exc}")
-    bad.raise_any()
-    return solvers
-
-
 def masks_and_solvers(cfg: BenchConfig, shape, device, source=None):
     """(:class:`MaskBank`, solvers), the problems of both raised together: a mask problem must not hide a
     solver one (the user would fix one, rerun, and only then see the next)."""

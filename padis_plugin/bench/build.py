@@ -1,0 +1,26 @@
+"""The solvers of a benchmark config, built by name with every entry's problems reported together."""
+from __future__ import annotations
+
+from ..config import Problems, problems_of
+from ..errors import ConfigError, ParamsError
+from .config import BenchConfig
+
+
+def build_solvers(cfg: BenchConfig, device, source=None) -> dict:
+    """label -> solver; unknown names and parameters of every entry raise one ConfigError naming the keys."""
+    from ..solvers.registry import available_solvers, available_text, build_solver
+    names = available_solvers()
+    solvers, bad = {}, Problems(source)
+    for i, entry in enumerate(cfg.solvers):
+        if entry.name not in names:
+            bad.add(f"solvers.{i}.name", f": unknown solver '{entry.name}' ({available_text()})")
+            continue
+        try:
+            solvers[entry.display] = build_solver(entry.name, dict(entry.params), device, source,
+                                                  prefix=f"solvers.{i}.params")
+        except ParamsError as exc:  # each problem already names the file and the dotted key
+            bad.extend(problems_of(exc))
+        except ConfigError as exc:
+            bad.add(f"solvers.{i}", f"({entry.display}): {exc}")
+    bad.raise_any()
+    return solvers
