@@ -1,9 +1,10 @@
 """Parts every diffusion sampler shares: the noise schedule (given or built), input guards, the network-call
-count and the warm start. A sampler is a :class:`deepinv.models.Reconstructor` called as
+count, the warm start and the per-step callback. A sampler is a :class:`deepinv.models.Reconstructor` called as
 ``sampler(y, physics, generator=None, x_init=None)``; after a call ``nfe`` holds its number of network calls."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from deepinv.models import Reconstructor
@@ -43,15 +44,32 @@ class DiffusionSampler(SampleMean, Reconstructor):
     """Base of the samplers: ``sigmas`` (a tensor, e.g. a slice of a longer schedule) or the Karras schedule
     :func:`~padis_plugin.prior.schedules.edm_sigmas` of ``steps`` levels from ``sigma_max`` to ``sigma_min``.
     Subclasses implement one draw as ``sample(y, physics, generator=None, x_init=None)``; calling the sampler
-    returns the mean of ``samples`` draws (:class:`~.sample_mean.SampleMean`)."""
+    returns the mean of ``samples`` draws (:class:`~.sample_mean.SampleMean`).
+
+    **Callback** (as k-diffusion's samplers take one): ``callback(step, sigma, x, x0)`` is called once per noise
+    level, after that level's update, with ``step`` the 0-based level index (0 .. ``steps`` - 1, increasing),
+    ``sigma`` that level's noise level (a float, non-increasing over the calls), ``x`` the iterate after the
+    update (what the next level starts from; at the last level, the output) and ``x0`` the level's clean
+    estimate; both tensors have the output's shape, (B, 2, H, W) (MRF: complex (B, k, H, W)). Which iterate and
+    which estimate: each sampler's ``sample`` docstring says (MRF-DiPh's ``x`` is its k-space-consistent
+    estimate and ``x0`` the Bloch-consistent one it returns). Give it to the constructor or, for a solver built
+    by the registry from a config, set it after building: ``solver.callback = fn`` (``None`` switches it off).
+    The tensors are the sampler's own: clone what you keep, never modify them in place. The sampler draws
+    nothing for the callback, so its output is bit for bit the same with or without one (as long as the
+    callback itself draws nothing from the sampler's random source). With ``samples`` > 1 it is called for
+    every draw (draws run as a batch: once per level, the draws along the batch axis). Solvers that are not
+    diffusion samplers (classical ones, ``padis-diffpir``, which runs deepinv's own loop) have no callback.
+    """
 
     name = "sampler"
+    callback: Callable | None = None
 
     def __init__(self, denoiser, steps=50, sigma_max=10.0, sigma_min=0.003, rho=7.0, sigmas=None,
-                 progress=False, device="cpu", samples=1, sample_batch=None, rng=None):
+                 progress=False, device="cpu", samples=1, sample_batch=None, rng=None, callback=None):
         super().__init__(device=device)
         self.set_samples(samples, sample_batch)
         self.rng = rng
+        self.callback = callback
         self.denoiser = denoiser
         self.sigmas = edm_sigmas(steps, sigma_max, sigma_min, rho) if sigmas is None else as_sigmas(sigmas)
         self.steps = len(self.sigmas)
@@ -86,6 +104,16 @@ class DiffusionSampler(SampleMean, Reconstructor):
             return denoise(x, sigma)
 
         return x_adj, x_init, counted
+
+    def _report(self, step: int, sigma: float, x: torch.Tensor, x0: torch.Tensor, scale=None) -> None:
+        """Calls ``self.callback(step, sigma, x, x0)`` if one is set (else nothing). ``scale``: a factor (e.g.
+        (B, 1, 1, 1)) taking ``x`` and ``x0`` from the sampler's working units to the output's, applied only
+        when there is a callback."""
+        if self.callback is None:
+            return
+        if scale is not None:
+            x, x0 = x * scale, x0 * scale
+        self.callback(int(step), float(sigma), x, x0)
 
     def _check_finite(self, x, i, detail=""):
         if not torch.isfinite(x).all():

@@ -50,13 +50,14 @@ class DAPSExact(DiffusionSampler):
     name = "DAPS"
 
     def __init__(self, denoiser, steps=50, sigma_max=10.0, sigma_min=0.003, rho=7.0, sigmas=None, ode_steps=1,
-                 tau="auto", tau_scale=1.0, cg_iters=20, progress=False, device="cpu", samples=1, sample_batch=None, rng=None):
+                 tau="auto", tau_scale=1.0, cg_iters=20, progress=False, device="cpu", samples=1, sample_batch=None,
+                 rng=None, callback=None):
         if int(ode_steps) != ode_steps or ode_steps < 1:
             raise ConfigError(f"DAPS: ode_steps must be a positive integer, got {ode_steps}")
         check_tau(tau, tau_scale, "DAPS")
         super().__init__(denoiser, steps, sigma_max, sigma_min, rho, sigmas=sigmas, progress=progress,
                          device=device, samples=samples, sample_batch=sample_batch,
-                         rng=rng)
+                         rng=rng, callback=callback)
         self.ode_steps, self.tau, self.tau_scale = int(ode_steps), tau, float(tau_scale)
         self.prox = CGProx(1.0, cg_iters)
         self.tau_used = None
@@ -73,7 +74,9 @@ class DAPSExact(DiffusionSampler):
             x = x + (grid[k + 1] - s) * (x - d) / s
 
     def sample(self, y, physics, generator=None, x_init=None, **kwargs):
-        """Sample; returns the posterior draw :math:`x_0` of the last level, (B, 2, H, W)."""
+        r"""Sample; returns the posterior draw :math:`x_0` of the last level, (B, 2, H, W). The callback (see
+        :class:`~.base.DiffusionSampler`) gets, per level, the re-noised iterate :math:`x_{t+1}` (at the last level
+        the output) and as ``x0`` the level's posterior draw :math:`x_0` (data-consistent, not :math:`\hat x_0`)."""
         x_adj, x_init, denoise = self._start(y, physics, generator, x_init)
         tau = measurement_noise(y, physics, self.tau, self.tau_scale, "DAPS")
         self.tau_used = tau.tolist()
@@ -89,8 +92,10 @@ class DAPSExact(DiffusionSampler):
                 x0 = self.prox(z, y_pert, physics, gamma=sigmas[i] ** 2 / tau ** 2)
                 self._check_finite(x0, i)
                 if i == self.steps - 1:
+                    self._report(i, sigmas[i], x0, x0)
                     return x0
                 x = x0 + sigmas[i + 1] * self.noise(x0, generator)
+                self._report(i, sigmas[i], x, x0)
 
 
 # -- factories (entry points of the ``padis_plugin.solvers`` group) ------------------------------------------

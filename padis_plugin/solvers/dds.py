@@ -66,7 +66,8 @@ class DDS(DiffusionSampler):
 
     def __init__(self, denoiser, steps=50, sigma_max=10.0, sigma_min=0.003, rho=7.0, sigmas=None, eta=0.85,
                  gamma=1.0, cg_iters=5, data_consistency="prox", start="noise", tau=None, tau_scale=1.0,
-                 high_band=None, progress=False, device="cpu", samples=1, sample_batch=None, rng=None):
+                 high_band=None, progress=False, device="cpu", samples=1, sample_batch=None, rng=None,
+                 callback=None):
         if not 0.0 <= eta <= 1.0:
             raise ConfigError(f"DDS: eta must be in [0, 1], got {eta}")
         if start not in STARTS:
@@ -78,7 +79,7 @@ class DDS(DiffusionSampler):
             raise ConfigError("DDS: tau (a noise-aware data weight) needs data_consistency='prox'")
         super().__init__(denoiser, steps, sigma_max, sigma_min, rho, sigmas=sigmas, progress=progress,
                          device=device, samples=samples, sample_batch=sample_batch,
-                         rng=rng)
+                         rng=rng, callback=callback)
         self.eta, self.gamma, self.cg_iters, self.start = float(eta), float(gamma), int(cg_iters), start
         self.data_step = make_data_consistency(data_consistency, gamma=gamma, iters=cg_iters)
         self.tau, self.tau_scale = tau, float(tau_scale)
@@ -101,7 +102,9 @@ class DDS(DiffusionSampler):
         return [torch.clamp(s ** 2 / tau ** 2, max=self.gamma) for s in sigmas]
 
     def sample(self, y, physics, generator=None, x_init=None, **kwargs):
-        """Sample; returns the data-consistent denoised estimate of the last level, (B, 2, H, W)."""
+        r"""Sample; returns the data-consistent denoised estimate of the last level, (B, 2, H, W). The callback
+        (see :class:`~.base.DiffusionSampler`) gets, per level, the re-noised iterate for the next level (at the
+        last level the output) and as ``x0`` the data-consistent estimate :math:`\hat x_0`."""
         x_adj, x_init, denoise = self._start(y, physics, generator, x_init)
         sigmas = self.sigmas.tolist()
         weights = self._data_weights(y, physics, sigmas)
@@ -120,10 +123,12 @@ class DDS(DiffusionSampler):
                     self.data_step(x0, y, physics, gamma=weights[i])
                 self._check_finite(x0c, i)
                 if i == self.steps - 1:
+                    self._report(i, sigmas[i], x0c, x0c)
                     return x0c
                 fresh = self.eta * self.noise(x, generator) if self.eta > 0 else 0.0
                 kept = keep * ((x - x0) / sigmas[i]) if keep > 0 else 0.0  # eta = 1: no reuse of the noise estimate
                 x = x0c + sigmas[i + 1] * self._renoise(fresh + kept)
+                self._report(i, sigmas[i], x, x0c)
 
 
 # -- factories (entry points of the ``padis_plugin.solvers`` group) ------------------------------------------

@@ -90,7 +90,7 @@ class VEDPS(DiffusionSampler):
 
     def __init__(self, denoiser, steps=104, inner=10, sigma_max=10.0, sigma_min=0.003, rho=7.0, zeta=3.0,
                  noise_convention="channel", skip_noise="level", score_from="noisy", progress=False, device="cpu",
-                 sigmas=None, samples=1, sample_batch=None, rng=None):
+                 sigmas=None, samples=1, sample_batch=None, rng=None, callback=None):
         if noise_convention not in NOISE_CONVENTIONS:
             raise ConfigError(f"noise_convention must be one of {NOISE_CONVENTIONS}, got {noise_convention!r}")
         if skip_noise not in SKIP_NOISE:
@@ -102,13 +102,15 @@ class VEDPS(DiffusionSampler):
         self.data_step = DPSGradient(zeta)  # validates zeta
         super().__init__(denoiser, steps, sigma_max, sigma_min, rho, sigmas=sigmas, progress=progress,
                          device=device, samples=samples, sample_batch=sample_batch,
-                         rng=rng)
+                         rng=rng, callback=callback)
         self.inner, self.zeta = int(inner), float(zeta)
         self.noise_convention, self.skip_noise, self.score_from = noise_convention, skip_noise, score_from
         warn_if_too_short(self.sigmas, self.inner)
 
     def sample(self, y, physics, generator=None, x_init=None, **kwargs):
-        r"""Run the sampler; returns the final iterate, (B, 2, H, W).
+        r"""Run the sampler; returns the final iterate, (B, 2, H, W). The callback (see
+        :class:`~.base.DiffusionSampler`) gets, per level, the iterate after its ``inner`` iterations and as
+        ``x0`` the denoiser's output :math:`D` of the level's last inner iteration (image part).
 
         :param torch.Tensor y: measurements, e.g. (B, 2, C, H, W) multi-coil k-space.
         :param deepinv.physics.LinearPhysics physics: forward model :math:`A`.
@@ -125,10 +127,11 @@ class VEDPS(DiffusionSampler):
                 alpha = sigma ** 2 / 2
                 bar.set_postfix(sigma=f"{sigma:.4g}")
                 for j in range(self.inner):
-                    x = self._step(x, y, physics, denoise, sigma, alpha, c, generator,
-                                   add_noise=self._adds_noise(i, j))
+                    x, d = self._step(x, y, physics, denoise, sigma, alpha, c, generator,
+                                      add_noise=self._adds_noise(i, j))
                     self._check_finite(x, i, f", inner iteration {j + 1}/{self.inner}; try a smaller zeta")
                     bar.update(1)
+                self._report(i, sigma, self._image(x), self._image(d))
         finally:
             bar.close()
         return self._image(x).detach()
@@ -152,7 +155,8 @@ class VEDPS(DiffusionSampler):
         return not (last_level and j == self.inner - 1)
 
     def _step(self, x, y, physics, denoise, sigma, alpha, c, generator, add_noise):
-        """One inner iteration: noise injection, denoise, score, normalised DC step, Langevin step."""
+        """One inner iteration: noise injection, denoise, score, normalised DC step, Langevin step. Returns the
+        new iterate and the denoiser's output D (both detached)."""
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
             x_noisy = x + sigma * c * self.noise(x, generator)
@@ -163,7 +167,7 @@ class VEDPS(DiffusionSampler):
             x_new = x_dc + (alpha / 2) * score
             if add_noise:
                 x_new = x_new + math.sqrt(alpha) * c * self.noise(x, generator)
-        return x_new.detach()
+        return x_new.detach(), d.detach()
 
 
 # Measured with the shipped padis-s25 prior on the README's demo slice (R = 4, zero-filled 23.95 dB): 20 x 5 and

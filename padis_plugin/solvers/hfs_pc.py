@@ -59,13 +59,14 @@ class HFSPC(DiffusionSampler):
     name = "HFS-PC"
 
     def __init__(self, denoiser, steps=100, sigma_max=10.0, sigma_min=0.003, rho=7.0, sigmas=None, snr=0.16,
-                 mse=2.5, corrector_mse=0.1, project_score=True, band_width=None, progress=False, device="cpu", samples=1, sample_batch=None, rng=None):
+                 mse=2.5, corrector_mse=0.1, project_score=True, band_width=None, progress=False, device="cpu",
+                 samples=1, sample_batch=None, rng=None, callback=None):
         for key, v in (("snr", snr), ("mse", mse), ("corrector_mse", corrector_mse)):
             if not (math.isfinite(v) and v >= 0):
                 raise ConfigError(f"{self.name}: {key} must be a finite number >= 0, got {v}")
         super().__init__(denoiser, steps, sigma_max, sigma_min, rho, sigmas=sigmas, progress=progress,
                          device=device, samples=samples, sample_batch=sample_batch,
-                         rng=rng)
+                         rng=rng, callback=callback)
         self.snr, self.mse, self.corrector_mse = float(snr), float(mse), float(corrector_mse)
         self.project_score = bool(project_score)
         self.band_width = band_width if band_width is not None else getattr(denoiser, "band_width", None)
@@ -84,7 +85,9 @@ class HFSPC(DiffusionSampler):
                                lambda x: self.noise(x, generator), self.name)
 
     def sample(self, y, physics, generator=None, x_init=None, **kwargs):
-        """Sample; returns the last predictor mean (B, 2, H, W)."""
+        r"""Sample; returns the last predictor mean (B, 2, H, W). The callback (see
+        :class:`~.base.DiffusionSampler`) gets, per level, the iterate :math:`u` after the predictor (at the last
+        level the output :math:`\bar u`) and as ``x0`` the predictor's denoiser output :math:`D(u, \sigma_i)`."""
         _, x_init, denoise = self._start(y, physics, generator, x_init)
         w = self.band(y.shape[-1])
         u = x_init.clone() if x_init is not None else self.initial(y, physics, generator)
@@ -99,14 +102,17 @@ class HFSPC(DiffusionSampler):
                 drift = score - self.corrector_mse * _norm(score) * self._data_direction(u, y, physics)
                 u = u + eps * drift + (2 * eps).sqrt() * high_pass(n, w)
                 # predictor: reverse-diffusion step of the VE SDE
-                score = denoise(u, sig[i]) - u
+                d = denoise(u, sig[i])
+                score = d - u
                 score = (high_pass(score, w) if self.project_score else score) / s2
                 step = s2 - sig[i + 1] ** 2
                 u_mean = u + step * (score - self.mse * _norm(score) * self._data_direction(u, y, physics))
                 self._check_finite(u_mean, i)
                 if i == self.steps - 1:
+                    self._report(i, sig[i], u_mean, d)
                     return u_mean
                 u = u_mean + math.sqrt(step) * high_pass(self.noise(u, generator), w)
+                self._report(i, sig[i], u, d)
 
 
 # -- factory (entry point of the ``padis_plugin.solvers`` group) ---------------------------------------------

@@ -142,6 +142,10 @@ class MRFDiPh(DiffusionSampler):
         return mu, self.gamma * mu
 
     def sample(self, y, physics, generator=None, x_init=None):
+        r"""Returns the last Bloch-consistent z (B, k, H, W) complex, in the data's units. The callback (see
+        :class:`~.base.DiffusionSampler`) gets, per level and in the data's units, the k-space-consistent
+        estimate :math:`\hat x` of step 3 as ``x`` and the Bloch-consistent :math:`z` of step 4 as ``x0`` (both
+        complex (B, k, H, W)); without a prior (``mrf-admm-dm``) ``sigma`` is the unused schedule's level."""
         _check(y, self.name)
         dictionary = _dictionary(physics, self.name)
         self.nfe = 0
@@ -170,6 +174,7 @@ class MRFDiPh(DiffusionSampler):
             v = v + g * (x_hat - z)
             if not bool(torch.isfinite(torch.view_as_real(z)).all()):
                 raise SamplerDivergedError(f"{self.name}: the iterate became non-finite at step {i + 1}/{self.steps}")
+            self._report(i, sigma, x_hat, z, scale=scale)
             if self.uses_prior and i + 1 < self.steps:
                 z_r = complex_to_real_channels(z)
                 eps = (x - z_r) / sigma
