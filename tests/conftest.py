@@ -8,52 +8,11 @@ import os
 for _var in ("OPENBLAS_NUM_THREADS",):
     os.environ.setdefault(_var, "1")
 
-from functools import lru_cache
-
-import h5py
-import numpy as np
 import pytest
-import sigpy.mri
 import torch
-from skimage.transform import resize
 
-from padis_plugin.kspace import fft2c, ifft2c
+from helpers import make_slice
 from padis_plugin.data.prepared import PreparedSlice
-
-DEMO_KEY = "openneuro_ds002748__sub-29__T1w__z088"
-
-
-@lru_cache(maxsize=4)
-def _brain_magnitude(n: int) -> np.ndarray:
-    from importlib.resources import files
-
-    with h5py.File(files("padis_plugin") / "bundled" / "brain_demo_slices.h5", "r") as f:
-        img = f["slices"][DEMO_KEY][()].astype(np.float64)
-    img = resize(img, (n, n), order=1, anti_aliasing=True)
-    return img / img.max()
-
-
-def make_slice(n: int = 64, coils: int = 8, acs: int = 24, seed: int = 0) -> PreparedSlice:
-    """Simulated fully sampled prepared slice: bundled T1w brain, smooth phase, unit-RSS birdcage maps,
-    normalised so the 99th percentile of the ACS low-resolution image is 1 (as in the published code)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.meshgrid(np.linspace(-1, 1, n), np.linspace(-1, 1, n), indexing="ij")
-    a = rng.uniform(-1, 1, 5)
-    phase = np.pi / 2 * (a[0] * xx + a[1] * yy + a[2] * xx * yy + a[3] * xx ** 2 + a[4] * yy ** 2)
-    image = _brain_magnitude(n) * np.exp(1j * phase)
-    maps = sigpy.mri.birdcage_maps((coils, n, n))
-    maps = maps / np.sqrt(np.sum(np.abs(maps) ** 2, axis=0, keepdims=True))
-    kspace = fft2c(maps * image)
-    low = np.zeros_like(kspace)
-    c0 = (n - acs) // 2
-    low[:, c0:c0 + acs, c0:c0 + acs] = kspace[:, c0:c0 + acs, c0:c0 + acs]
-    norm = float(np.percentile(np.sqrt(np.sum(np.abs(ifft2c(low)) ** 2, axis=0)), 99))
-    return PreparedSlice(
-        id=f"demo:{n}:{seed}", kspace=(kspace / norm).astype(np.complex64), coil_maps=maps.astype(np.complex64),
-        reference=(image / norm).astype(np.complex64), norm=1.0, source_file="<memory>", slice_index=0,
-        contrast="T1", patient_id=f"sim{seed}",
-    )
-
 
 @pytest.fixture(scope="session")
 def tiny_slice() -> PreparedSlice:

@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import make_slice
+from helpers import make_slice
 from padis_plugin.bench.masks import MaskBank
 from padis_plugin.acquisition import (AcquiredMask, CartesianLines, PoissonDisc, StoredMasks,
                                       achieved_acceleration, make_acquisition, make_problem, poisson_mask)

@@ -58,7 +58,7 @@ def _reset_calls():
 
 @pytest.fixture(scope="module")
 def data_file(tmp_path_factory):
-    from conftest import make_slice
+    from helpers import make_slice
 
     slices = []
     for i, contrast in enumerate(["T1", "T2", "T1"]):

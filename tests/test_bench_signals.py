@@ -23,7 +23,7 @@ KILL_AFTER = 2    # finished records on disk before the signal
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory):
-    from conftest import make_slice
+    from helpers import make_slice
 
     root = tmp_path_factory.mktemp("signals")
     slices = [dataclasses.replace(make_slice(n=32, coils=4, acs=8, seed=i), id=f"vol{i}:0", patient_id=f"p{i}")

@@ -9,48 +9,10 @@ from padis_plugin.prior import PaDISDenoiser
 from padis_plugin.solvers.diffpir import PaDISDiffPIR
 from padis_plugin.solvers.dps import EDMDPS, PaDISDPS, SamplerDivergedError, VEDPS, make_edm_dps, make_padis_dps
 
+from helpers import GaussianDenoiser, gaussian_posterior, toy_problem
+
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-class GaussianDenoiser(Denoiser):
-    """Exact MMSE denoiser of the prior x ~ N(0, s0^2 I): D(x, sigma) = s0^2 / (s0^2 + sigma^2) x."""
-
-    def __init__(self, s0=1.0):
-        super().__init__()
-        self.s0 = s0
-
-    def forward(self, x, sigma, **kwargs):
-        return x * (self.s0 ** 2 / (self.s0 ** 2 + sigma ** 2))
-
-
-def _problem(H=8, C=1, sn=0.01, seed=0):
-    """Small multi-coil MRI problem with a null space: random coil maps, 6 of 8 columns sampled."""
-    g = torch.Generator().manual_seed(seed)
-    maps = torch.randn(1, C, H, H, dtype=torch.complex64, generator=g) * 0.7
-    mask = torch.zeros(1, 1, H, H)
-    mask[..., ::2] = 1
-    mask[..., 3:5] = 1
-
-    def physics(b=1):
-        return MultiCoilMRI(mask=mask.expand(b, 1, H, H), coil_maps=maps.expand(b, C, H, H), img_size=(b, 2, H, H))
-
-    x = torch.randn(1, 2, H, H, generator=g)
-    y = physics().A(x)
-    y = y + sn * torch.randn(y.shape, generator=g) * mask[:, :, None]
-    return y, physics
-
-
-def _posterior(y, physics, s0, sn):
-    """Closed-form Gaussian posterior (mean, covariance) for y = A x + N(0, sn^2), x ~ N(0, s0^2 I)."""
-    p = physics()
-    n = y.shape[-1] * y.shape[-2] * 2
-    basis = torch.eye(n).view(n, 2, y.shape[-2], y.shape[-1])
-    A = torch.stack([p.A(basis[k:k + 1]).flatten() for k in range(n)], 1).double()
-    rows = A.abs().sum(1) > 0  # sampled k-space entries only
-    A, yv = A[rows], y.flatten()[rows].double()
-    cov = torch.linalg.inv(A.T @ A / sn ** 2 + torch.eye(n, dtype=torch.float64) / s0 ** 2)
-    return (cov @ A.T @ yv / sn ** 2).view(1, *basis.shape[1:]).float(), cov
 
 
 def test_gaussian_prior_posterior_mean_and_spread():
@@ -65,8 +27,8 @@ def test_gaussian_prior_posterior_mean_and_spread():
     Tolerances: error ratio < 2 (a chi-square-like ratio with mean ~1) and variance within 20%.
     """
     s0, sn, B = 1.0, 0.01, 16
-    y, physics = _problem(sn=sn)
-    mean, cov = _posterior(y, physics, s0, sn)
+    y, physics = toy_problem(sn=sn)
+    mean, cov = gaussian_posterior(y, physics, s0, sn)
     sampler = VEDPS(GaussianDenoiser(s0), steps=52, inner=10, zeta=0.3, progress=False)
     out = sampler(y.expand(B, *y.shape[1:]).contiguous(), physics(B), generator=torch.Generator().manual_seed(1))
     assert sampler.nfe == 52 * 10
@@ -83,16 +45,16 @@ def test_complex_noise_convention_halves_the_prior_variance():
     """Published convention: per-channel noise std 1/sqrt(2) halves the Langevin noise variance, so the
     null-space part of the samples has half the prior variance (measured spread 25.0 against 48.0)."""
     s0, sn, B = 1.0, 0.01, 16
-    y, physics = _problem(sn=sn)
-    _, cov = _posterior(y, physics, s0, sn)
+    y, physics = toy_problem(sn=sn)
+    _, cov = gaussian_posterior(y, physics, s0, sn)
     sampler = VEDPS(GaussianDenoiser(s0), steps=52, inner=10, zeta=0.3, noise_convention="complex", progress=False)
     out = sampler(y.expand(B, *y.shape[1:]).contiguous(), physics(B), generator=torch.Generator().manual_seed(1))
     assert out.var(0).sum().item() / cov.trace().item() < 0.7
 
 
 def test_same_seed_same_output_and_batch_equals_single_runs():
-    y, physics = _problem(C=2)
-    y2, physics2 = _problem(C=2, seed=3)
+    y, physics = toy_problem(C=2)
+    y2, physics2 = toy_problem(C=2, seed=3)
     sampler = VEDPS(GaussianDenoiser(), steps=6, inner=2, progress=False)
     a = sampler(y, physics(), generator=torch.Generator().manual_seed(5))
     b = sampler(y, physics(), generator=torch.Generator().manual_seed(5))
@@ -109,7 +71,7 @@ def test_same_seed_same_output_and_batch_equals_single_runs():
 
 def test_zero_residual_skips_data_step_without_nan():
     """y = 0 and D = 0: A(D) = y exactly, SSE = 0 at every step; the DC step is skipped, not divided by 0."""
-    y, physics = _problem()
+    y, physics = toy_problem()
     zero = lambda x, sigma: 0 * x  # noqa: E731
     sampler = VEDPS(zero, steps=5, inner=3, progress=False)
     out = sampler(torch.zeros_like(y), physics(), generator=torch.Generator().manual_seed(0))
@@ -117,7 +79,7 @@ def test_zero_residual_skips_data_step_without_nan():
 
 
 def test_non_finite_inputs_and_divergence():
-    y, physics = _problem()
+    y, physics = toy_problem()
     sampler = VEDPS(GaussianDenoiser(), steps=3, inner=2, progress=False)
     bad = y.clone()
     bad[0, 0, 0, 0, 0] = float("nan")
@@ -142,7 +104,7 @@ def test_generator_reaches_a_random_denoiser():
         def forward(self, x, sigma, generator=None):
             return x + 0.01 * torch.randn(x.shape, generator=generator)
 
-    y, physics = _problem()
+    y, physics = toy_problem()
     sampler = VEDPS(RandomDenoiser(), steps=3, inner=2, progress=False)
     runs = []
     for _ in range(2):
@@ -159,7 +121,7 @@ def test_invalid_options():
 
 def test_factories_run_tiny_networks(tiny_checkpoints):
     padis_ckpt, edm_ckpt = tiny_checkpoints["padis"], tiny_checkpoints["edm"]
-    y, physics = _problem(H=32, C=2)
+    y, physics = toy_problem(H=32, C=2)
     common = dict(steps=2, inner=2, progress=False)
     padis = make_padis_dps(dict(checkpoint=padis_ckpt, patch_size=16, pad=8, **common))
     assert isinstance(padis, PaDISDPS) and padis.denoiser.patch_size == 16 and padis.denoiser.pad == 8
@@ -180,7 +142,7 @@ def test_factory_rejects_unknown_parameters():
 
 def test_diffpir_wrapper_is_deterministic_and_fits_the_data():
     """deepinv's DiffPIR on [0, 1] images, mapped to signed complex MRI data (measured residual 7% of ||y||)."""
-    y, physics = _problem(H=16, C=2)
+    y, physics = toy_problem(H=16, C=2)
     sampler = PaDISDiffPIR(GaussianDenoiser(), iterations=20, sigma=0.01, progress=False)
     a = sampler(y, physics(), generator=torch.Generator().manual_seed(0))
     b = sampler(y, physics(), generator=torch.Generator().manual_seed(0))
@@ -204,7 +166,7 @@ def test_too_short_schedule_warns():
 def test_score_from_clean_uses_the_pre_noise_iterate():
     """One noiseless iteration (zeta = 0): x1 = x0 + (alpha/2) (D(x~) - ref) / sigma^2, ref = x~ (published code,
     default) or x0 (Algorithm 1, line 13)."""
-    y, physics = _problem()
+    y, physics = toy_problem()
     sigma, k = 0.5, 0.8  # GaussianDenoiser(1): D = x / (1 + sigma^2) = 0.8 x
     x0 = physics().A_adjoint(y)
     eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
@@ -239,7 +201,7 @@ def test_evolving_pad_band_is_the_published_padded_iterate():
     import torch.nn.functional as F
 
     H, M, zeta, sigmas, inner = 16, 8, 0.5, [2.0, 1.0], 2
-    y, physics = _problem(H=H, C=2)
+    y, physics = toy_problem(H=H, C=2)
     den = _CanvasSpy(_Pointwise(), patch_size=8, pad=M)
     den.seen = []
     sampler = PaDISDPS(den, pad_band="evolving", sigmas=sigmas, inner=inner, zeta=zeta)
@@ -267,8 +229,8 @@ def test_evolving_pad_band_is_the_published_padded_iterate():
 def test_evolving_pad_band_with_per_slice_generators_and_the_factory(tiny_checkpoints):
     """Per-slice generators: a batch equals separate runs; the factory exposes pad_band (default fresh), and the
     evolving band changes the output of a network whose tiles mix the band into the image."""
-    y, physics = _problem(H=32, C=2)
-    y2, physics2 = _problem(H=32, C=2, seed=3)
+    y, physics = toy_problem(H=32, C=2)
+    y2, physics2 = toy_problem(H=32, C=2, seed=3)
     common = dict(checkpoint=tiny_checkpoints["padis"], steps=2, inner=2, progress=False)
     evolving = make_padis_dps({**common, "pad_band": "evolving"})
     assert evolving.pad_band == "evolving" and make_padis_dps(common).pad_band == "fresh"

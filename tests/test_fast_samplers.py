@@ -11,7 +11,7 @@ from padis_plugin.prior.schedules import edm_sigmas
 from padis_plugin.solvers.daps import DAPSExact, make_edm_daps, make_padis_daps
 from padis_plugin.solvers.noise_level import kspace_noise_level
 from padis_plugin.solvers.dds import DDS, make_edm_dds, make_padis_dds
-from test_dps import GaussianDenoiser, _posterior, _problem
+from helpers import GaussianDenoiser, gaussian_posterior, toy_problem
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -31,7 +31,7 @@ def _random_coil_problem(H=16, C=8, seed=0):
 def test_dds_without_cg_and_eta_zero_is_deterministic_ddim_on_the_prior():
     """m = 0, eta = 0: x_{i+1} = x0 + sigma_{i+1} (x - x0)/sigma_i (DDIM = Euler on the probability-flow ODE),
     the data never enter, and no fresh noise is drawn after the start."""
-    y, physics = _problem(H=8, C=2)
+    y, physics = toy_problem(H=8, C=2)
     den = GaussianDenoiser(1.0)
     sigmas = edm_sigmas(8, 10.0, 0.01)
     out = DDS(den, sigmas=sigmas, eta=0.0, cg_iters=0)(y, physics(), generator=torch.Generator().manual_seed(0))
@@ -60,8 +60,8 @@ def test_dds_approaches_the_posterior_mean_on_a_gaussian_prior():
     squared error 2.2 against 23.0 for A^H y). DDS is not an exact posterior sampler: its spread is 33 against
     the posterior's 48 (eta 0.85), so only the mean is checked."""
     s0, sn, B = 1.0, 0.01, 16
-    y, physics = _problem(sn=sn)
-    mean, _ = _posterior(y, physics, s0, sn)
+    y, physics = toy_problem(sn=sn)
+    mean, _ = gaussian_posterior(y, physics, s0, sn)
     out = DDS(GaussianDenoiser(s0), steps=50, gamma=1.0, cg_iters=5)(
         y.expand(B, *y.shape[1:]).contiguous(), physics(B), generator=torch.Generator().manual_seed(0))
     err = (out.mean(0, keepdim=True) - mean).pow(2).sum().item()
@@ -71,8 +71,8 @@ def test_dds_approaches_the_posterior_mean_on_a_gaussian_prior():
 
 def _daps_toy(sampler_factory, B=32):
     s0, sn = 1.0, 0.01
-    y, physics = _problem(sn=sn)
-    mean, cov = _posterior(y, physics, s0, sn)
+    y, physics = toy_problem(sn=sn)
+    mean, cov = gaussian_posterior(y, physics, s0, sn)
     out = sampler_factory()(y.expand(B, *y.shape[1:]).contiguous(), physics(B),
                              generator=torch.Generator().manual_seed(1))
     err = (out.mean(0, keepdim=True) - mean).pow(2).sum().item()
@@ -155,7 +155,7 @@ def test_kspace_noise_level_without_sampled_corners_uses_the_outermost_entries()
 
 
 def test_same_generator_same_output_and_options_checked():
-    y, physics = _problem(C=2)
+    y, physics = toy_problem(C=2)
     for make in (lambda: DDS(GaussianDenoiser(), steps=6), lambda: DAPSExact(GaussianDenoiser(), steps=6, tau=0.01)):
         a = make()(y, physics(), generator=torch.Generator().manual_seed(5))
         b = make()(y, physics(), generator=torch.Generator().manual_seed(5))
@@ -173,7 +173,7 @@ def test_same_generator_same_output_and_options_checked():
 
 def test_daps_tau_scale_is_a_larger_tau():
     # tau_scale only rescales the noise level the sampler uses: scale 2 on tau 0.01 is tau 0.02, draw for draw
-    y, physics = _problem(C=2)
+    y, physics = toy_problem(C=2)
     run = lambda **kw: DAPSExact(GaussianDenoiser(), steps=4, **kw)(y, physics(), generator=torch.Generator().manual_seed(3))
     assert torch.allclose(run(tau=0.01, tau_scale=2.0), run(tau=0.02), atol=1e-6)
     daps = DAPSExact(GaussianDenoiser(), steps=2, tau=0.01, tau_scale=0.5)
@@ -184,7 +184,7 @@ def test_daps_tau_scale_is_a_larger_tau():
 def test_dds_noise_aware_weight_follows_sigma_and_is_capped_by_gamma():
     """tau given: gamma_i = min(gamma, sigma_i^2 / (tau_scale tau)^2). A tau so small that the cap never binds
     is DDS with the constant gamma, draw for draw; a larger one weakens only the low-sigma levels."""
-    y, physics = _problem(C=2)
+    y, physics = toy_problem(C=2)
     sigmas = edm_sigmas(6, 10.0, 0.01)
     run = lambda **kw: DDS(GaussianDenoiser(), sigmas=sigmas, gamma=5.0, **kw)(
         y, physics(), generator=torch.Generator().manual_seed(2))
@@ -204,14 +204,14 @@ def test_dds_noise_aware_weight_follows_sigma_and_is_capped_by_gamma():
 
 
 def test_daps_ode_steps_count_network_calls():
-    y, physics = _problem(C=2)
+    y, physics = toy_problem(C=2)
     daps = DAPSExact(GaussianDenoiser(), steps=4, ode_steps=3, tau=0.01)
     daps(y, physics(), generator=torch.Generator().manual_seed(0))
     assert daps.nfe == 12
 
 
 def test_factories_with_tiny_networks_and_typed_params(tiny_checkpoints):
-    y, physics = _problem(H=32, C=2)
+    y, physics = toy_problem(H=32, C=2)
     for make, kind in ((make_padis_dds, "padis"), (make_edm_dds, "edm"), (make_padis_daps, "padis"),
                        (make_edm_daps, "edm")):
         s = make({"checkpoint": tiny_checkpoints[kind], "steps": 3, **({"tau": 0.01} if "daps" in make.__name__ else {})})

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_slice
+from helpers import make_slice
 from padis_plugin.config import from_dict
 from padis_plugin.kspace import fft2c, ifft2c
 from padis_plugin.masks import cartesian_mask
@@ -23,7 +23,7 @@ from padis_plugin.solvers.hfs_pc import HFSPC, make_hfs_pc
 from padis_plugin.train import TrainConfig
 from padis_plugin.train.loss import HFSLoss, PatchHFSLoss
 from padis_plugin.train.loop import Trainer
-from test_train import _cfg_dict, _make_dataset
+from helpers import train_cfg_dict, make_train_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -106,13 +106,13 @@ def test_hfs_loss_ignores_the_low_band_of_the_output():
 
 @pytest.fixture(scope="module")
 def data_path(tmp_path_factory):
-    return _make_dataset(tmp_path_factory.mktemp("hfs_data") / "prepared.h5")
+    return make_train_dataset(tmp_path_factory.mktemp("hfs_data") / "prepared.h5")
 
 
 @pytest.mark.parametrize("kind", ["hfs", "patch-hfs"])
 def test_tiny_hfs_prior_learns_and_its_checkpoint_loads(kind, data_path, tmp_path):
     model = "edm-tiny" if kind == "hfs" else "padis-tiny"
-    cfg = from_dict(TrainConfig, {**_cfg_dict(data_path, "padis", steps=30), "kind": kind,
+    cfg = from_dict(TrainConfig, {**train_cfg_dict(data_path, "padis", steps=30), "kind": kind,
                                   "model": {"name": model}, "hfs": {"band_width": 4}}, source="<test>")
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
 
@@ -154,7 +154,7 @@ def test_family_registry_loads_every_shipped_checkpoint_unchanged():
 
 @pytest.mark.parametrize("kind", ["padis", "edm"])
 def test_training_losses_unchanged_by_the_registry(kind, tmp_path):
-    cfg = from_dict(TrainConfig, _cfg_dict(_make_dataset(tmp_path / "prepared.h5"), kind, steps=3), source="<t>")
+    cfg = from_dict(TrainConfig, train_cfg_dict(make_train_dataset(tmp_path / "prepared.h5"), kind, steps=3), source="<t>")
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
     losses = [trainer.train_step()["loss"] for _ in range(3)]
     np.testing.assert_allclose(np.array(losses), np.load(PINNED)[f"loss/{kind}"], rtol=1e-5)  # CPU rounding

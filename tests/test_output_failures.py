@@ -24,8 +24,10 @@ import yaml
 
 from padis_plugin import atomic
 from padis_plugin.atomic import FolderLock, atomic_path, atomic_paths, clean_stale_temps, write_text
-from padis_plugin.data.prepared import PreparedSlice, write_prepared
+from padis_plugin.data.prepared import write_prepared
 from padis_plugin.errors import ConfigError
+
+from helpers import run_train, train_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -172,7 +174,7 @@ def test_argument_errors_are_one_line(tool, argv, capsys):
 # ------------------------------------------------------------------------------------------------- recon
 @pytest.fixture(scope="module")
 def recon_data(tmp_path_factory):
-    from conftest import make_slice
+    from helpers import make_slice
 
     return write_prepared(tmp_path_factory.mktemp("recon") / "tiny.h5", [make_slice(n=32, coils=4, acs=8)])
 
@@ -251,7 +253,7 @@ def test_prepare_and_simulate_refuse_to_overwrite(tmp_path, capsys):
 # ------------------------------------------------------------------------------------------------- bench
 @pytest.fixture(scope="module")
 def bench_data(tmp_path_factory):
-    from conftest import make_slice
+    from helpers import make_slice
 
     slices = [dataclasses.replace(make_slice(n=32, coils=4, acs=8, seed=i), id=f"v{i}:0", patient_id=f"p{i}")
               for i in range(2)]
@@ -319,33 +321,6 @@ def test_bench_lock_and_nothing_written_on_a_late_config_error(bench_data, tmp_p
 
 
 # ------------------------------------------------------------------------------------------------- train
-def _train_data(tmp_path) -> Path:
-    n, slices = 32, []
-    yy, xx = np.mgrid[-1:1:n * 1j, -1:1:n * 1j]
-    for p in range(2):
-        img = (((xx ** 2 + yy ** 2) < 0.5) * (1 + 0.2 * p)).astype(np.complex64)
-        slices.append(PreparedSlice(id=f"p{p}:0", kspace=np.fft.fft2(img, norm="ortho")[None].astype(np.complex64),
-                                    coil_maps=np.ones((1, n, n), np.complex64), reference=img, norm=1.0,
-                                    source_file=f"p{p}.h5", slice_index=0, contrast="T1", patient_id=f"p{p}"))
-    return write_prepared(tmp_path / "train.h5", slices)
-
-
-def train_config(tmp_path, steps=3, **run) -> Path:
-    d = {"kind": "padis", "model": {"name": "padis-tiny"}, "data": {"path": str(_train_data(tmp_path))},
-         "patch": {"sizes": [8], "probs": [1.0], "batch": [4]},
-         "optim": {"lr": 1e-3, "warmup_steps": 1}, "ema": {"halflife_steps": 2.0},
-         "run": {"steps": steps, "checkpoint_every": 1, "progress": False, "seed": 1, "device": "cpu", **run}}
-    path = tmp_path / "train.yaml"
-    path.write_text(yaml.safe_dump(d))
-    return path
-
-
-def _train(cfg, out, *more):
-    from padis_plugin.cli.train import main
-
-    return main(["--config", str(cfg), "--out", str(out), "--no-progress", *map(str, more)])
-
-
 def test_train_full_disk_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
     import safetensors.torch
     from safetensors import SafetensorError
@@ -363,7 +338,7 @@ def test_train_full_disk_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, c
 
     monkeypatch.setattr(safetensors.torch, "save_file", full_on_second)
     out = tmp_path / "run"
-    assert _train(train_config(tmp_path), out) == 2
+    assert run_train(train_config(tmp_path), out) == 2
     ckpts = out / "checkpoints"
     assert _one_line_error(capsys) == f"error: {ckpts / 'ckpt_step0000002.safetensors'}: No space left on device"
     assert json.loads((out / "latest.json").read_text())["step"] == 1
@@ -371,7 +346,7 @@ def test_train_full_disk_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, c
     load_checkpoint(ckpts / "ckpt_step0000001")  # complete (hash verified)
     assert not _temps(out) and not (out / atomic.LOCK_NAME).exists()
     monkeypatch.setattr(safetensors.torch, "save_file", real)
-    assert _train(train_config(tmp_path), out, "--resume") == 0
+    assert run_train(train_config(tmp_path), out, "--resume") == 0
     assert json.loads((out / "latest.json").read_text())["step"] == 3
 
 
@@ -383,10 +358,10 @@ def test_train_log_write_failure_names_the_log(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(loop, "_append", full)
     out = tmp_path / "run"
-    assert _train(train_config(tmp_path), out) == 2
+    assert run_train(train_config(tmp_path), out) == 2
     assert _one_line_error(capsys) == f"error: {out / 'train_log.jsonl'}: No space left on device"
     (tmp_path / "blocker").write_text("")
-    assert _train(train_config(tmp_path), tmp_path / "blocker" / "run") == 2
+    assert run_train(train_config(tmp_path), tmp_path / "blocker" / "run") == 2
     assert _one_line_error(capsys).startswith(f"error: {tmp_path / 'blocker'}")
 
 
@@ -396,10 +371,10 @@ def test_keep_last_prunes_old_checkpoints_but_never_latest(tmp_path):
     from padis_plugin.train.loop import Trainer
 
     out = tmp_path / "run"
-    assert _train(train_config(tmp_path, steps=4, keep_last=2), out) == 0
+    assert run_train(train_config(tmp_path, steps=4, keep_last=2), out) == 0
     names = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert names == [f"ckpt_step000000{s}.{e}" for s in (3, 4) for e in ("json", "safetensors")]
-    assert _train(train_config(tmp_path, steps=3, keep_last=0), tmp_path / "all") == 0
+    assert run_train(train_config(tmp_path, steps=3, keep_last=0), tmp_path / "all") == 0
     assert len(list((tmp_path / "all" / "checkpoints").glob("*.safetensors"))) == 3
     # latest.json pointing at an older checkpoint (e.g. restored by hand): that one is kept regardless
     (out / "latest.json").write_text(json.dumps({"step": 3, "checkpoint": "checkpoints/ckpt_step0000003"}))
@@ -417,9 +392,9 @@ def test_train_lock_and_stale_temporaries(tmp_path, capsys):
     stale = out / "checkpoints" / ".ckpt_step0000001.safetensors.abcdefgh.safetensors.tmp"
     stale.write_bytes(b"")
     (out / atomic.LOCK_NAME).write_text(f"{os.getpid()} {os.uname().nodename}\n")
-    assert _train(train_config(tmp_path, steps=1), out) == 2
+    assert run_train(train_config(tmp_path, steps=1), out) == 2
     assert "in use by process" in _one_line_error(capsys) and stale.exists()
     (out / atomic.LOCK_NAME).write_text("999999999 " + os.uname().nodename + "\n")  # no such process
-    assert _train(train_config(tmp_path, steps=1), out) == 0
+    assert run_train(train_config(tmp_path, steps=1), out) == 0
     assert "taking over the stale lock" in capsys.readouterr().err
     assert not stale.exists() and not (out / atomic.LOCK_NAME).exists()

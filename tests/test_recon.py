@@ -77,7 +77,7 @@ def test_reconstruct_saves_npy_h5_png(tiny, tmp_path):
 
 def test_acquired_undersampled_slice_gets_an_images_only_figure(tmp_path):
     """No reference: no metrics, and the figure (padis_plugin.bench.figures.unreferenced_figure) shows images only."""
-    from conftest import make_slice
+    from helpers import make_slice
     from padis_plugin.data.prepared import write_prepared
 
     slc = make_slice(n=32, coils=4, acs=8)

@@ -14,7 +14,7 @@ from padis_plugin.data.prepared import write_prepared
 from padis_plugin.errors import DataError
 from padis_plugin.train import read_log
 
-from test_output_failures import _train, train_config
+from helpers import run_train, train_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -38,18 +38,18 @@ def test_jsonl_torn_last_line_is_dropped_and_a_damaged_middle_is_an_error(tmp_pa
 # ------------------------------------------------------------------------------------------------- train
 def test_train_resume_after_a_torn_log_line(tmp_path, capsys):
     out = tmp_path / "run"
-    assert _train(train_config(tmp_path, steps=2), out) == 0
+    assert run_train(train_config(tmp_path, steps=2), out) == 0
     log = out / "train_log.jsonl"
     log.write_text(log.read_text() + TORN)          # killed while writing step 3's record
     with pytest.warns(UserWarning, match="torn last line"):
         assert read_log(out) == read_log(out)[:2] and len(read_log(out)) == 2
     with pytest.warns(UserWarning, match="torn last line"):
-        assert _train(train_config(tmp_path, steps=4), out, "--resume") == 0
+        assert run_train(train_config(tmp_path, steps=4), out, "--resume") == 0
     assert [r["step"] for r in read_log(out)] == [1, 2, 3, 4]
     # a damaged line in the middle is corruption, reported with file and line
     lines = log.read_text().splitlines()
     log.write_text("\n".join([lines[0], TORN, *lines[1:]]) + "\n")
-    assert _train(train_config(tmp_path, steps=5), out, "--resume") == 2
+    assert run_train(train_config(tmp_path, steps=5), out, "--resume") == 2
     err = capsys.readouterr().err.strip()
     assert err == f"error: {log}: line 2: corrupt record (not JSON) before the end of the file; the file is damaged"
 
@@ -64,23 +64,23 @@ def test_train_killed_before_its_first_checkpoint_restarts(tmp_path, capsys):
         (out / "checkpoints").mkdir()
         (out / "checkpoints" / "ckpt_step0000100.safetensors").write_bytes(b"half")  # latest.json never named it
         capsys.readouterr()
-        assert _train(cfg, out, *resume) == 0
+        assert run_train(cfg, out, *resume) == 0
         assert "stopped before its first checkpoint; starting it afresh" in capsys.readouterr().err
         assert [r["step"] for r in read_log(out)] == [1, 2]
         assert json.loads((out / "latest.json").read_text())["step"] == 2
         assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
             "ckpt_step0000002.json", "ckpt_step0000002.safetensors"]
     # a folder with a checkpoint still needs --resume, and an empty one has nothing to resume
-    assert _train(cfg, tmp_path / "run0") == 2
+    assert run_train(cfg, tmp_path / "run0") == 2
     assert "already holds a training run" in capsys.readouterr().err
-    assert _train(cfg, tmp_path / "empty", "--resume") == 2
+    assert run_train(cfg, tmp_path / "empty", "--resume") == 2
     assert "no checkpoint to resume from" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------------- bench
 @pytest.fixture(scope="module")
 def bench_data(tmp_path_factory):
-    from conftest import make_slice
+    from helpers import make_slice
 
     slices = [dataclasses.replace(make_slice(n=32, coils=4, acs=8, seed=i), id=f"v{i}:0", patient_id=f"p{i}")
               for i in range(2)]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_slice
+from helpers import make_slice
 from padis_plugin.masks import cartesian_mask
 from padis_plugin.acquisition import slice_problem
 from padis_plugin.prior import PaDISDenoiser

@@ -13,7 +13,7 @@ from padis_plugin.study import create, db
 
 
 def test_study_from_a_bench_run(tmp_path):
-    from conftest import make_slice
+    from helpers import make_slice
     slices = [dataclasses.replace(make_slice(n=32, coils=4, acs=8, seed=i), id=f"vol{i}:0", contrast=c,
                                   patient_id=f"p{i}") for i, c in enumerate(["T1", "T2"])]
     data = write_prepared(tmp_path / "tiny.h5", slices)

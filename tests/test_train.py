@@ -16,7 +16,6 @@ import yaml
 from padis_plugin.checkpoints import load_checkpoint
 from padis_plugin.cli.train import main as cli_main
 from padis_plugin.config import from_dict, load_config
-from padis_plugin.data.prepared import PreparedSlice, write_prepared
 from padis_plugin.errors import CheckpointError, ConfigError, DataError
 from padis_plugin.prior.patches import patch_positions
 from padis_plugin.train import (EDMLoss, PatchEDMLoss, TrainConfig, load_training_images, read_log,
@@ -24,48 +23,21 @@ from padis_plugin.train import (EDMLoss, PatchEDMLoss, TrainConfig, load_trainin
 from padis_plugin.train.config import learning_rate
 from padis_plugin.train.loop import Trainer
 
+from helpers import make_train_dataset, train_cfg_dict
+
 N = 32
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _make_dataset(path, n_patients=4, per_patient=2, n=N, seed=0) -> Path:
-    """Synthetic prepared file: discs with smooth texture and phase, patients p0.. with alternating contrasts."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[-1:1:n * 1j, -1:1:n * 1j]
-    slices = []
-    for p in range(n_patients):
-        for s in range(per_patient):
-            r = rng.uniform(0.5, 0.8)
-            img = ((xx ** 2 + yy ** 2) < r ** 2) * (1 + 0.3 * np.sin(rng.uniform(2, 6) * xx + s))
-            img = (img * np.exp(1j * rng.uniform(-1, 1) * (xx + yy))).astype(np.complex64)
-            slices.append(PreparedSlice(
-                id=f"p{p}:{s}", kspace=np.fft.fft2(img, norm="ortho")[None].astype(np.complex64),
-                coil_maps=np.ones((1, n, n), np.complex64), reference=img, norm=1.0, source_file=f"p{p}.h5",
-                slice_index=s, contrast="T2" if p % 2 == 0 else "T1", patient_id=f"p{p}"))
-    return write_prepared(path, slices)
-
-
 @pytest.fixture(scope="module")
 def data_path(tmp_path_factory) -> Path:
-    return _make_dataset(tmp_path_factory.mktemp("train_data") / "prepared.h5")
-
-
-def _cfg_dict(data_path, kind="padis", steps=4, **sections) -> dict:
-    d = {"kind": kind, "model": {"name": f"{kind}-tiny"},
-         "data": {"path": str(data_path), "num_slices": 4, "seed": 0},
-         "patch": {"sizes": [8, 16], "probs": [0.5, 0.5], "batch": [16, 8]},
-         "optim": {"lr": 2e-3, "warmup_steps": 3, "grad_clip": 1.0e4},
-         "ema": {"halflife_steps": 5.0},
-         "run": {"steps": steps, "batch": 4, "checkpoint_every": 100, "progress": False, "seed": 7}}
-    for key, value in sections.items():
-        d.setdefault(key, {}).update(value)
-    return d
+    return make_train_dataset(tmp_path_factory.mktemp("train_data") / "prepared.h5")
 
 
 def _cfg(data_path, kind="padis", steps=4, **sections) -> TrainConfig:
-    return from_dict(TrainConfig, _cfg_dict(data_path, kind, steps, **sections), source="<test>")
+    return from_dict(TrainConfig, train_cfg_dict(data_path, kind, steps, **sections), source="<test>")
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -231,7 +203,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(data_path, tmp_path):
 ])
 def test_bad_config_values_name_the_key(data_path, tmp_path, override, key, capsys):
     path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(_cfg_dict(data_path)))
+    path.write_text(yaml.safe_dump(train_cfg_dict(data_path)))
     with pytest.raises(ConfigError, match=f"cfg.yaml.*'{key}'"):
         load_config(TrainConfig, path, [override])
     assert cli_main(["--config", str(path), "--set", override, "--out", str(tmp_path / "o")]) == 2
@@ -259,7 +231,7 @@ def test_resume_rejects_corrupt_or_mismatched_checkpoints(data_path, tmp_path, c
     with pytest.raises(CheckpointError, match="ckpt_step0000002"):
         train(_cfg(data_path, steps=4), out, resume=True)
     path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(_cfg_dict(data_path, steps=4)))
+    path.write_text(yaml.safe_dump(train_cfg_dict(data_path, steps=4)))
     assert cli_main(["--config", str(path), "--out", str(out), "--resume"]) == 2
     assert "error: " in capsys.readouterr().err
 
@@ -268,7 +240,7 @@ def test_resume_rejects_corrupt_or_mismatched_checkpoints(data_path, tmp_path, c
 def test_torchrun_two_processes_on_gloo(data_path, tmp_path):
     """The same CLI under torchrun: 2 CPU processes (gloo), rank 0 alone writes one log and the checkpoints."""
     path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(_cfg_dict(data_path, steps=2)))
+    path.write_text(yaml.safe_dump(train_cfg_dict(data_path, steps=2)))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "padis_plugin.cli.train", "--config", str(path), "--out", str(tmp_path / "ddp"), "--no-progress"]
