@@ -4,7 +4,7 @@ VE-DPS cost is linear in its calls (each a forward and backward pass), so it is 
 and scaled to the paper's 1040; the fast samplers run their whole schedule. One thread (the CPU protocol).
 
     python scripts/bench_fast_vs_dps.py outputs/protocol/prepared_128.h5 --slice patient12__study1_T2:4 \
-        --out scripts/results/fast_vs_dps_cpu.json
+        --out experiments/speed/fast_vs_dps_cpu.json
 """
 from __future__ import annotations
 

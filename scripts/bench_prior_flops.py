@@ -1,6 +1,6 @@
 """Predict FLOPs of one prior forward (torch FlopCounterMode) and measure forward / forward+backward time and memory.
 
-Usage: python scripts/bench_prior_flops.py --configs padis-small edm-small --batch 4 --out scripts/results/bench_prior.json
+Usage: python scripts/bench_prior_flops.py --configs padis-small edm-small --batch 4 --out experiments/speed/bench_prior.json
 A config runs as ``name`` (PaDIS patch size / EDM image side from --patch / --image) or ``name@SIZExBATCH``.
 ``--flops-only`` configs are only counted, on the meta device (no memory, no weights): use it for paper sizes.
 """
@@ -101,7 +101,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    out_path = args.out or f"scripts/results/bench_prior_{device.type}.json"
+    out_path = args.out or f"experiments/speed/bench_prior_{device.type}.json"
     results = {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
                else platform.processor() or platform.machine(), "torch": torch.__version__,
                "threads": torch.get_num_threads(), "repeats": args.repeats, "measured": [], "flops_only": []}

@@ -9,7 +9,7 @@ call on this CPU, and FLOPs for the GPU (``bench_prior_flops.py``: 8.1 TFLOP per
 64 x 64, 1.2 TFLOP per EDM forward at 384 x 384; a DPS call differentiates only with respect to the image, about
 twice a forward) at an assumed 40% of an H100's 67 TFLOP/s dense float32 (no TF32).
 
-    OMP_NUM_THREADS=1 python scripts/bench_published_scale.py --out scripts/results/published_scale_cpu.json
+    OMP_NUM_THREADS=1 python scripts/bench_published_scale.py --out experiments/published_scale/published_scale_cpu.json
 """
 from __future__ import annotations
 
@@ -145,7 +145,7 @@ def projections(results: list[dict]) -> dict:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default="scripts/results/published_scale_cpu.json")
+    ap.add_argument("--out", default="experiments/published_scale/published_scale_cpu.json")
     ap.add_argument("--work", default=None, help="folder for the snapshots (default: a temporary folder)")
     ap.add_argument("--max-batch", type=int, default=16, help="PaDIS patches per network call")
     ap.add_argument("--jobs", default="padis:forward:1,padis:forward:2,padis:dds3:2,padis:dps_call:2,"

@@ -7,7 +7,7 @@ forward model are not counted. Measurement: ``--measure`` sampler iterations aft
 extrapolated linearly to K x L. Weights are random (speed does not depend on them).
 
     python scripts/bench_sampler_speed.py --size 128 --coils 8 --padis-config padis-tiny padis-small \
-        --edm-config edm-tiny edm-small --measure 3 --threads 2 --out scripts/results/bench_sampler_cpu.json
+        --edm-config edm-tiny edm-small --measure 3 --threads 2 --out experiments/speed/bench_sampler_cpu.json
 """
 from __future__ import annotations
 

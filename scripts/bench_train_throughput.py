@@ -11,7 +11,7 @@ For each training config (``configs/train_*.yaml``) and each patch size (PaDIS) 
 For PaDIS the probability-weighted means over patch sizes give the expected steps/s of a real run.
 
     python scripts/bench_train_throughput.py --config configs/train_padis_cpu.yaml configs/train_edm_cpu.yaml \\
-        --image-size 128 --out scripts/results/bench_train_cpu.json
+        --image-size 128 --out experiments/speed/bench_train_cpu.json
     python scripts/bench_train_throughput.py --config configs/train_padis_s25.yaml --image-size 384 --flops-only
 """
 from __future__ import annotations

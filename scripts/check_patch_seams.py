@@ -1,7 +1,7 @@
 """Patch-seam check of the fast sampler: PaDIS DDS at 10 / 25 / 100 calls on one test slice (R = 7), with the
 |error| maps on one scale, to look for the 32 px tiling grid at low call counts.
 
-    python scripts/check_patch_seams.py outputs/protocol/prepared_128.h5 scripts/results/frontier/seams_T2_R7.png
+    python scripts/check_patch_seams.py outputs/protocol/prepared_128.h5 experiments/frontier/seams_T2_R7.png
 """
 from __future__ import annotations
 

@@ -6,8 +6,8 @@ numbers bit for bit; on another CPU, float rounding differs at about 1e-6. This 
 (slices, solver labels, accelerations) into a scratch folder, never touching the committed one, and reports
 per item whether PSNR / SSIM / NRMSE are identical and the largest difference.
 
-  python scripts/check_reproduction.py --config configs/results_256_hfs_tuning.yaml \
-      --ids sub-25_T1:2 --solvers "HFS DDS50 g30" --json scripts/results/reproduction.json
+  python scripts/check_reproduction.py --config experiments/256_hfs_tuning/config.yaml \
+      --ids sub-25_T1:2 --solvers "HFS DDS50 g30" --json experiments/reproduction/reproduction.json
 
 Exit status 1 when an item differs by more than ``--tol`` (default 0: bit for bit).
 """

@@ -5,20 +5,20 @@
 #
 #   scripts/demo_study.sh [RESULTS_DIR ...]
 #
-# Default input: the reconstructions of scripts/results/256_hfs (256 protocol, test patients, the Table-5
+# Default input: the reconstructions of experiments/256_hfs (256 protocol, test patients, the Table-5
 # analogue's S = 25 methods: PaDIS and EDM with DDS 50, Wavelet-L1; 12 slices x R = 4, 7 = 24 cases, of
 # which CASES are drawn; the committed report was made when the config had its first 4 slices, 8 cases).
-# recons/ is not committed: run that bench first (configs/results_256_hfs.yaml) if it is missing. Other
+# recons/ is not committed: run that bench first (experiments/256_hfs/config.yaml) if it is missing. Other
 # folders need the same solver labels (or edit --solvers below). References come from
 # recons/<slice>/reference.npy or the prepared data file named in results.json (outputs/protocol*/prepared_*.h5).
-# Writes the study to outputs/study_demo/ and the report to scripts/results/study_demo/.
+# Writes the study to outputs/study_demo/ and the report to experiments/study_demo/.
 # ("python -m padis_plugin.cli.study" is the padis-study console script, with the package importable.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RESULTS=("$@")
-[ ${#RESULTS[@]} -gt 0 ] || RESULTS=(scripts/results/256_hfs)
+[ ${#RESULTS[@]} -gt 0 ] || RESULTS=(experiments/256_hfs)
 STUDY=outputs/study_demo
-REPORT=scripts/results/study_demo
+REPORT=experiments/study_demo
 rm -rf "$STUDY"
 python -m padis_plugin.cli.study create --results "${RESULTS[@]}" \
     --solvers "PaDIS S=25" "EDM S=25" Wavelet-L1 \

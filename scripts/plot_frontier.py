@@ -2,9 +2,9 @@
 and prior, one panel per acceleration, from one or more padis-bench results.json files on the same slices (a
 row, solver and R, found in several files is taken from the first).
 
-    python scripts/plot_frontier.py [--slices=validation] scripts/results/frontier/results.json \
-        scripts/results/frontier_dps1040/results.json scripts/results/frontier_dds_noise/results.json \
-        scripts/results/frontier/frontier.png
+    python scripts/plot_frontier.py [--slices=validation] experiments/frontier/results.json \
+        experiments/frontier_dps1040/results.json experiments/frontier_dds_noise/results.json \
+        experiments/frontier/frontier.png
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Training-loss curves of padis-train runs (convergence check), with windowed means printed and saved.
 
     python scripts/plot_training_loss.py "PaDIS S=100=outputs/train/padis_s100" "EDM S=100=outputs/train/edm_s100" \
-        --out scripts/results/training_loss_s100.png
+        --out experiments/training_loss/training_loss_s100.png
 
 Writes the PNG and a JSON beside it: per run, the mean loss over the first, middle and last tenth of the steps.
 """

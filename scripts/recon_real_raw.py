@@ -2,13 +2,13 @@
 
 There is no fully sampled ground truth for this acquisition, so the figure shows images only, no metrics.
 
-    python scripts/recon_real_raw.py /path/to/cartesian_ksp.npy --out scripts/results/real_raw_8ch.png \
+    python scripts/recon_real_raw.py /path/to/cartesian_ksp.npy --out experiments/real_raw_8ch/real_raw_8ch.png \
         [--padis-checkpoint padis-s25 --edm-checkpoint edm-s25 --steps 50 --inner 4]
     python scripts/recon_real_raw.py /path/to/cartesian_ksp.npy --size 256 --sampler dds --steps 50 \
-        --gamma 30 --padis-checkpoint padis-s25-256 --edm-checkpoint edm-s25-256 --out scripts/results/real_raw_8ch_256.png
+        --gamma 30 --padis-checkpoint padis-s25-256 --edm-checkpoint edm-s25-256 --out experiments/real_raw_8ch/real_raw_8ch_256.png
     python scripts/recon_real_raw.py /path/to/cartesian_ksp.npy --size 256 --sampler dds --steps 50 --gamma 100 \
         --padis-tau-scale 0.25 --edm-tau-scale 0.5 --padis-checkpoint padis-s25-256 --edm-checkpoint edm-s25-256 \
-        --out scripts/results/real_raw_8ch_256_tau.png
+        --out experiments/real_raw_8ch/real_raw_8ch_256_tau.png
 """
 import argparse
 import tempfile
@@ -32,7 +32,7 @@ from padis_plugin.solvers.contract import call_solver
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("npy", type=Path, help="raw (coils, ky, kx) complex k-space .npy")
-    parser.add_argument("--out", type=Path, default=Path("scripts/results/real_raw_8ch.png"))
+    parser.add_argument("--out", type=Path, default=Path("experiments/real_raw_8ch/real_raw_8ch.png"))
     parser.add_argument("--size", type=int, default=192, help="prepared grid N (crop/pad the 230 x 180 matrix)")
     parser.add_argument("--padis-checkpoint", default=None)
     parser.add_argument("--edm-checkpoint", default=None)

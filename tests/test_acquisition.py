@@ -18,7 +18,7 @@ from padis_plugin.acquisition import (AcquiredMask, CartesianLines, PoissonDisc,
 from padis_plugin.bench.run import load_bench_config
 from padis_plugin.bench.items import config_hash, item_fingerprint, solver_labels
 from padis_plugin.bench.config import BenchConfig
-from padis_plugin.config import from_dict, to_dict
+from padis_plugin.config import config_kind, from_dict, to_dict
 from padis_plugin.errors import ConfigError, DataError
 from padis_plugin.masks import acs_lines_for, cartesian_mask, default_acs_lines
 
@@ -154,15 +154,18 @@ def test_mask_bank_of_each_kind():
         _bench(kind="poisson", file="m.npy")
 
 
-RESULTS_CONFIGS = sorted(p.name for p in (REPO / "configs").glob("results_*.yaml") if "results_train" not in p.name)
+# experiments/<name>/config.yaml beside its results; results configs still in configs/ while a run reads them
+RESULTS_CONFIGS = sorted(str(p.relative_to(REPO)) for p in [*REPO.glob("experiments/*/config.yaml"),
+                                                            *(REPO / "configs").glob("results_*.yaml")]
+                         if config_kind(p) == "bench")
 
 
 @pytest.mark.parametrize("name", RESULTS_CONFIGS)
 def test_committed_results_were_made_by_their_committed_config(name):
     """Every results folder's resolved_config.json carries the hash of the config committed beside it (so the
-    README's numbers come from the configs as they stand), whatever fields the config engine has gained since:
-    masks.kind at its default leaves the config dict."""
-    cfg = load_bench_config(REPO / "configs" / name)
+    numbers of docs/results.md come from the configs as they stand), whatever fields the config engine has
+    gained since: masks.kind at its default leaves the config dict."""
+    cfg = load_bench_config(REPO / name)
     resolved = REPO / cfg.output.dir / "resolved_config.json"
     if not resolved.is_file():
         pytest.skip(f"{name}: not run yet")
@@ -172,7 +175,7 @@ def test_committed_results_were_made_by_their_committed_config(name):
 
 def test_cartesian_configs_keep_their_item_fingerprints():
     """The values are those written by the code before masks had a kind: committed items are reused as before."""
-    cfg = load_bench_config(REPO / "configs" / "results_256_headline.yaml")
+    cfg = load_bench_config(REPO / "experiments" / "256_headline" / "config.yaml")
     fingerprints = {lab: item_fingerprint(to_dict(cfg), lab) for lab in solver_labels(to_dict(cfg))}
     assert {lab: fingerprints[lab] for lab in ("PaDIS S=25", "EDM S=25", "Wavelet-L1", "Zero-filled")} == {
         "PaDIS S=25": "f367d80e2969c5d3", "EDM S=25": "f34c81532dd6fb0b", "Wavelet-L1": "3c63aae9d13d5737",

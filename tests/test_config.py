@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from padis_plugin.bench.config import BenchConfig
-from padis_plugin.config import (apply_overrides, from_dict, load_config, load_yaml, parse_value,
-                                 to_dict)
+from padis_plugin.config import (apply_overrides, config_kind, from_dict, load_config, load_yaml,
+                                 parse_value, to_dict)
 from padis_plugin.errors import ConfigError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -124,24 +124,58 @@ def test_shipped_configs_load(name):
     assert cfg.data.path == "bundled-demo"  # runnable as shipped; real data via --set data.path=...
 
 
-RESULTS_CONFIGS = sorted(p.name for p in CONFIGS.glob("results_*.yaml") if not p.name.startswith("results_train"))
+REPO = CONFIGS.parent
+# The records of measured experiments: experiments/<name>/config.yaml beside its results (and the results
+# configs still in configs/ while a run reads them there).
+RESULTS_CONFIGS = sorted(str(p.relative_to(REPO)) for p in [*REPO.glob("experiments/*/config.yaml"),
+                                                            *CONFIGS.glob("results_*.yaml")]
+                         if config_kind(p) == "bench")
+# checkpoints an experiment names on purpose that are not shipped: the training runs' intermediate steps
+UNSHIPPED = {"experiments/256_training_steps/config.yaml": "outputs/train256/"}
+EXPERIMENTS = sorted(p.parent.name for p in REPO.glob("experiments/*/config.yaml"))
 
 
 @pytest.mark.parametrize("name", RESULTS_CONFIGS)
 def test_results_configs_name_registered_solvers_and_shipped_checkpoints(name):
-    """The configs behind the README's measured results run as committed: every solver is registered and
-    every checkpoint they name is shipped in the package."""
+    """The configs behind the measured results (docs/results.md) run as committed: every solver is registered
+    and every checkpoint they name is shipped in the package."""
     from importlib.metadata import entry_points
 
     from padis_plugin.prior.denoiser import BUNDLED_CHECKPOINTS, resolve_checkpoint
 
-    cfg = load_config(BenchConfig, CONFIGS / name)
+    cfg = load_config(BenchConfig, REPO / name)
     names = {ep.name for ep in entry_points(group="padis_plugin.solvers")}
     assert all(s.name in names for s in cfg.solvers)
     for s in cfg.solvers:
-        if "checkpoint" in s.params:
+        if "checkpoint" in s.params and not s.params["checkpoint"].startswith(UNSHIPPED.get(name, "\0")):
             assert resolve_checkpoint(s.params["checkpoint"]).parent == BUNDLED_CHECKPOINTS
 
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_an_experiment_writes_beside_its_config(name):
+    """experiments/<name>/config.yaml runs into its own folder, and every folder it reuses items from holds a
+    readable resolved config (so a rerun resumes from the committed results instead of recomputing them)."""
+    import json
+
+    path = REPO / "experiments" / name / "config.yaml"
+    if config_kind(path) == "train":  # the recipe of a shipped prior (padis_plugin/bundled/checkpoints/)
+        from padis_plugin.train.config import TrainConfig
+
+        assert load_config(TrainConfig, path).kind in {"padis", "edm", "hfs", "patch-hfs"}
+        return
+    cfg = load_config(BenchConfig, path)
+    assert cfg.output.dir == f"experiments/{name}"
+    for src in cfg.output.reuse_from:
+        assert "hash" in json.loads((REPO / src.dir / "resolved_config.json").read_text()), src.dir
+
+
+def test_configs_ships_only_generic_configs():
+    """configs/ (what the wheel ships and --list-configs lists) holds no record of a finished experiment:
+    those live in experiments/ beside their results. The results configs left are read by a running job."""
+    left = {p.name for p in CONFIGS.glob("results_*.yaml")}
+    assert left <= {"results_256_frontier_test.yaml", "results_256_frontier_test80.yaml", "results_256_table5.yaml"}
+    assert not list(CONFIGS.glob("diagnosis_*.yaml"))
 
 def test_recommended_config_runs_the_recommended_modes():
     """configs/recommended_256.yaml, the demo and padis-recon agree: its PaDIS and EDM rows are each prior's

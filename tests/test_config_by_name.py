@@ -55,12 +55,14 @@ def test_list_configs_prints_names_and_first_comment_line(capsys):
     assert bench_main(["--list-configs"]) == 0
     lines = capsys.readouterr().out.splitlines()
     by_name = {line.split()[0]: line for line in lines}
-    assert {"wavelet_l1_r4", "paper_table5_data_efficiency", "results_table5"} <= set(by_name)
+    assert {"wavelet_l1_r4", "paper_table5_data_efficiency", "recommended_256"} <= set(by_name)
     assert "Wavelet-L1 (the paper's PICS-L1 baseline, untrained)" in by_name["wavelet_l1_r4"]
     assert not {"train_padis_cpu", "protocol_split"} & set(by_name)  # only benchmark configs
+    assert "results_table5" not in by_name  # a record of an experiment: experiments/table5/config.yaml
     assert train_main(["--list-configs"]) == 0
     names = {line.split()[0] for line in capsys.readouterr().out.splitlines()}
-    assert {"train_padis_cpu", "results_train_padis_s25_256"} <= names and "wavelet_l1_r4" not in names
+    assert {"train_padis_cpu", "train_padis_s25"} <= names and "wavelet_l1_r4" not in names
+    assert "results_train_padis_s25_256" not in names  # experiments/train_padis_s25_256/config.yaml
 
 
 def test_setup_cfg_ships_the_configs_and_lists_every_subpackage():
