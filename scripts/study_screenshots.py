@@ -1,4 +1,4 @@
-"""Screenshots of the padis-study reader page for the README, taken in headless Chromium on a copy of a study
+"""Screenshots of the padis-study reader page for docs/study.md, taken in headless Chromium on a copy of a study
 (the copy gets the screenshot reader's session; the study itself is not touched).
 
   python scripts/study_screenshots.py outputs/study_demo docs/study
