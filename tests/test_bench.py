@@ -359,6 +359,7 @@ def test_missing_config_and_no_args(tmp_path, capsys):
     assert main([]) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="torchrun")
 def test_torchrun_two_gloo_processes_merge(tmp_path, data_file):
     path = _config(tmp_path, data_file, [{"name": "zero-filled"}])

@@ -110,6 +110,7 @@ class LangevinDAPS(DAPSExact):
             x = x0 + s[i + 1] * self.noise(x0, generator)
 
 
+@pytest.mark.slow
 def test_daps_exact_agrees_with_the_langevin_inner_loop():
     """The design check: exact Gaussian draws and 1000-step Langevin chains per level give the same statistics
     (measured spread 0.89 vs 0.85 of the posterior trace; both means within the Monte-Carlo error). The noise

@@ -109,6 +109,7 @@ def data_path(tmp_path_factory):
     return make_train_dataset(tmp_path_factory.mktemp("hfs_data") / "prepared.h5")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["hfs", "patch-hfs"])
 def test_tiny_hfs_prior_learns_and_its_checkpoint_loads(kind, data_path, tmp_path):
     model = "edm-tiny" if kind == "hfs" else "padis-tiny"

@@ -29,6 +29,7 @@ def deepinv_example():
     return namespace
 
 
+@pytest.mark.slow
 def test_readme_deepinv_example_beats_zero_filled(deepinv_example):
     ns = deepinv_example
     metrics = ns["image_metrics"]

@@ -25,6 +25,7 @@ def tiny(tiny_checkpoints):
     return {**tiny_checkpoints, "data": demo_dataset()}
 
 
+@pytest.mark.slow
 def test_demo_cli_end_to_end(tiny, tmp_path, capsys):
     out = tmp_path / "demo"
     rc = main(["--steps", "2", "--inner", "1", "--padis-checkpoint", tiny["padis"], "--edm-checkpoint", tiny["edm"],
@@ -60,6 +61,7 @@ def test_demo_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert "--padis-checkpoint" in err and not (tmp_path / "d").exists()
 
 
+@pytest.mark.slow
 def test_reconstruct_saves_npy_h5_png(tiny, tmp_path):
     ds = PreparedDataset(tiny["data"])
     params = {"checkpoint": tiny["padis"], "steps": 2, "inner": 1, "progress": False}
@@ -156,7 +158,12 @@ def _declared_solvers() -> list[str]:
     return sorted(ep.name for ep in entry_points(group="padis_plugin.solvers"))
 
 
-@pytest.mark.parametrize("name", _declared_solvers())
+# measured over 10 s each on the 2-core CI machine (whole-image EDM prior on the 128 x 128 demo slice)
+SLOW_SOLVERS = {"edm-dps", "edm-daps"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_SOLVERS else n
+                                  for n in _declared_solvers()])
 def test_registered_solver_shape_and_determinism_under_a_generator(tiny, name):
     """The shared check: (B, 2, H, W) output, same generator -> same output, nfe reported."""
     from padis_plugin.solvers.contract import call_solver

@@ -70,6 +70,7 @@ def _api_reader(url, reader, key, roles):
                       headers=h).raise_for_status()
 
 
+@pytest.mark.slow
 def test_a_reader_completes_a_study_in_the_browser(tmp_path):
     bench = make_bench(tmp_path / "bench", n=64)
     study = tmp_path / "study"

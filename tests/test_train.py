@@ -237,6 +237,7 @@ def test_resume_rejects_corrupt_or_mismatched_checkpoints(data_path, tmp_path, c
 
 
 # ------------------------------------------------------------------------------------------------ DDP
+@pytest.mark.slow
 def test_torchrun_two_processes_on_gloo(data_path, tmp_path):
     """The same CLI under torchrun: 2 CPU processes (gloo), rank 0 alone writes one log and the checkpoints."""
     path = tmp_path / "cfg.yaml"
