@@ -1,4 +1,4 @@
-"""The recommended reconstruction modes, chosen from measurement (``configs/results_256_frontier_validation.yaml``,
+"""The recommended reconstruction modes, chosen from measurement (``experiments/256_frontier_validation/config.yaml``,
 the validation patients at 256, R = 4 and 7) by a stated rule:
 
 * ``best``: the best point estimate, the highest mean PSNR over R = 4 and 7 (a tie, within 0.1 dB, goes to
