@@ -78,3 +78,56 @@ def test_mrf_task_refuses_masks_and_non_mrf_files(tmp_path, mrf_file):
     bad.write_bytes(b"nope")
     with pytest.raises(Exception, match="not.h5"):
         run_benchmark(load_bench_config(_config(tmp_path, bad)), progress=False)
+
+
+def _tiny_tsmi_priors(tmp_path):
+    """Untrained 10-channel EDM and PaDIS priors saved as checkpoints (the solver path, not their quality)."""
+    from padis_plugin.prior import EDMDenoiser, EDMPrecond, PaDISDenoiser, build_unet
+    from padis_plugin.prior.network import resolve_model_config
+
+    torch.manual_seed(0)
+    edm = EDMDenoiser(EDMPrecond(build_unet(resolve_model_config("edm-tiny", image_channels=10))))
+    padis = PaDISDenoiser(EDMPrecond(build_unet(resolve_model_config("padis-tiny", image_channels=10))),
+                          patch_size=16, pad=8)
+    return {kind: str(den.save_pretrained(tmp_path / f"tsmi-{kind}")) for kind, den in
+            (("edm", edm), ("padis", padis))}
+
+
+def test_every_declared_mrf_solver_runs_in_padis_bench(tmp_path, mrf_file):
+    """The shared check of the mrf task: every solver the package declares for it runs two steps through
+    padis-bench on both prior families, and the same seed gives the same maps."""
+    from importlib.metadata import entry_points
+
+    from padis_plugin.solvers.registry import solver_task
+
+    names = sorted(ep.name for ep in entry_points(group="padis_plugin.solvers") if solver_task(ep.name) == "mrf")
+    assert names == ["mrf-admm-dm", "mrf-cg-dm", "mrf-diph", "mrf-svd-dm"]
+    priors = _tiny_tsmi_priors(tmp_path)
+    entries = []
+    for n in names:
+        params = {"mrf-admm-dm": {"steps": 2}, "mrf-cg-dm": {"iterations": 2}, "mrf-svd-dm": {}}.get(n)
+        if params is not None:
+            entries.append(f"  - {{name: {n}, label: {n}, params: {params}}}")
+        else:
+            for kind, path in priors.items():
+                entries.append(f"  - {{name: {n}, label: {n}-{kind}, params: {{checkpoint: '{path}', steps: 2}}}}")
+    text = (f"name: every-mrf\ntask: mrf\ndata: {{path: {mrf_file}, max_slices: 1}}\nsolvers:\n" + "\n".join(entries)
+            + f"\noutput: {{dir: {tmp_path / 'out'}}}\n")
+    (tmp_path / "every.yaml").write_text(text)
+    results = run_benchmark(load_bench_config(tmp_path / "every.yaml"), progress=False)
+    rows = {r["solver"]: r for r in results["results"]}
+    assert set(rows) == {"mrf-admm-dm", "mrf-cg-dm", "mrf-svd-dm", "mrf-diph-edm", "mrf-diph-padis"}
+    assert rows["mrf-diph-edm"]["nfe"] == 2 and rows["mrf-diph-padis"]["nfe"] == 2
+    assert all(r["mape_t1"] == r["mape_t1"] for r in rows.values())  # finite: maps were matched
+
+    again = run_benchmark(load_bench_config(tmp_path / "every.yaml"), overwrite=True, progress=False)
+    assert [r["mape_t1"] for r in again["results"]] == [r["mape_t1"] for r in results["results"]]
+
+
+def test_a_slice_config_refuses_mrf_solvers(tmp_path):
+    path = tmp_path / "slice.yaml"
+    path.write_text("name: x\ndata: {path: bundled-demo}\nsolvers:\n  - {name: mrf-svd-dm}\n")
+    from padis_plugin.bench.build import build_solvers
+
+    with pytest.raises(ConfigError, match="'mrf-svd-dm' solves the 'mrf' task"):
+        build_solvers(load_bench_config(path), "cpu")

@@ -8,12 +8,17 @@ from .config import BenchConfig
 
 def build_solvers(cfg: BenchConfig, device, source=None) -> dict:
     """label -> solver; unknown names and parameters of every entry raise one ConfigError naming the keys."""
-    from ..solvers.registry import available_solvers, available_text, build_solver
+    from ..solvers.registry import available_solvers, available_text, build_solver, solver_task
     names = available_solvers()
     solvers, bad = {}, Problems(source)
     for i, entry in enumerate(cfg.solvers):
         if entry.name not in names:
             bad.add(f"solvers.{i}.name", f": unknown solver '{entry.name}' ({available_text()})")
+            continue
+        task = solver_task(entry.name)
+        if task != cfg.task:
+            bad.add(f"solvers.{i}.name", f": '{entry.name}' solves the '{task}' task; this config's task is "
+                                         f"'{cfg.task}'" + (" (set 'task: mrf')" if task == "mrf" else ""))
             continue
         try:
             solvers[entry.display] = build_solver(entry.name, dict(entry.params), device, source,

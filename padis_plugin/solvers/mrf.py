@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from deepinv.models import Reconstructor
@@ -198,10 +199,12 @@ class MRFDiPh(DiffusionSampler):
 @dataclass
 class MRFSVDParams:
     """No parameters."""
+    TASK: ClassVar[str] = "mrf"   # solves the benchmark task "mrf" (quantitative maps)
 
 
 @dataclass
 class MRFCGParams:
+    TASK: ClassVar[str] = "mrf"   # solves the benchmark task "mrf" (quantitative maps)
     iterations: int = 20
 
     def check(self, bad):
@@ -211,6 +214,7 @@ class MRFCGParams:
 
 @dataclass
 class MRFADMMParams:
+    TASK: ClassVar[str] = "mrf"   # solves the benchmark task "mrf" (quantitative maps)
     steps: int = 30
     gamma_fixed: float = 1e-2   # the ADMM penalty of every step (no prior: no sigma to scale it by)
     cg_iters: int = 5
@@ -226,6 +230,7 @@ class MRFADMMParams:
 
 @dataclass
 class MRFDiPhParams(ScheduleParams):
+    TASK: ClassVar[str] = "mrf"   # solves the benchmark task "mrf" (quantitative maps)
     checkpoint: str = "mrf-edm-s"     # a TSMI prior (10 channels): shipped name or checkpoint path
     steps: int = 30
     sigma_max: float = 5.0

@@ -69,6 +69,12 @@ def get_factory(name: str) -> Callable:
                           f"{type(exc).__name__}: {exc}") from exc
 
 
+def solver_task(name: str) -> str:
+    """The benchmark task a registered solver solves: ``"slice"`` (an image from k-space; the default) or what its
+    parameters class declares as ``TASK`` (e.g. ``"mrf"``: quantitative maps from MR-fingerprinting data)."""
+    return getattr(declared_params(get_factory(name)), "TASK", "slice")
+
+
 def build_solver(name: str, params: dict | None = None, device="cpu", source=None, prefix: str | None = None):
     """Build the solver ``name`` with ``params`` (a mapping or ``None``) on ``device``. Unknown keys, wrong
     types and disallowed values of a declared dataclass raise one :class:`~padis_plugin.errors.ParamsError`
