@@ -20,7 +20,7 @@ from .atomic import atomic_path, atomic_paths, clean_stale_temps, naming, save_n
 from .data.prepared import is_prepared
 from .data.source import BUNDLED_DEMO, open_source
 from .errors import CheckpointError, ConfigError, DataError, where
-from .masks import acs_lines_for
+from .acquisition.masks import acs_lines_for
 from .metrics import image_metrics, to_complex_numpy
 from .progress import progress_bar
 from .solvers.registry import build_solver

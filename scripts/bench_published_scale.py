@@ -71,7 +71,7 @@ def problem(size=384, coils=16, seed=0):
     import torch
     from deepinv.physics import MultiCoilMRI
 
-    from padis_plugin.masks import cartesian_mask
+    from padis_plugin.acquisition.masks import cartesian_mask
 
     g = torch.Generator().manual_seed(seed)
     maps = torch.randn(1, coils, size, size, dtype=torch.complex64, generator=g)

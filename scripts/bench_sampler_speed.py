@@ -19,7 +19,7 @@ from deepinv.physics import MultiCoilMRI
 from torch.utils.flop_counter import FlopCounterMode
 
 from padis_plugin.atomic import write_json
-from padis_plugin.masks import cartesian_mask
+from padis_plugin.acquisition.masks import cartesian_mask
 from padis_plugin.prior import EDMDenoiser, EDMPrecond, PaDISDenoiser, build_unet, count_parameters
 from padis_plugin.solvers.dps import EDMDPS, PaDISDPS, VEDPS
 from padis_plugin.timing import peak_memory_bytes, timed

@@ -20,7 +20,7 @@ from padis_plugin.bench.items import config_hash, item_fingerprint, solver_label
 from padis_plugin.bench.config import BenchConfig
 from padis_plugin.config import config_kind, from_dict, to_dict
 from padis_plugin.errors import ConfigError, DataError
-from padis_plugin.masks import acs_lines_for, cartesian_mask, default_acs_lines
+from padis_plugin.acquisition.masks import acs_lines_for, cartesian_mask, default_acs_lines
 
 REPO = Path(__file__).resolve().parents[1]
 

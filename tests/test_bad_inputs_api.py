@@ -86,7 +86,7 @@ def _read(tmp_path, edit, **changes):
 
 
 def _physics(mask, batch=1):
-    from padis_plugin.physics import build_physics
+    from padis_plugin.acquisition.physics import build_physics
 
     maps = torch.full((batch, C, N, N), C ** -0.5, dtype=torch.complex64)
     return lambda: build_physics(maps, mask)
@@ -99,7 +99,7 @@ def _slice_problem(mask=None, **changes):
 
 
 def _mask_file(tmp_path, arr):
-    from padis_plugin.masks import load_mask_file
+    from padis_plugin.acquisition.masks import load_mask_file
 
     path = tmp_path / "masks.npy"
     np.save(path, np.asarray(arr))
@@ -392,9 +392,9 @@ def test_noiseless_and_finite_snr_stay_allowed(snr_db):
 
 def test_good_inputs_still_pass(tmp_path):
     from padis_plugin.data.prepared import PreparedDataset
-    from padis_plugin.masks import load_mask_file
+    from padis_plugin.acquisition.masks import load_mask_file
     from padis_plugin.acquisition import slice_problem
-    from padis_plugin.physics import build_physics
+    from padis_plugin.acquisition.physics import build_physics
 
     mask = _line_mask()
     bool_mask = torch.from_numpy(mask > 0)

@@ -19,7 +19,7 @@ from padis_plugin.bench.items import generator_seed, item_key
 from padis_plugin.bench.run import load_bench_config, run_benchmark
 from padis_plugin.cli.bench import main
 from padis_plugin.data.prepared import write_prepared
-from padis_plugin.masks import cartesian_mask
+from padis_plugin.acquisition.masks import cartesian_mask
 from padis_plugin.metrics import image_metrics, paired_difference
 from padis_plugin.acquisition import slice_problem
 from padis_plugin.solvers.registry import register_solver

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from padis_plugin.errors import ConfigError
-from padis_plugin.masks import cartesian_mask
+from padis_plugin.acquisition.masks import cartesian_mask
 from padis_plugin.metrics import image_metrics
 from padis_plugin.acquisition import slice_problem
 from padis_plugin.solvers.classical import make_sense, make_wavelet_l1, make_zero_filled
@@ -61,7 +61,7 @@ def test_wavelet_step_bound_is_exact_upper_bound_and_silent(tiny_slice):
     (whose 'convergence not reached' warning deepinv raises even with verbose=False)."""
     import warnings
 
-    from padis_plugin.masks import cartesian_mask
+    from padis_plugin.acquisition.masks import cartesian_mask
     from padis_plugin.acquisition import slice_problem
     from padis_plugin.solvers.classical import normal_operator_bound
 

@@ -5,7 +5,7 @@ import torch
 import deepinv as dinv
 
 from padis_plugin.errors import ConfigError
-from padis_plugin.masks import cartesian_mask
+from padis_plugin.acquisition.masks import cartesian_mask
 from padis_plugin.metrics import image_metrics
 from padis_plugin.acquisition import slice_problem
 from padis_plugin.solvers.registry import build_solver

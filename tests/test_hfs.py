@@ -11,9 +11,9 @@ import torch
 from helpers import make_slice
 from padis_plugin.config import from_dict
 from padis_plugin.kspace import fft2c, ifft2c
-from padis_plugin.masks import cartesian_mask
+from padis_plugin.acquisition.masks import cartesian_mask
 from padis_plugin.acquisition import slice_problem
-from padis_plugin.physics import build_physics
+from padis_plugin.acquisition.physics import build_physics
 from padis_plugin.prior import (FAMILIES, EDMPrecond, HFSDenoiser, PatchHFSDenoiser, build_unet, get_family,
                                 high_pass, load_prior, low_pass)
 from padis_plugin.prior.hfs import default_band_width, low_band_mask

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from padis_plugin.errors import ConfigError
-from padis_plugin.masks import cartesian_mask, cartesian_masks
+from padis_plugin.acquisition.masks import cartesian_mask, cartesian_masks
 
 
 @pytest.mark.parametrize("R", [2, 3.5, 4, 7, 10])
@@ -43,6 +43,6 @@ def test_invalid(kwargs):
 
 
 def test_default_acs_lines_scales_the_paper_fraction():
-    from padis_plugin.masks import default_acs_lines
+    from padis_plugin.acquisition.masks import default_acs_lines
 
     assert default_acs_lines(384) == 24 and default_acs_lines(128) == 8 and default_acs_lines(16) == 1

@@ -131,3 +131,24 @@ def test_a_slice_config_refuses_mrf_solvers(tmp_path):
 
     with pytest.raises(ConfigError, match="'mrf-svd-dm' solves the 'mrf' task"):
         build_solvers(load_bench_config(path), "cpu")
+
+
+def test_padis_recon_writes_the_maps_of_an_mrf_file(tmp_path, mrf_file, capsys):
+    import numpy as np
+
+    from padis_plugin.cli.recon import main
+
+    out, png = tmp_path / "maps.npz", tmp_path / "maps.png"
+    assert main([str(mrf_file), "--solver", "mrf-admm-dm", "--steps", "2", "--slice", "1", "--out", str(out),
+                 "--png", str(png), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "mrf-admm-dm on ph:1: T1 MAPE" in text and png.is_file()
+    with np.load(out, allow_pickle=False) as z:
+        assert z["t1"].shape == (32, 32) and z["pd"].dtype == np.complex64
+    for argv in ([str(mrf_file), "--solver", "wavelet-l1", "--out", str(tmp_path / "x.npz")],
+                 [str(mrf_file), "--solver", "mrf-svd-dm", "--out", str(tmp_path / "x.npy")],
+                 [str(mrf_file), "--solver", "mrf-svd-dm", "--slice", "nope"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1
+    assert not (tmp_path / "x.npz").exists() and not (tmp_path / "x.npy").exists()

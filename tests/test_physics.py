@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from padis_plugin.errors import DataError
-from padis_plugin.masks import cartesian_mask
+from padis_plugin.acquisition.masks import cartesian_mask
 from padis_plugin.acquisition import batch_problems, slice_problem
-from padis_plugin.physics import build_physics
+from padis_plugin.acquisition.physics import build_physics
 
 
 def test_slice_problem_shapes_measurement_and_adjoint(tiny_slice):
@@ -60,7 +60,7 @@ def test_build_physics_mask_layouts(tiny_slice):
 
 def test_cartesian_mask_generator_drives_deepinv_physics(tiny_slice):
     """The paper's masks as a deepinv physics generator: seeded steps reproduce, physics.update takes them."""
-    from padis_plugin.masks import CartesianMaskGenerator
+    from padis_plugin.acquisition.masks import CartesianMaskGenerator
 
     gen = CartesianMaskGenerator((2, 64, 64), acceleration=4)
     a, b = gen.step(batch_size=3, seed=1)["mask"], gen.step(batch_size=3, seed=1)["mask"]

@@ -12,7 +12,7 @@ from padis_plugin.data.bundled import demo_dataset
 from padis_plugin.data.prepared import PreparedDataset
 from padis_plugin.recon import make_problem, reconstruct
 from padis_plugin.solvers.registry import available_solvers, build_solver, solver_task
-from padis_plugin.masks import cartesian_mask
+from padis_plugin.acquisition.masks import cartesian_mask
 from padis_plugin.acquisition import slice_problem
 
 

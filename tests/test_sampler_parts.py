@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from helpers import make_slice
-from padis_plugin.masks import cartesian_mask
+from padis_plugin.acquisition.masks import cartesian_mask
 from padis_plugin.acquisition import slice_problem
 from padis_plugin.prior import PaDISDenoiser
 from padis_plugin.prior.schedules import edm_sigmas

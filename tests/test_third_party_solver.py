@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from padis_plugin.masks import cartesian_mask
+from padis_plugin.acquisition.masks import cartesian_mask
 from padis_plugin.metrics import image_metrics
 from padis_plugin.acquisition import slice_problem
 from padis_plugin.solvers.registry import available_solvers, build_solver

@@ -15,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from ..physics import build_physics, image_channels, masked_kspace
+from .physics import build_physics, image_channels, masked_kspace
 from .problem_types import Problem, ProblemInfo
 
 

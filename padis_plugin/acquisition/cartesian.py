@@ -1,15 +1,15 @@
-"""1-D Cartesian lines: the paper's masks (:func:`padis_plugin.masks.cartesian_mask`) as an acquisition."""
+"""1-D Cartesian lines: the paper's masks (:func:`padis_plugin.acquisition.masks.cartesian_mask`) as an acquisition."""
 from __future__ import annotations
 
 import torch
 
-from ..masks import acs_lines_for, cartesian_mask, grid_shape
+from .masks import acs_lines_for, cartesian_mask, grid_shape
 from .base import Acquisition
 
 
 class CartesianLines(Acquisition):
     """``floor(W / R)`` random phase-encode lines with a centred block of ``acs_lines`` (None: 24 at W = 384,
-    scaled to W); the mask of a seed is :func:`~padis_plugin.masks.cartesian_mask` of that seed, bit for bit."""
+    scaled to W); the mask of a seed is :func:`~padis_plugin.acquisition.masks.cartesian_mask` of that seed, bit for bit."""
 
     kind = "cartesian"
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..masks import MAX_ACCELERATION, acs_lines_for, grid_shape
+from .masks import MAX_ACCELERATION, acs_lines_for, grid_shape
 from .base import Acquisition
 
 RATE_TOLERANCE = 0.1  # sigpy's default: |achieved R - requested R| < 0.1

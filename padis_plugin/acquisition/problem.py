@@ -6,7 +6,7 @@ import torch
 
 from ..data.prepared import PreparedSlice
 from ..errors import DataError, where
-from ..physics import build_physics, image_channels, masked_kspace
+from .physics import build_physics, image_channels, masked_kspace
 from .base import Acquisition
 from .problem_types import Problem
 from .stored import AcquiredMask, StoredMasks

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError, where
-from ..masks import load_mask_file
+from .masks import load_mask_file
 from .base import Acquisition
 
 
@@ -23,7 +23,7 @@ class StoredMasks(Acquisition):
 
     @classmethod
     def from_file(cls, path, shape=None, acceleration: float | None = None) -> "StoredMasks":
-        """The masks of a ``.npy`` file (:func:`~padis_plugin.masks.load_mask_file`: checked on loading)."""
+        """The masks of a ``.npy`` file (:func:`~padis_plugin.acquisition.masks.load_mask_file`: checked on loading)."""
         return cls(torch.from_numpy(load_mask_file(path, shape)), Path(path), acceleration)
 
     def __len__(self) -> int:

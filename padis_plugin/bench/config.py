@@ -47,7 +47,7 @@ class MaskConfig:
     ``acs_grid``: the grid width ``acs_lines`` refers to; on another grid width W the ACS block is scaled to
     ``round(acs_lines * W / acs_grid)`` lines (so a config written for 384 x 384 data, e.g. 20 ACS lines,
     also runs on the 128 x 128 bundled demo). ``None``: ``acs_lines`` is absolute.
-    (:func:`padis_plugin.masks.acs_lines_for` is the rule.)
+    (:func:`padis_plugin.acquisition.masks.acs_lines_for` is the rule.)
 
     ``kind`` is left out of :func:`to_dict` at its default, so the configs, hashes and item fingerprints of
     Cartesian benchmarks are those they had before masks had a kind."""
@@ -61,7 +61,7 @@ class MaskConfig:
 
     def acs_for(self, width: int) -> int:
         """ACS lines on a grid of ``width`` phase-encode lines."""
-        from ..masks import acs_lines_for  # here, not at the top: masks imports torch
+        from ..acquisition.masks import acs_lines_for  # here, not at the top: masks imports torch
         return acs_lines_for(width, self.acs_lines, self.acs_grid)
 
     def validate(self, source, prefix):

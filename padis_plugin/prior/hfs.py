@@ -2,7 +2,7 @@ r"""HFS-SDE priors (Cao et al., IEEE TMI 2024, arXiv 2208.05481) in variance-exp
 projector and the whole-image / patch denoisers trained with noise in the high band only.
 
 The low band is a block of ``width`` central phase-encode columns of k-space, all readout rows: the axis the
-1-D Cartesian masks of :mod:`padis_plugin.masks` choose lines along (the last one, W), starting at
+1-D Cartesian masks of :mod:`padis_plugin.acquisition.masks` choose lines along (the last one, W), starting at
 ``(W - width) // 2`` as their ACS block does, so a band no wider than the ACS lies inside it. With the centred
 orthonormal FFT :math:`F` of :mod:`padis_plugin.kspace` (deepinv's ``MultiCoilMRI`` convention):
 

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from deepinv.physics.generator import PhysicsGenerator
 
-from .data.files import load_npy
-from .mask_check import check_mask
-from .errors import ConfigError, DataError, where
+from ..data.files import load_npy
+from ..mask_check import check_mask
+from ..errors import ConfigError, DataError, where
 
 __all__ = ["MAX_ACCELERATION", "CartesianMaskGenerator", "acs_lines_for", "cartesian_mask", "cartesian_masks",
            "check_mask", "default_acs_lines", "grid_shape", "load_mask_file", "n_lines"]

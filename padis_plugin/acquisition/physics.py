@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from deepinv.physics import MultiCoilMRI
 
-from .mask_check import check_mask
-from .errors import DataError, where
+from ..mask_check import check_mask
+from ..errors import DataError, where
 
 
 def _as_complex_maps(coil_maps) -> torch.Tensor:
