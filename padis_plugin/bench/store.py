@@ -20,7 +20,7 @@ from . import report
 from ..atomic import FolderLock, clean_stale_temps, read_jsonl, repair_jsonl, write_json, write_text
 from .items import (Item, config_hash, item_fingerprint, solver_labels, uncertainty_key, uncertainty_labels,
                           unchanged_solvers)
-from .records import Record, UncertaintyRecord, from_json
+from .records import MRFRecord, Record, UncertaintyRecord, from_json
 from .config import BenchConfig
 from ..config import to_dict
 from ..data.files import safe_name
@@ -102,7 +102,7 @@ class ResultStore:
         if previous_config is None:
             return {}
         new = to_dict(cfg)
-        earlier = [r for r in self._earlier_records().values() if isinstance(r, Record)]
+        earlier = [r for r in self._earlier_records().values() if isinstance(r, (Record, MRFRecord))]
         if labels is None:
             same = unchanged_solvers(previous_config, new)
             return {r.key: r for r in earlier if r.solver in same}
