@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
 import sqlite3
@@ -332,3 +333,27 @@ def test_a_read_only_study_folder_for_real(tmp_path):
     assert rc == 0, err
     assert json.loads((tmp_path / "report" / "report.json").read_text())["readers"] == ["r1"]
     assert sorted(p.name for p in study.iterdir()) == before  # nothing made in the study folder
+
+
+def test_random_requests_never_get_a_500(client):
+    """120 seeded random bodies (odd values, some with a byte inserted) on every POST endpoint and random
+    numbers in the GET paths: each answer is JSON (or the PNG asked for) with a status below 500."""
+    rng = random.Random(0)
+    values = [0, 1, 2, 3, -1, 10 ** 30, -10 ** 30, 2 ** 63, 1.5, 1e308, True, None, "", "1", "\ud800", "x" * 3000,
+              [], {}, [[[]]], "r1", "R1", "r1\n", "\x00", "é"]
+    keys = ["case", "choice", "comment", "seconds", "reader", "takeover", "x"]
+    headers = {**HOST, "X-Session": _token(client)}
+    for _ in range(120):
+        body = {k: rng.choice(values) for k in rng.sample(keys, rng.randint(0, 5))}
+        data = json.dumps(body, ensure_ascii=rng.random() < 0.5).encode("utf-8", "surrogatepass")
+        if rng.random() < 0.2:
+            at = rng.randrange(len(data) + 1)
+            data = data[:at] + bytes([rng.randrange(256)]) + data[at:]
+        endpoint = rng.choice(["/api/answer", "/api/login", "/api/ping", "/api/logout"])
+        resp = client.post(endpoint, data=data, content_type="application/json", headers=headers)
+        assert resp.status_code < 500 and resp.is_json, (endpoint, data[:80], resp.data[:200])
+        if endpoint == "/api/login" and resp.status_code == 200:
+            headers = {**HOST, "X-Session": resp.get_json()["token"]}
+        path = rng.choice(["/api/case/", "/api/case/1/image/"]) + rng.choice(["0", "1", "3", "4", "9" * 20, "9" * 300])
+        resp = client.get(path, headers=headers)
+        assert resp.status_code < 500 and (resp.is_json or resp.mimetype == "image/png"), (path, resp.data[:200])

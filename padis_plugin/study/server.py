@@ -105,10 +105,11 @@ def create_app(study, allowed_hosts=None) -> Flask:
             return _error(exc.description or exc.name, exc.code) if (exc.code or 0) >= 400 else exc
         if isinstance(exc, sqlite3.Error) and db.storage_problem(exc) is not None:
             app.logger.error("%s %s: %s", request.method, request.path, exc)
-            return _error(f"{db.storage_problem(exc)}; nothing was stored", 503, code="storage")
+            return _error(f"{db.storage_problem(exc)} (reload to see what was stored)", 503, code="storage")
         # last resort: every known bad input is a 4xx above; the traceback goes to the log, not the reply
         app.logger.exception("unexpected error on %s %s", request.method, request.path)
-        return _error("internal error (logged by the server); nothing was stored", 500, code="internal")
+        return _error("internal error (logged by the server; reload to see what was stored)", 500,
+                      code="internal")
 
     @app.errorhandler(404)
     def _not_found(exc):
