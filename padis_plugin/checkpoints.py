@@ -4,10 +4,13 @@ Layout: ``<stem>.safetensors`` holds flat keys ``"<group>.<name>"`` (groups such
 ``optim``); ``<stem>.json`` holds the caller's config at top level plus a reserved ``"checkpoint"`` entry
 (format, version, groups, dtype, SHA-256 of the tensor file, so a tensor file that does not belong to its JSON is
 caught). Both files are written atomically. Every failure to read raises :class:`CheckpointError` naming the file.
+A JSON without a hash cannot be checked: the loader refuses it where the hash is required (the checkpoints the
+package ships) and warns otherwise (a user's file).
 """
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -58,11 +61,14 @@ def save_checkpoint(stem, groups: dict[str, dict[str, torch.Tensor]], config: di
     return st_path
 
 
-def load_checkpoint(path_or_stem, device="cpu", verify: bool = True) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
+def load_checkpoint(path_or_stem, device="cpu", verify: bool = True,
+                    require_hash: bool = False) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
     """Read a checkpoint written by :func:`save_checkpoint` -> ``(groups, config)``.
 
     Missing, truncated or corrupt files, a tensor file whose hash differs from its JSON, or a tensor holding NaN
-    or inf, raise :class:`CheckpointError` (naming the file and the tensor).
+    or inf, raise :class:`CheckpointError` (naming the file and the tensor). A JSON without ``sha256`` (missing,
+    null or empty) raises with ``require_hash`` (files the package ships) and otherwise, with ``verify``, warns
+    once per load (:class:`UserWarning` naming the file) that the tensors go unchecked.
     """
     from safetensors.torch import load_file
 
@@ -71,7 +77,16 @@ def load_checkpoint(path_or_stem, device="cpu", verify: bool = True) -> tuple[di
     meta = config.pop(_RESERVED)
     if not st_path.is_file():
         raise CheckpointError(where(st_path, "checkpoint tensor file not found"))
-    if verify and meta.get("sha256") and sha256_file(st_path) != meta["sha256"]:
+    digest = meta.get("sha256")
+    if not digest:
+        if require_hash:
+            raise CheckpointError(where(js_path, "checkpoint JSON has no 'sha256' of its tensor file; a shipped "
+                                                 "checkpoint must carry one (its tensors cannot be checked)"))
+        if verify:
+            warnings.warn(where(js_path, "checkpoint JSON has no 'sha256' of its tensor file: the tensors are "
+                                         "loaded unchecked (save_checkpoint writes the hash)"), UserWarning,
+                          stacklevel=2)
+    elif verify and sha256_file(st_path) != digest:
         raise CheckpointError(where(st_path, "tensor file does not match the hash in its JSON (corrupt or replaced)"))
     try:
         flat = load_file(str(st_path), device=str(device))

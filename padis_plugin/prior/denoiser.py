@@ -6,7 +6,10 @@ unchanged: tiling, random offsets and positional channels live inside ``forward`
 """
 from __future__ import annotations
 
+import math
+import numbers
 import os
+import re
 from functools import partial
 from pathlib import Path
 
@@ -26,6 +29,9 @@ from padis_plugin.prior.precond import EDMPrecond, check_sigma_data
 from padis_plugin.rng import randn
 
 BUNDLED_CHECKPOINTS = Path(__file__).resolve().parent.parent / "bundled" / "checkpoints"
+
+#: The settings only a prior with a high-frequency band (HFS) has; a checkpoint JSON holding them is an HFS one.
+HFS_KEYS = ("band_width", "keep_low_band")
 
 
 def _make_generator(generator, seed):
@@ -106,26 +112,136 @@ def resolve_checkpoint(path_or_name) -> Path:
     raise CheckpointError(where(path_or_name, f"no such checkpoint file or shipped checkpoint (shipped: {shipped})"))
 
 
-def _load_precond(path_or_name, kind: str | None, device):
-    """Load ``(precond, config, path)``; EMA weights when present, else ``model``."""
-    path = resolve_checkpoint(path_or_name)
-    _, js_path = checkpoint_paths(path)
-    config = read_checkpoint_config(js_path)  # the JSON first: a bad model config is named before tensors load
-    if kind is not None and config.get("kind") != kind:
-        raise CheckpointError(where(path, f"checkpoint kind is {config.get('kind')!r}, expected {kind!r}"))
+def whole_number(value) -> int | None:
+    """``value`` as an int when it is a whole number (an int, or a float such as 13.0; not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    f = float(value)
+    return int(f) if math.isfinite(f) and f.is_integer() else None
+
+
+def check_band_width_setting(value, what: str = "band_width") -> int | None:
+    """A denoiser's ``band_width`` setting: an integer >= 1 (low-band columns) or None (the grid's default,
+    :func:`padis_plugin.prior.hfs.default_band_width`); :class:`ConfigError` naming ``what`` otherwise."""
+    if value is None:
+        return None
+    n = whole_number(value)
+    if n is None or n < 1:
+        raise ConfigError(f"{what} must be an integer >= 1 or null (the grid's default), got "
+                          f"{f'{type(value).__name__} {value!r}'[:60]}")
+    return n
+
+
+def _has_band(cls) -> bool:
+    """Whether denoiser class ``cls`` is an HFS prior (it reads :data:`HFS_KEYS` from its checkpoint)."""
+    return bool(set(HFS_KEYS) & set(getattr(cls, "settings", ())))
+
+
+def _kind_of(positional: int, band: bool) -> str:
+    """The kind (quoted) of this package's denoisers whose network takes ``positional`` channels besides the
+    image and which have (``band``) or lack a high-frequency band; "no known kind" when none does. The classes
+    are found as subclasses of the two base denoisers, so the HFS ones (:mod:`.hfs`) count once imported."""
+    todo, kinds = [PaDISDenoiser, EDMDenoiser], []
+    while todo:
+        c = todo.pop(0)
+        todo.extend(c.__subclasses__())
+        if c.__module__.startswith("padis_plugin.") and c.positional_channels == positional \
+                and _has_band(c) == band and c.kind not in kinds:
+            kinds.append(c.kind)
+    return " or ".join(map(repr, kinds)) or "no known kind"
+
+
+def _channel_mismatch(cls, n_in: int, n_out: int, source: str) -> str | None:
+    """The problem when a network of ``n_in`` inputs and ``n_out`` outputs is not one of kind ``cls.kind``."""
+    if n_in - n_out == cls.positional_channels:
+        return None
+    return (f"checkpoint kind {cls.kind!r} does not match its {source}: {n_in} input channels for {n_out} image "
+            f"channels is a network of kind {_kind_of(n_in - n_out, _has_band(cls))}, while kind {cls.kind!r} takes "
+            f"{n_out + cls.positional_channels} ({cls.positional_channels} positional channels)")
+
+
+def check_checkpoint_json(config: dict, cls, path) -> tuple[dict, float]:
+    """Check a checkpoint JSON ``config`` for denoiser class ``cls`` -> ``(model config, sigma_data)``.
+
+    Its ``"kind"`` (``cls.kind``, checked by the caller) must agree with what else the JSON says: the network's
+    inputs are the image channels plus ``cls.positional_channels`` (2 for patch priors, their positions; 0
+    otherwise), and the settings of :data:`HFS_KEYS` are present exactly for HFS kinds (``band_width`` an
+    integer >= 1 or null, ``keep_low_band`` a bool). An HFS network is a plain one trained with noise in the
+    high band only, so no tensor tells the two apart: the band settings are what the JSON can check. Every
+    problem raises :class:`CheckpointError` naming ``path`` and, for a kind that disagrees, both kinds.
+    """
+    kind = cls.kind
     if "model" not in config:
-        raise CheckpointError(where(js_path, "checkpoint JSON has no 'model' config"))
+        raise CheckpointError(where(path, "checkpoint JSON has no 'model' config"))
     try:
         model_config = resolve_model_config(config["model"])
         sigma_data = check_sigma_data(config.get("sigma_data", 0.5))
     except ConfigError as e:
-        raise CheckpointError(where(js_path, f"invalid model config in checkpoint JSON ({e})")) from None
-    groups, config = load_checkpoint(path)
+        raise CheckpointError(where(path, f"invalid model config in checkpoint JSON ({e})")) from None
+    problem = _channel_mismatch(cls, model_config["in_channels"], model_config["out_channels"], "model config")
+    if problem:
+        raise CheckpointError(where(path, problem))
+    present = [k for k in HFS_KEYS if k in config]
+    if not _has_band(cls):
+        if present:
+            raise CheckpointError(where(path, f"checkpoint kind {kind!r} has no high-frequency band, but its JSON "
+                                              f"holds {present}, the band of kind "
+                                              f"{_kind_of(cls.positional_channels, True)} (an HFS prior)"))
+        return model_config, sigma_data
+    if "band_width" not in config:
+        raise CheckpointError(where(path, f"checkpoint kind {kind!r} (an HFS prior) has no 'band_width' in its "
+                                          "JSON, the low band it was trained with (an integer >= 1, or null for the "
+                                          f"grid's default): weights of kind {_kind_of(cls.positional_channels, False)}"
+                                          f" labelled {kind!r}?"))
+    try:
+        check_band_width_setting(config["band_width"], "checkpoint 'band_width'")
+    except ConfigError as e:
+        raise CheckpointError(where(path, str(e))) from None
+    if not isinstance(config.get("keep_low_band", False), bool):
+        raise CheckpointError(where(path, f"checkpoint 'keep_low_band' must be true or false, got "
+                                          f"{config['keep_low_band']!r}"[:200]))
+    return model_config, sigma_data
+
+
+#: Keys of the network's input convolution and output convolution in its state dict (NCSNpp's names).
+_INPUT_CONV = re.compile(r"net\.enc\.\d+x\d+_conv\.weight")
+_OUTPUT_CONV = re.compile(r"net\.dec\.\d+x\d+_aux_conv\.weight")
+
+
+def _check_tensor_kind(state: dict, cls, path) -> None:
+    """The tensors' own channel counts (input convolution: image + positional channels in; output convolution:
+    image channels out) must be those of kind ``cls.kind``, whatever the JSON's model config says."""
+    first = [t for k, t in state.items() if _INPUT_CONV.fullmatch(k) and t.dim() == 4]
+    last = [t for k, t in state.items() if _OUTPUT_CONV.fullmatch(k) and t.dim() == 4]
+    if len(first) == 1 and len(last) == 1:  # otherwise load_state_into names the missing keys
+        problem = _channel_mismatch(cls, int(first[0].shape[1]), int(last[0].shape[0]), "tensors")
+        if problem:
+            raise CheckpointError(where(path, problem))
+
+
+def is_shipped(path) -> bool:
+    """Whether checkpoint ``path`` lies in the package's folder of shipped checkpoints."""
+    return BUNDLED_CHECKPOINTS.is_dir() and Path(path).resolve().parent == BUNDLED_CHECKPOINTS.resolve()
+
+
+def _load_precond(path_or_name, cls, device):
+    """Load ``(precond, config, path)`` of a checkpoint of kind ``cls.kind`` (denoiser class ``cls``); EMA
+    weights when present, else ``model``. Shipped checkpoints must carry their tensor file's hash."""
+    path = resolve_checkpoint(path_or_name)
+    _, js_path = checkpoint_paths(path)
+    config = read_checkpoint_config(js_path)  # the JSON first: a bad model config is named before tensors load
+    if config.get("kind") != cls.kind:
+        raise CheckpointError(where(path, f"checkpoint kind is {config.get('kind')!r}, expected {cls.kind!r}"))
+    model_config, sigma_data = check_checkpoint_json(config, cls, js_path)
+    groups, config = load_checkpoint(path, require_hash=is_shipped(path))
+    state = groups["ema"] if "ema" in groups else get_group(groups, "model", path)
+    _check_tensor_kind(state, cls, path)
     try:
         unet = build_unet(model_config)
     except (TypeError, ValueError, RuntimeError) as e:  # values passed the checks but the network refuses them
         raise CheckpointError(where(js_path, f"invalid model config in checkpoint JSON ({e})")) from None
-    state = groups["ema"] if "ema" in groups else get_group(groups, "model", path)
     load_state_into(unet, state, path)
     precond = EDMPrecond(unet, sigma_data=sigma_data)  # image channels: the model config's
     precond.eval()
@@ -148,7 +264,7 @@ def _precond_or_pretrained(den, precond, pretrained, device) -> tuple:
         return precond, {}
     if precond is not None:
         raise ConfigError(f"{type(den).__name__}: give a network or pretrained=, not both")
-    precond, config, _ = _load_precond(pretrained, den.kind, device)
+    precond, config, _ = _load_precond(pretrained, type(den), device)
     return precond, _inference_settings(config, getattr(den, "settings", ()))
 
 
@@ -185,6 +301,7 @@ class PaDISDenoiser(Denoiser):
     """
 
     kind = "padis"  # the checkpoint JSON's "kind" (see :mod:`padis_plugin.prior.families`)
+    positional_channels = 2  # network inputs besides the image channels: the patch's positions
     settings = ("patch_size", "pad", "max_batch", "position_convention", "canvas_pad")  # from the checkpoint JSON
 
     def __init__(self, precond: EDMPrecond | None = None, patch_size: int | None = None, pad: int | None = None,
@@ -287,7 +404,7 @@ class PaDISDenoiser(Denoiser):
     @classmethod
     def from_pretrained(cls, path_or_name, device=None, **overrides) -> "PaDISDenoiser":
         """Load a ``kind="padis"`` checkpoint (path or shipped name); ``overrides`` replace patch settings."""
-        precond, config, path = _load_precond(path_or_name, cls.kind, device)
+        precond, config, path = _load_precond(path_or_name, cls, device)
         kw = _inference_settings(config, cls.settings)
         kw.update(overrides)
         try:
@@ -326,6 +443,7 @@ class EDMDenoiser(Denoiser):
     """
 
     kind = "edm"
+    positional_channels = 0  # network inputs besides the image channels
     settings: tuple = ()  # denoiser settings read from the checkpoint JSON (subclasses add theirs)
 
     def __init__(self, precond: EDMPrecond | None = None, generator: torch.Generator | None = None,
@@ -356,7 +474,7 @@ class EDMDenoiser(Denoiser):
     @classmethod
     def from_pretrained(cls, path_or_name, device=None, **overrides) -> "EDMDenoiser":
         """Load a ``kind="edm"`` checkpoint (path or shipped name)."""
-        precond, config, path = _load_precond(path_or_name, cls.kind, device)
+        precond, config, path = _load_precond(path_or_name, cls, device)
         kw = {k: config[k] for k in cls.settings if k in config}
         kw.update(overrides)
         try:

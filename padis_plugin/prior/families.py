@@ -17,7 +17,7 @@ from typing import Callable
 
 from ..checkpoints import read_checkpoint_config
 from ..errors import CheckpointError, ConfigError, where
-from .denoiser import EDMDenoiser, PaDISDenoiser, resolve_checkpoint
+from .denoiser import EDMDenoiser, PaDISDenoiser, check_checkpoint_json, resolve_checkpoint
 from .hfs import HFSDenoiser, PatchHFSDenoiser
 from .preview import edm_heun_sample, hfs_heun_sample
 
@@ -65,11 +65,15 @@ def get_family(name) -> PriorFamily:
 
 
 def checkpoint_family(path_or_name) -> PriorFamily:
-    """The family of a checkpoint (path or shipped name), from its JSON's ``"kind"``."""
+    """The family of a checkpoint (path or shipped name), from its JSON's ``"kind"``, checked against the rest
+    of the JSON (:func:`~padis_plugin.prior.denoiser.check_checkpoint_json`: a kind that disagrees with the model
+    config's channels or with the band settings is refused naming both kinds; the tensors are checked on load)."""
     path = resolve_checkpoint(path_or_name)
-    kind = read_checkpoint_config(path).get("kind")
+    config = read_checkpoint_config(path)
+    kind = config.get("kind")
     if kind not in FAMILIES:
         raise CheckpointError(where(path, f"unknown checkpoint kind {kind!r} (expected one of {sorted(FAMILIES)})"))
+    check_checkpoint_json(config, FAMILIES[kind].denoiser, path.with_suffix(".json"))
     return FAMILIES[kind]
 
 

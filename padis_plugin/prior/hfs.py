@@ -16,12 +16,13 @@ low band :math:`P x_0` is never noised. Because :math:`m_{lf}` spans every row, 
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ..errors import ConfigError
 from ..kspace import fft2c_torch, ifft2c_torch
 from .channels import complex_to_real_channels, real_channels_to_complex
-from .denoiser import EDMDenoiser, PaDISDenoiser, deepinv_inputs
+from .denoiser import HFS_KEYS, EDMDenoiser, PaDISDenoiser, check_band_width_setting, deepinv_inputs, whole_number
 
 #: The released HFS-SDE band: 16 of 320 columns.
 DEFAULT_BAND_FRACTION = 16 / 320
@@ -36,9 +37,10 @@ def check_band_width(band_width, width: int) -> int:
     """``band_width`` (``None``: :func:`default_band_width`) as an int in [1, width]; ConfigError otherwise."""
     if band_width is None:
         return default_band_width(width)
-    if isinstance(band_width, bool) or int(band_width) != band_width or not 1 <= band_width <= width:
-        raise ConfigError(f"band_width must be an integer in [1, {width}] (the grid width), got {band_width!r}")
-    return int(band_width)
+    n = whole_number(band_width)
+    if n is None or not 1 <= n <= width:
+        raise ConfigError(f"band_width must be an integer in [1, {width}] (the grid width), got {band_width!r}"[:200])
+    return n
 
 
 def low_band_mask(width: int, band_width: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -72,13 +74,12 @@ class _HFSSettings:
     """Band settings shared by the two HFS denoisers: ``band_width`` (None: the grid's default) and
     ``keep_low_band`` (True: the output's low band is the input's, :math:`P D = P x`)."""
 
-    hfs_keys = ("band_width", "keep_low_band")
+    hfs_keys = HFS_KEYS
 
     def _init_hfs(self, band_width, keep_low_band):
-        if band_width is not None and (isinstance(band_width, bool) or int(band_width) != band_width
-                                       or band_width < 1):  # the grid bound is checked per call
-            raise ConfigError(f"band_width must be an integer >= 1 or None, got {band_width!r}")
-        self.band_width = None if band_width is None else int(band_width)
+        self.band_width = check_band_width_setting(band_width)  # the grid bound is checked per call
+        if not isinstance(keep_low_band, (bool, np.bool_)):  # bool("no") would be True
+            raise ConfigError(f"keep_low_band must be True or False, got {keep_low_band!r}"[:200])
         self.keep_low_band = bool(keep_low_band)
 
     def band_for(self, width: int) -> int:

@@ -64,6 +64,16 @@ _INT_KEYS = {"in_channels": 1, "out_channels": 1, "model_channels": 32, "num_blo
 #: Keys holding lists of positive integers, and whether the list may be empty.
 _LIST_KEYS = {"channel_mult": False, "attn_resolutions": True}
 
+#: Upper limits of a model config, checked before a network is built: a config (a checkpoint JSON's or a
+#: training config's) states sizes that nothing else bounds, and ``num_blocks: 100000`` took 8 GB and a minute
+#: before failing. Integer keys are bounded by value, ``"channel_mult"`` per entry, ``"levels"`` is
+#: ``len(channel_mult)`` and ``"parameters"`` the network's parameter count (:func:`estimate_parameters`, exact,
+#: from the config alone). The paper's networks (54 and 65 million parameters) are far inside. A user who needs a
+#: larger network raises the entry here (e.g. ``MODEL_LIMITS["num_blocks"] = 32``) before loading or training.
+MODEL_LIMITS: dict[str, int] = {"in_channels": 1024, "out_channels": 1024, "model_channels": 1024, "num_blocks": 16,
+                                "channel_mult_emb": 16, "img_resolution": 65536, "channel_mult": 16, "levels": 8,
+                                "parameters": 10 ** 9}
+
 
 def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
@@ -95,7 +105,76 @@ def _checked(full: dict) -> dict:
     if isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, float, np.number)) or not 0 <= float(d) < 1:
         raise ConfigError(f"model config 'dropout' must be a number in [0, 1), got {_kind(d)}")
     out["dropout"] = float(d)
+    _check_size(out)
     return out
+
+
+def _over(subject: str, key: str) -> ConfigError:
+    return ConfigError(f"model config {subject} exceeds the limit {MODEL_LIMITS[key]:,} "
+                       f"(padis_plugin.prior.network.MODEL_LIMITS[{key!r}]; raise it for a larger network)")
+
+
+def _check_size(cfg: dict) -> None:
+    """Refuse a typed config over :data:`MODEL_LIMITS` (ConfigError naming the key, its value and the limit).
+    The per-key limits come first, so the parameter count is computed for a bounded loop of small numbers."""
+    for key in _INT_KEYS:
+        if cfg[key] > MODEL_LIMITS[key]:
+            raise _over(f"{key!r} = {cfg[key]}", key)
+    if len(cfg["channel_mult"]) > MODEL_LIMITS["levels"]:
+        raise _over(f"'channel_mult' with {len(cfg['channel_mult'])} levels", "levels")
+    if max(cfg["channel_mult"]) > MODEL_LIMITS["channel_mult"]:
+        raise _over(f"'channel_mult' entry {max(cfg['channel_mult'])}", "channel_mult")
+    n = estimate_parameters(cfg)
+    if n > MODEL_LIMITS["parameters"]:
+        raise _over(f"parameter count {n:,} (model_channels={cfg['model_channels']}, channel_mult="
+                    f"{list(cfg['channel_mult'])}, num_blocks={cfg['num_blocks']})", "parameters")
+
+
+def estimate_parameters(cfg: Mapping) -> int:
+    """Parameter count of the DDPM++ network of a typed model config (a :func:`resolve_model_config` result),
+    from the config alone, without building it: equal to ``count_parameters(build_unet(cfg))``.
+
+    Counted as NCSNpp(``model_type="ddpm"``) lays the network out (EDM's SongUNet, Karras et al. 2022): a noise
+    embedding of two linear layers (C_e = ``model_channels * channel_mult_emb``); an encoder of one 3 x 3 input
+    convolution, then per level a down-sampling block (after level 0) and ``num_blocks`` blocks; a decoder with
+    two bottleneck blocks (the first with attention), per level an up-sampling block (but at the bottom) and
+    ``num_blocks + 1`` blocks fed the encoder's skips; GroupNorm and a 3 x 3 output convolution. Each residual
+    block: two GroupNorm-SiLU-3x3 convolutions, a linear map of the embedding (one shift per channel), a 1 x 1
+    skip convolution when its channels change or it resamples, and one attention head where
+    ``attn_resolutions`` says (GroupNorm, 1 x 1 qkv and projection).
+    """
+    mc, mults, nb = cfg["model_channels"], list(cfg["channel_mult"]), cfg["num_blocks"]
+    emb = mc * cfg["channel_mult_emb"]
+    attn = set(cfg["attn_resolutions"])
+
+    def block(cin: int, cout: int, attention: bool = False, resample: bool = False) -> int:
+        n = 2 * cin + (9 * cin + 1) * cout + (emb + 1) * cout + 2 * cout + (9 * cout + 1) * cout
+        if cin != cout or resample:
+            n += (cin + 1) * cout
+        if attention:
+            n += 2 * cout + (cout + 1) * 3 * cout + (cout + 1) * cout
+        return n
+
+    n = (mc + 1) * emb + (emb + 1) * emb                                     # noise embedding
+    channels, skips = mc, []
+    for level, mult in enumerate(mults):
+        res = cfg["img_resolution"] >> level
+        n += (9 * cfg["in_channels"] + 1) * mc if level == 0 else block(channels, channels, resample=True)
+        skips.append(channels)
+        for _ in range(nb):
+            n += block(channels, mc * mult, attention=res in attn)
+            channels = mc * mult
+            skips.append(channels)
+    for level in reversed(range(len(mults))):
+        res = cfg["img_resolution"] >> level
+        if level == len(mults) - 1:
+            n += block(channels, channels, attention=True) + block(channels, channels)
+        else:
+            n += block(channels, channels, resample=True)
+        for idx in range(nb + 1):
+            n += block(channels + skips.pop(), mc * mults[level], attention=idx == nb and res in attn)
+            channels = mc * mults[level]
+    return n + 2 * channels + (9 * channels + 1) * cfg["out_channels"]    # output GroupNorm and convolution
 
 
 def resolve_model_config(cfg: str | dict, **overrides) -> dict:
