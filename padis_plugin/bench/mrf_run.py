@@ -4,7 +4,8 @@ errors, tables and map figures.
 One item is (slice, solver): the file's own spiral acquisition measured each slice once, so there are no
 accelerations or mask seeds. Each solver call gets a generator seeded by a stable hash of (global seed, slice id),
 the same across solvers, processes and restarts; finished items are kept in the results folder, so an
-interrupted run resumes where it stopped. One process (the MRF operator runs on the CPU through finufft).
+interrupted run resumes where it stopped. Under ``torchrun --nproc_per_node=K`` the slices are sharded round-robin
+(rank r takes slices r::K) and rank 0 merges the ranks' records, as for the slice task.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from .build import build_solvers
 from .config import BenchConfig
 from .items import config_hash, generator_seed
 from .records import MRFRecord, mrf_key
-from .runtime import environment, resolve_device
+from .runtime import barrier, environment, join_ranks, leave_ranks, resolve_device
 from .store import RESULTS, SUMMARY, ResultStore
 
 
@@ -41,21 +42,26 @@ def open_mrf_file(cfg: BenchConfig):
     return f, ids
 
 
-def run_mrf_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=None) -> dict:
-    """Run (or resume) an ``mrf`` benchmark; returns the results dict (also written as results.json)."""
-    device = resolve_device(cfg.device, 0)
+def run_mrf_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=None) -> dict | None:
+    """Run (or resume) an ``mrf`` benchmark; returns the results dict on rank 0 (also written as results.json),
+    None on the other ranks."""
+    rank, world, local_rank, created = join_ranks()
+    device = resolve_device(cfg.device, local_rank)
     f, ids = open_mrf_file(cfg)
     solvers = build_solvers(cfg, device, source)
-    store = ResultStore(cfg.output_dir)
-    fresh = store.is_fresh()
-    lock = store.lock(1)
+    store = ResultStore(cfg.output_dir, rank)
+    fresh, lock = store.is_fresh(), None
     try:
-        store.prepare(cfg, overwrite, source)
+        lock = store.lock(world)
+        store.prepare(cfg, overwrite, source, sync=lambda: barrier(world))
+        barrier(world)
         done = store.done()
         labels = [e.display for e in cfg.solvers]
-        bar = progress_bar(total=sum(mrf_key(s, lab) not in done for s in ids for lab in labels), unit="item",
-                           desc="bench[mrf]", enabled=progress)
-        for sid in ids:
+        mine = ids[rank::world]
+        bar = progress_bar(total=sum(mrf_key(s, lab) not in done for s in mine for lab in labels), unit="item",
+                           desc=f"bench[mrf {rank}]" if world > 1 else "bench[mrf]", enabled=progress,
+                           position=rank)
+        for sid in mine:
             todo = [lab for lab in labels if mrf_key(sid, lab) not in done]
             figure = store.dir / "figures" / f"{_safe(sid)}.png"
             if not todo and (not cfg.output.figures or figure.exists()):
@@ -73,17 +79,21 @@ def run_mrf_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=N
             if cfg.output.figures and not figure.exists():
                 _figure(store, figure, sid, labels, problem.info.extra["maps"], done)
         bar.close()
-        results = collect(cfg, store, ids, labels, f, environment(device, 1))
+        barrier(world)
+        if rank != 0:
+            return None
+        results = collect(cfg, store, ids, labels, f, environment(device, world))
         write_json(store.dir / RESULTS, results)
         write_text(store.dir / SUMMARY, summary_markdown(results))
         return results
     except BaseException:
-        if fresh:
+        if fresh and lock is not None and world == 1:
             store.undo_fresh_start()
         raise
     finally:
         if lock is not None:
             lock.release()
+        leave_ranks(created)
 
 
 def _safe(name: str) -> str:
