@@ -123,7 +123,7 @@ class MRFDiPh(DiffusionSampler):
 
     name = "mrf-diph"
 
-    def __init__(self, denoiser=None, lam: float = 1e-4, gamma: float = 0.01, xi: float = 1.0, cg_iters: int = 5,
+    def __init__(self, denoiser=None, lam: float = 3e-4, gamma: float = 0.01, xi: float = 1.0, cg_iters: int = 5,
                  gamma_fixed: float = 1e-2, **kwargs):
         super().__init__(denoiser, **kwargs)
         for key, v, lo in (("lam", lam, 0.0), ("gamma", gamma, 0.0), ("gamma_fixed", gamma_fixed, 0.0)):
@@ -235,7 +235,7 @@ class MRFDiPhParams(ScheduleParams):
     steps: int = 30
     sigma_max: float = 5.0
     sigma_min: float = 0.01
-    lam: float = 1e-4
+    lam: float = 3e-4              # tuned on the validation patients (experiments/mrf_val_tuning)
     gamma: float = 0.01
     xi: float = 1.0
     cg_iters: int = 5
