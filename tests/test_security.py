@@ -69,9 +69,10 @@ def no_network(monkeypatch):
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_shipped_prior_loads_and_denoises_with_the_network_off(name, no_network):
     prior = load_prior(name)
-    grid = int(name.rsplit("-", 1)[1]) if name.count("-") == 2 else 128
-    size = 64 if name.startswith("padis") else grid        # a patch prior runs on any grid; EDM needs its own
-    x = torch.zeros(1, 2, size, size)
+    mrf = name.startswith("mrf-")                           # MR-fingerprinting priors: 10 channels at 128
+    grid = int(name.rsplit("-", 1)[1]) if name.count("-") == 2 and not mrf else 128
+    size = 64 if name.startswith(("padis", "mrf-padis")) else grid   # a patch prior runs on any grid; EDM: its own
+    x = torch.zeros(1, 10 if mrf else 2, size, size)
     with torch.no_grad():
         out = prior(x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0)), 0.1)
     assert out.shape == x.shape and bool(torch.isfinite(out).all())

@@ -26,7 +26,7 @@ from .build import build_solvers
 from .config import BenchConfig
 from .items import config_hash, generator_seed
 from .records import MRFRecord, mrf_key
-from .runtime import barrier, environment, join_ranks, leave_ranks, resolve_device
+from .runtime import RunGuard, barrier, environment, join_ranks, resolve_device
 from .store import RESULTS, SUMMARY, ResultStore
 
 
@@ -46,13 +46,12 @@ def run_mrf_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=N
     """Run (or resume) an ``mrf`` benchmark; returns the results dict on rank 0 (also written as results.json),
     None on the other ranks."""
     rank, world, local_rank, created = join_ranks()
-    device = resolve_device(cfg.device, local_rank)
-    f, ids = open_mrf_file(cfg)
-    solvers = build_solvers(cfg, device, source)
     store = ResultStore(cfg.output_dir, rank)
-    fresh, lock = store.is_fresh(), None
-    try:
-        lock = store.lock(world)
+    with RunGuard(store, world, created) as guard:
+        device = resolve_device(cfg.device, local_rank)
+        f, ids = open_mrf_file(cfg)
+        solvers = build_solvers(cfg, device, source)
+        guard.take_lock()
         store.prepare(cfg, overwrite, source, sync=lambda: barrier(world))
         barrier(world)
         done = store.done()
@@ -86,14 +85,6 @@ def run_mrf_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=N
         write_json(store.dir / RESULTS, results)
         write_text(store.dir / SUMMARY, summary_markdown(results))
         return results
-    except BaseException:
-        if fresh and lock is not None and world == 1:
-            store.undo_fresh_start()
-        raise
-    finally:
-        if lock is not None:
-            lock.release()
-        leave_ranks(created)
 
 
 def _safe(name: str) -> str:

@@ -27,7 +27,7 @@ from .masks import MaskBank
 from ..atomic import write_npy
 from .items import Item, generator_seed, item_key, plan, uncertainty_key, uncertainty_labels
 from .records import Record, UncertaintyRecord
-from .runtime import barrier, environment, join_ranks, leave_ranks, resolve_device
+from .runtime import RunGuard, barrier, environment, join_ranks, resolve_device
 from .store import ResultStore, reference_path
 from .config import BenchConfig
 from ..config import apply_overrides, config_error, from_dict, load_yaml, problems_of
@@ -93,16 +93,15 @@ def run_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=None)
         from .mrf_run import run_mrf_benchmark  # quantitative maps: its own items, records and tables
         return run_mrf_benchmark(cfg, overwrite, progress, source)
     rank, world, local_rank, created = join_ranks()
-    store, lock, fresh = ResultStore(cfg.output_dir, rank), None, False
-    try:
+    store = ResultStore(cfg.output_dir, rank)
+    with RunGuard(store, world, created) as guard:
         device = resolve_device(cfg.device, local_rank)
         data = cfg.data
         data_path = prepared_path(data.path, data.size, data.slices, data.contrasts, data.cache_dir,
                                   progress=progress and rank == 0)
         ds = open_dataset(cfg, data_path)
         masks, solvers = masks_and_solvers(cfg, (ds.size, ds.size), device, source)
-        fresh = store.is_fresh()
-        lock = store.lock(world)
+        guard.take_lock()
         store.prepare(cfg, overwrite, source, sync=lambda: barrier(world))
         barrier(world)
 
@@ -124,14 +123,6 @@ def run_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=None)
         results = store.collect(cfg, items, ds, data_path, environment(device, world))
         store.save(results)
         return results
-    except BaseException:
-        if fresh and lock is not None and world == 1:
-            store.undo_fresh_start()
-        raise
-    finally:
-        if lock is not None:
-            lock.release()
-        leave_ranks(created)
 
 
 @dataclass

@@ -34,6 +34,33 @@ def leave_ranks(created: bool) -> None:
         dist.destroy_process_group()
 
 
+class RunGuard:
+    """The end of one benchmark run, whatever happens: the folder lock (taken by :meth:`take_lock` once every
+    check has passed, so a refused config writes nothing) is released, a fresh single-process run that fails
+    leaves no trace in its folder, and the process group :func:`join_ranks` created is left."""
+
+    def __init__(self, store, world: int, created: bool):
+        self.store, self.world, self.created = store, world, created
+        self.fresh, self.lock = False, None
+
+    def take_lock(self) -> None:
+        self.fresh = self.store.is_fresh()
+        self.lock = self.store.lock(self.world)
+
+    def __enter__(self) -> "RunGuard":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            if exc_type is not None and self.fresh and self.lock is not None and self.world == 1:
+                self.store.undo_fresh_start()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+            leave_ranks(self.created)
+        return False
+
+
 def barrier(world: int) -> None:
     if world > 1:
         import torch.distributed as dist
