@@ -46,8 +46,8 @@ def _complex(t: torch.Tensor, name: str) -> torch.Tensor:
     return t if t.dtype in (torch.complex64, torch.complex128) else t.to(torch.complex64)
 
 
-def _opts(eps: float) -> dict:
-    return dict(eps=float(eps), nthreads=max(1, torch.get_num_threads()))
+def _opts(eps: float, threads: int | None = None) -> dict:
+    return dict(eps=float(eps), nthreads=max(1, torch.get_num_threads()) if threads is None else threads)
 
 
 def _type2(images: torch.Tensor, points, eps: float) -> torch.Tensor:
@@ -64,7 +64,9 @@ def _type1(values: torch.Tensor, points, shape: tuple[int, int], eps: float) -> 
     x, y = _points(points, c.dtype)
     if x.shape[0] != m:
         raise DataError(f"nufft: values have {m} samples but points have {x.shape[0]}")
-    out = finufft.nufft2d1(x, y, c, n_modes=tuple(int(s) for s in shape), isign=1, **_opts(eps))
+    # one thread: finufft's multithreaded spreading adds the samples into the grid in a varying order, so the
+    # adjoint (and every sampler using it) would not give the same output for the same seed
+    out = finufft.nufft2d1(x, y, c, n_modes=tuple(int(s) for s in shape), isign=1, **_opts(eps, threads=1))
     return torch.from_numpy(out.reshape(*lead, *shape)).to(values.device)
 
 
