@@ -149,17 +149,14 @@ class MRFDiPh(DiffusionSampler):
         complex (B, k, H, W)); without a prior (``mrf-admm-dm``) ``sigma`` is the unused schedule's level."""
         _check(y, self.name)
         dictionary = _dictionary(physics, self.name)
-        self.nfe = 0
         scale = data_scale(y, physics).reshape(-1, 1, 1, 1)
-        y = y / scale.reshape(-1, 1, 1, 1)
-        rhs_y = physics.A_adjoint(y)
+        rhs_y, _, denoise = self._start(y / scale, physics, generator, None)  # A^H y, checks, counted denoiser
         x_hat = torch.zeros_like(rhs_y)
         z, v = torch.zeros_like(rhs_y), torch.zeros_like(rhs_y)
         x = None
         if self.uses_prior:
             x = float(self.sigmas[0]) * randn(complex_to_real_channels(rhs_y).shape, generator, rhs_y.device,
                                               rhs_y.real.dtype)
-            denoise = self._counted(generator)
         sigmas = [float(s) for s in self.sigmas] + [0.0]
         for i in progress_bar(range(self.steps), desc=self.name, unit="step", enabled=self.progress, nested=True):
             sigma = sigmas[i]
@@ -182,17 +179,6 @@ class MRFDiPh(DiffusionSampler):
                 fresh = self.noise(z_r, generator)
                 x = z_r + sigmas[i + 1] * (math.sqrt(self.xi) * fresh + math.sqrt(1.0 - self.xi) * eps)
         return z * scale
-
-    def _counted(self, generator):
-        from ..rng import denoise_fn
-
-        denoise = denoise_fn(self.denoiser, generator)
-
-        def counted(x, sigma):
-            self.nfe += 1
-            return denoise(x, sigma)
-
-        return counted
 
 
 # ------------------------------------------------------------------------------------------ factories
