@@ -244,11 +244,12 @@ def from_dict(cls, data, source=None, prefix: str = ""):
         raise ConfigError(where(source, f"'{prefix or '<top>'}' must be a mapping, got {_kind(data)}"))
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    problems = [where(source, f"unknown key '{join_key(prefix, key)}' (known: {', '.join(fields)})")
-                for key in data if key not in fields]
+    data, problems, spelled = current_keys(cls, data, source, prefix)
+    problems += [where(source, f"unknown key '{join_key(prefix, key)}' (known: {', '.join(fields)})")
+                 for key in data if key not in fields]
     kwargs = {}
     for name, f in fields.items():
-        dotted = join_key(prefix, name)
+        dotted = join_key(prefix, spelled.get(name, name))  # errors name the key as the file spells it
         if name in data:
             try:
                 kwargs[name] = _convert(hints[name], data[name], source, dotted)
@@ -265,6 +266,23 @@ def from_dict(cls, data, source=None, prefix: str = ""):
     if hasattr(obj, "validate"):
         obj.validate(source, prefix)
     return obj
+
+
+def current_keys(cls, data: dict, source=None, prefix: str = "") -> tuple[dict, list[str], dict]:
+    """``data`` with each former key of a field of ``cls`` (``metadata={"former": "old"}``: a section that was
+    renamed) under the field's name; the problems (a file that gives both names); field name -> former key
+    used."""
+    data, problems, spelled = dict(data), [], {}
+    for f in dataclasses.fields(cls):
+        former = f.metadata.get("former")
+        if former is None or former not in data:
+            continue
+        if f.name in data:
+            problems.append(where(source, f"'{join_key(prefix, former)}' and '{join_key(prefix, f.name)}' are "
+                                          f"the same section ('{former}' is its former name): give one"))
+        data[f.name] = data.pop(former)
+        spelled[f.name] = former
+    return data, problems, spelled
 
 
 def _required_keys(tp, prefix: str) -> list[str]:
@@ -302,8 +320,27 @@ def to_dict(obj) -> Any:
 
 
 def load_config(cls, path, overrides=()):
-    """``from_dict(cls, apply_overrides(load_yaml(path), overrides), source=path)``."""
-    return from_dict(cls, apply_overrides(load_yaml(path), overrides), source=path)
+    """``from_dict(cls, apply_overrides(load_yaml(path), overrides), source=path)``, a renamed section
+    (``metadata={"former": ...}``) reachable by either name in the file and in the overrides."""
+    return from_dict(cls, overridden(cls, load_yaml(path), overrides, path), source=path)
+
+
+def overridden(cls, data, overrides, source=None) -> dict:
+    """:func:`apply_overrides` on ``data``, an override of a renamed top-level section of ``cls``
+    (``metadata={"former": ...}``) applied to the section under the name the file gives it (``masks.seeds=[1]``
+    reaches a file's ``acquisition:`` and the other way round)."""
+    names = {}  # either name of a renamed section -> the name this file uses
+    for f in dataclasses.fields(cls):
+        former = f.metadata.get("former")
+        if former is not None and isinstance(data, dict):
+            used = former if former in data and f.name not in data else f.name
+            names.update({former: used, f.name: used})
+
+    def as_in_file(override):
+        head, dot, rest = str(override).partition(".")
+        return f"{names[head]}.{rest}" if dot and head in names else override
+
+    return apply_overrides(data, [as_in_file(o) for o in overrides or ()])
 
 
 def join_key(prefix: str, key) -> str:

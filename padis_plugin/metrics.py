@@ -96,30 +96,45 @@ def pixelwise_std(recons) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ metric table
 @dataclass(frozen=True)
 class Metric:
-    """How a metric is reported: its column title, decimals and which way is better."""
+    """How a metric is reported: its name, decimals, which way is better and its unit."""
 
-    title: str
+    name: str
     digits: int
     higher_is_better: bool
+    unit: str = ""
+
+    @property
+    def title(self) -> str:
+        """Column title: ``PSNR (dB)``."""
+        return f"{self.name} ({self.unit})" if self.unit else self.name
+
+    def text(self, value) -> str:
+        """One value in running text: ``PSNR 31.00 dB``."""
+        return f"{self.name} {value:.{self.digits}f}" + (f" {self.unit}" if self.unit else "")
 
 
 #: Every metric a benchmark records, by its ``results.json`` key (tables, pairs and the study read it from here).
 METRICS = {
-    "psnr": Metric("PSNR (dB)", 2, True),
+    "psnr": Metric("PSNR", 2, True, "dB"),
     "ssim": Metric("SSIM", 3, True),
     "nrmse": Metric("NRMSE", 3, False),
-    "mape_t1": Metric("T1 MAPE (%)", 1, False),
-    "mape_t2": Metric("T2 MAPE (%)", 1, False),
-    "mape_t1_wm": Metric("T1 MAPE WM (%)", 1, False),
-    "mape_t2_wm": Metric("T2 MAPE WM (%)", 1, False),
-    "mape_t1_gm": Metric("T1 MAPE GM (%)", 1, False),
-    "mape_t2_gm": Metric("T2 MAPE GM (%)", 1, False),
+    "mape_t1": Metric("T1 MAPE", 1, False, "%"),
+    "mape_t2": Metric("T2 MAPE", 1, False, "%"),
+    "mape_t1_wm": Metric("T1 MAPE WM", 1, False, "%"),
+    "mape_t2_wm": Metric("T2 MAPE WM", 1, False, "%"),
+    "mape_t1_gm": Metric("T1 MAPE GM", 1, False, "%"),
+    "mape_t2_gm": Metric("T2 MAPE GM", 1, False, "%"),
     "tsmi_nrmse": Metric("TSMI NRMSE", 3, False),
     "kspace_nrmse": Metric("k-space NRMSE", 3, False),
 }
 IMAGE_METRICS = ("psnr", "ssim", "nrmse")       # the metrics of a reconstructed image (task ``slice``)
 MRF_METRICS = ("mape_t1", "mape_t2", "mape_t1_wm", "mape_t2_wm", "mape_t1_gm", "mape_t2_gm", "tsmi_nrmse",
                "kspace_nrmse")                  # the metrics of quantitative maps (task ``mrf``)
+
+
+def metrics_text(values: dict, names=IMAGE_METRICS) -> str:
+    """``values`` of the metrics ``names`` in running text, from the table: ``PSNR 31.00 dB, SSIM 0.876, ...``."""
+    return ", ".join(METRICS[m].text(values[m]) for m in names if m in values)
 
 
 def mape(estimate, reference, mask) -> float:

@@ -21,7 +21,7 @@ from .data.prepared import is_prepared
 from .data.source import BUNDLED_DEMO, open_source
 from .errors import CheckpointError, ConfigError, DataError, where
 from .acquisition.masks import acs_lines_for
-from .metrics import image_metrics, to_complex_numpy
+from .metrics import IMAGE_METRICS, METRICS, image_metrics, to_complex_numpy
 from .progress import progress_bar
 from .solvers.registry import build_solver
 from .solvers.contract import call_solver, solver_nfe
@@ -257,9 +257,10 @@ def run_demo(out_dir="padis_demo_output", steps=None, inner=None, device="cpu", 
         recon = to_complex_numpy(x_hat[0].cpu())
         results[entry] = {**image_metrics(recon, reference), "seconds": seconds, "nfe": nfe}
         panels.append((entry, recon, results[entry]))
-    echo(f"{'solver':<12} {'PSNR':>7} {'SSIM':>6} {'NRMSE':>6} {'seconds':>8} {'NFE':>5}")
+    echo(f"{'solver':<12} " + " ".join(f"{METRICS[k].name:>7}" for k in IMAGE_METRICS) + f" {'seconds':>8} {'NFE':>5}")
     for name, r in results.items():
-        echo(f"{name:<12} {r['psnr']:7.2f} {r['ssim']:6.3f} {r['nrmse']:6.3f} {r['seconds']:8.1f} {r['nfe']:5d}")
+        echo(f"{name:<12} " + " ".join(f"{r[k]:7.{METRICS[k].digits}f}" for k in IMAGE_METRICS)
+             + f" {r['seconds']:8.1f} {r['nfe']:5d}")
     echo(_fastest_beating_wavelet(results))
     out_dir = Path(out_dir)  # the demo's own folder: its files are replaced on every run
     clean_stale_temps(out_dir, min_age_s=STALE_TEMP_AGE_S)

@@ -12,13 +12,13 @@ import torch
 import yaml
 
 from helpers import make_slice
-from padis_plugin.bench.masks import MaskBank
+from padis_plugin.bench.acquisitions import AcquisitionBank
 from padis_plugin.acquisition import (AcquiredMask, CartesianLines, PoissonDisc, StoredMasks,
                                       achieved_acceleration, make_acquisition, make_problem, poisson_mask)
 from padis_plugin.bench.run import load_bench_config
 from padis_plugin.bench.items import config_hash, item_fingerprint, solver_labels
 from padis_plugin.bench.config import BenchConfig
-from padis_plugin.config import config_kind, from_dict, to_dict
+from padis_plugin.config import config_kind, from_dict, load_config, to_dict
 from padis_plugin.errors import ConfigError, DataError
 from padis_plugin.acquisition.masks import acs_lines_for, cartesian_mask, default_acs_lines
 
@@ -44,7 +44,7 @@ def test_one_acs_rule():
     assert acs_lines_for(384) == 24 and acs_lines_for(128) == 8 and acs_lines_for(16) == 1  # the paper's, scaled
     assert acs_lines_for(128, 12) == 12 and acs_lines_for(128, 20, acs_grid=384) == 7
     cfg = from_dict(BenchConfig, {"solvers": [{"name": "zero-filled"}], "masks": {"acs_lines": 20, "acs_grid": 384}})
-    assert cfg.masks.acs_for(128) == acs_lines_for(128, 20, 384)
+    assert cfg.acquisition.acs_for(128) == acs_lines_for(128, 20, 384)
 
 
 # ------------------------------------------------------------------------------------------ Poisson-disc
@@ -124,6 +124,8 @@ def test_problem_carries_what_reports_need(small_slice, acquisition):
         assert problem.info.achieved_R == pytest.approx(mask.numel() / float(mask.sum()))
     else:
         assert problem.info.achieved_R is None
+    assert problem.info.acs_lines == 8  # the ACS size the record reports comes from the scan, not the config
+    assert StoredMasks(mask).measure(small_slice).info.acs_lines is None  # given masks: none is known
 
 
 def test_step_drives_deepinv_physics_update(small_slice):
@@ -142,13 +144,13 @@ def _bench(**masks) -> BenchConfig:
 
 
 def test_mask_bank_of_each_kind():
-    cartesian = MaskBank(_bench(accelerations=[4, 8], acs_lines=4, seeds=[0, 1]), (32, 32))
+    cartesian = AcquisitionBank(_bench(accelerations=[4, 8], acs_lines=4, seeds=[0, 1]), (32, 32))
     assert torch.equal(cartesian(8, 1), cartesian_mask(32, 8, 4, 1))
-    poisson = MaskBank(_bench(kind="poisson", accelerations=[4, 8], acs_lines=4), (32, 32))
+    poisson = AcquisitionBank(_bench(kind="poisson", accelerations=[4, 8], acs_lines=4), (32, 32))
     assert torch.equal(poisson(8, 1), poisson_mask(32, 8, 4, 1)) and poisson.acquisition(4).approximate_rate
-    with pytest.raises(ConfigError, match=r"c\.yaml: 'masks\.accelerations'.*ACS square"):
-        MaskBank(_bench(kind="poisson", accelerations=[4], acs_lines=20), (32, 32), "c.yaml")
-    with pytest.raises(ConfigError, match=r"'masks\.kind'.*unknown mask kind 'spiral'"):
+    with pytest.raises(ConfigError, match=r"c\.yaml: 'acquisition\.accelerations'.*ACS square"):
+        AcquisitionBank(_bench(kind="poisson", accelerations=[4], acs_lines=20), (32, 32), "c.yaml")
+    with pytest.raises(ConfigError, match=r"'masks\.kind'.*unknown acquisition kind 'spiral'"):
         _bench(kind="spiral")
     with pytest.raises(ConfigError, match=r"'masks\.kind'"):
         _bench(kind="poisson", file="m.npy")
@@ -167,7 +169,7 @@ def test_committed_results_were_made_by_their_committed_config(name):
     cfg = load_bench_config(REPO / name)
     resolved = REPO / cfg.output.dir / "resolved_config.json"
     assert resolved.is_file(), f"{name}: an experiment's config lives beside its results; none are committed"
-    assert ("kind" in to_dict(cfg)["masks"]) == (cfg.masks.kind != "cartesian")
+    assert ("kind" in to_dict(cfg)["acquisition"]) == (cfg.acquisition.kind != "cartesian")
     assert config_hash(cfg) == json.loads(resolved.read_text())["hash"]
 
 
@@ -178,10 +180,10 @@ def test_cartesian_configs_keep_their_item_fingerprints():
     assert {lab: fingerprints[lab] for lab in ("PaDIS S=25", "EDM S=25", "Wavelet-L1", "Zero-filled")} == {
         "PaDIS S=25": "f367d80e2969c5d3", "EDM S=25": "f34c81532dd6fb0b", "Wavelet-L1": "3c63aae9d13d5737",
         "Zero-filled": "db94d886ebd393a4"}
-    poisson = dataclasses.replace(cfg, masks=dataclasses.replace(cfg.masks, kind="poisson"))
-    assert to_dict(poisson)["masks"]["kind"] == "poisson" and config_hash(poisson) != config_hash(cfg)
+    poisson = dataclasses.replace(cfg, acquisition=dataclasses.replace(cfg.acquisition, kind="poisson"))
+    assert to_dict(poisson)["acquisition"]["kind"] == "poisson" and config_hash(poisson) != config_hash(cfg)
     assert item_fingerprint(to_dict(poisson), "Zero-filled") != item_fingerprint(to_dict(cfg), "Zero-filled")
-    assert from_dict(BenchConfig, to_dict(poisson)).masks.kind == "poisson"
+    assert from_dict(BenchConfig, to_dict(poisson)).acquisition.kind == "poisson"
 
 
 def test_poisson_bench_reports_achieved_r(tmp_path):
@@ -215,3 +217,29 @@ def test_recon_mask_kind(tmp_path, capsys):
         reconstruct(data, None, "zero-filled", mask_kind="spiral")
     assert main(["--mask-kind", "poisson", "--demo-out", str(tmp_path / "demo")]) == 2  # the demo is Cartesian
     assert not (tmp_path / "demo").exists()
+
+
+def test_acquisition_section_and_its_former_name_masks_are_one_section(tmp_path):
+    """``acquisition:`` is the section's name; ``masks:`` (its first name) still reads, also in ``--set``,
+    and both spellings hash alike, so results made under either keep their keys."""
+    section = {"kind": "poisson", "accelerations": [4], "acs_lines": 4, "seeds": [0, 1]}
+    new, old = (from_dict(BenchConfig, {"solvers": [{"name": "zero-filled"}], key: section}) for key in
+                ("acquisition", "masks"))
+    assert new == old and config_hash(new) == config_hash(old) and "acquisition" in to_dict(new)
+    with pytest.raises(ConfigError, match=r"c\.yaml: 'masks' and 'acquisition' are the same section"):
+        from_dict(BenchConfig, {"solvers": [{"name": "zero-filled"}], "masks": section, "acquisition": section},
+                  source="c.yaml")
+    with pytest.raises(ConfigError, match=r"'masks\.accelerations\.0': R=40"):  # named as the file spells it
+        from_dict(BenchConfig, {"solvers": [{"name": "zero-filled"}], "masks": {"accelerations": [40]}})
+    path = tmp_path / "c.yaml"
+    path.write_text("solvers: [{name: zero-filled}]\nacquisition: {accelerations: [4]}\n")
+    assert load_bench_config(path, ["masks.accelerations=[7]"]).acquisition.accelerations == [7.0]
+    assert load_config(BenchConfig, path, ["acquisition.seeds=[2]"]).acquisition.seeds == [2]
+
+
+def test_config_knows_every_registered_acquisition_kind():
+    """The config checks kinds without importing torch; its list is the registry's."""
+    from padis_plugin.acquisition import KINDS
+    from padis_plugin.bench.config import ACQUISITION_KINDS
+
+    assert set(ACQUISITION_KINDS) == set(KINDS)

@@ -45,7 +45,7 @@ def test_set_overrides_nested_keys_with_types(tmp_path):
                                           "solvers.1.params.lambda=1e-3", "solvers.1.label=WL1",
                                           "data.contrasts=[T1]", "uncertainty.enabled=true", "crop=null",
                                           "data.path=some/file.h5"])
-    assert cfg.masks.accelerations == [4.0, 7.5]
+    assert cfg.acquisition.accelerations == [4.0, 7.5]
     assert cfg.data.max_slices == 3 and cfg.seed == 12
     assert cfg.solvers[1].params == {"lambda": 1e-3} and isinstance(cfg.solvers[1].params["lambda"], float)
     assert cfg.solvers[1].display == "WL1" and cfg.data.contrasts == ["T1"]

@@ -84,15 +84,15 @@ def _minimal(tmp_path, **keys):
 
 
 def test_minimal_config_with_default_acs_fits_w128_r7(tmp_path):
-    from padis_plugin.bench.masks import MaskBank
+    from padis_plugin.bench.acquisitions import AcquisitionBank
 
     cfg = load_config(BenchConfig, _minimal(tmp_path))
-    assert cfg.masks.acs_lines is None and cfg.masks.accelerations == [7.0]
-    bank = MaskBank(cfg, (128, 128), "minimal.yaml")  # was: acs_lines=24 exceeds floor(W/R)=18
-    assert bank.acs_lines == 8 and cfg.masks.acs_for(384) == 24 and cfg.masks.acs_for(256) == 16
+    assert cfg.acquisition.acs_lines is None and cfg.acquisition.accelerations == [7.0]
+    bank = AcquisitionBank(cfg, (128, 128), "minimal.yaml")  # was: acs_lines=24 exceeds floor(W/R)=18
+    assert bank.acquisition(7).acs_on(128) == 8 and cfg.acquisition.acs_for(384) == 24 and cfg.acquisition.acs_for(256) == 16
     assert bank(7.0, 0)[0, 60:68].all()  # the 8 centre lines are sampled
-    cfg.masks.acs_lines = 12  # an explicit value stays absolute
-    assert MaskBank(cfg, (128, 128)).acs_lines == 12
+    cfg.acquisition.acs_lines = 12  # an explicit value stays absolute
+    assert AcquisitionBank(cfg, (128, 128)).acquisition(7).acs_on(128) == 12
 
 
 def test_load_reports_every_problem_with_file_and_key(tmp_path):
@@ -110,7 +110,7 @@ def test_load_reports_every_problem_with_file_and_key(tmp_path):
 
 
 def test_mask_and_solver_problems_of_a_run_are_reported_together(monkeypatch):
-    from padis_plugin.bench.run import masks_and_solvers
+    from padis_plugin.bench.run import acquisitions_and_solvers
 
     def bad_params(params, device):
         raise ConfigError(f"unknown parameter(s) {sorted(params)}")
@@ -119,8 +119,8 @@ def test_mask_and_solver_problems_of_a_run_are_reported_together(monkeypatch):
     cfg = from_dict(BenchConfig, {"masks": {"acs_lines": 24, "accelerations": [7, 8]},
                                   "solvers": [{"name": "fussy", "params": {"lamda": 1}}]}, source="run.yaml")
     with pytest.raises(ConfigError) as info:
-        masks_and_solvers(cfg, (128, 128), "cpu", "run.yaml")
+        acquisitions_and_solvers(cfg, (128, 128), "cpu", "run.yaml")
     assert info.value.problems == [
-        "run.yaml: 'masks.acs_lines': acs_lines=24 exceeds the floor(W/R)=18 lines of W=128, R=7",
-        "run.yaml: 'masks.acs_lines': acs_lines=24 exceeds the floor(W/R)=16 lines of W=128, R=8",
+        "run.yaml: 'acquisition.acs_lines': acs_lines=24 exceeds the floor(W/R)=18 lines of W=128, R=7",
+        "run.yaml: 'acquisition.acs_lines': acs_lines=24 exceeds the floor(W/R)=16 lines of W=128, R=8",
         "run.yaml: 'solvers.0' (fussy): unknown parameter(s) ['lamda']"]

@@ -224,3 +224,18 @@ def test_factories_with_tiny_networks_and_typed_params(tiny_checkpoints):
         make_edm_dds({"eta": [1, 2]})
     with pytest.raises(ConfigError, match="unknown parameter"):
         make_padis_daps({"zeta": 1})
+
+
+def test_kspace_helpers_refuse_data_off_the_cartesian_grid():
+    """The noise estimate and the HFS low band need k-space positions: on a physics whose y is not gridded
+    multi-coil k-space (a single-coil image-domain operator here) they fail with a message naming the solver."""
+    import deepinv as dinv
+
+    from padis_plugin.solvers.hfs_band import high_band_start
+
+    physics = dinv.physics.Denoising()
+    y = torch.zeros(1, 2, 16, 16)
+    with pytest.raises(DataError, match=r"DAPS: estimating the noise level .* Cartesian grid.*got y \(1, 2, 16, 16\)"):
+        kspace_noise_level(y, physics)
+    with pytest.raises(DataError, match=r"hfs-pc: the HFS low band .* Denoising"):
+        high_band_start(y, physics, 4, 1.0, torch.randn_like, "hfs-pc")

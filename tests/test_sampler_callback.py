@@ -136,3 +136,29 @@ def test_registry_built_solver_takes_a_callback_and_draws_are_batched(problem, t
     assert [c[0] for c in rec.calls] == [0, 1, 2] and rec.calls[0][2].shape == (2, 2, N, N)
     solver.callback = None
     assert torch.equal(solver(y, physics, generator=_gen(1)), plain) and len(rec.calls) == 3
+
+
+def test_bench_shows_each_step_in_its_progress_bar(problem, tiny_checkpoints):
+    """The benchmark's per-step progress goes through the callback: one postfix per level, the solver's own
+    callback slot empty again afterwards, the output unchanged; a user's callback is left in place."""
+    from padis_plugin.bench.run import _step_progress
+
+    class Bar:
+        def __init__(self):
+            self.texts = []
+
+        def set_postfix_str(self, text, refresh=True):
+            self.texts.append(text)
+
+    y, physics = problem
+    solver = build_solver("edm-dds", {"checkpoint": tiny_checkpoints["edm"], "steps": 3})
+    plain = solver(y, physics, generator=_gen(2))
+    bar = Bar()
+    with _step_progress(bar, solver, "DDS"):
+        out = solver(y, physics, generator=_gen(2))
+    assert torch.equal(out, plain) and solver.callback is None
+    assert [t.split(",")[0] for t in bar.texts] == ["DDS: step 1", "DDS: step 2", "DDS: step 3", ""]
+    solver.callback = mine = Recorder()
+    with _step_progress(Bar(), solver, "DDS"):
+        solver(y, physics, generator=_gen(2))
+    assert solver.callback is mine and len(mine.calls) == 3

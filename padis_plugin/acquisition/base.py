@@ -39,6 +39,10 @@ class Acquisition(ABC):
     def sample(self, shape, seed: int = 0) -> torch.Tensor:
         """The (H, W) float32 0/1 mask of one scan on grid ``shape`` (``N`` or ``(H, W)``), fixed by ``seed``."""
 
+    def acs_on(self, width: int) -> int | None:
+        """The fully sampled centre on a grid ``width`` wide (None: this kind has none, e.g. given masks)."""
+        return None
+
     def step(self, shape, seed: int = 0) -> dict:
         """:meth:`sample` as the parameters of ``physics.update(**params)``: ``{"mask": (1, 1, H, W)}``."""
         return {"mask": self.sample(shape, seed)[None, None]}
@@ -46,11 +50,13 @@ class Acquisition(ABC):
     def measure(self, item, seed: int = 0, device="cpu") -> Problem:
         """The problem of a prepared slice ``item`` (its k-space (C, H, W), coil maps and reference) scanned
         with this acquisition's mask of ``seed``: ``y`` (1, 2, C, H, W), a ``MultiCoilMRI``, ``x_ref``
-        (1, 2, H, W), and ``info`` (the mask as the pattern; the achieved R where it only approximates R)."""
+        (1, 2, H, W), and ``info`` (the mask as the pattern, the ACS size; the achieved R where it only
+        approximates R)."""
         mask = self.sample(np.shape(item.kspace)[-2:], seed)
         mask_t, y = masked_kspace(item.kspace, mask, name=f"slice {item.id}")
         maps = torch.as_tensor(np.asarray(item.coil_maps, dtype=np.complex64))
         info = ProblemInfo(pattern=np.asarray(mask, dtype=np.float32),
-                           achieved_R=achieved_acceleration(mask) if self.approximate_rate else None)
+                           achieved_R=achieved_acceleration(mask) if self.approximate_rate else None,
+                           acs_lines=self.acs_on(mask.shape[-1]))
         return Problem(y.to(device), build_physics(maps, mask_t, device), image_channels(item.reference).to(device),
                        info)

@@ -16,6 +16,9 @@ class CartesianLines(Acquisition):
     def __init__(self, acceleration: float, acs_lines: int | None = None):
         self.acceleration, self.acs_lines = float(acceleration), acs_lines
 
+    def acs_on(self, width: int) -> int:
+        return acs_lines_for(width, self.acs_lines)
+
     def sample(self, shape, seed: int = 0) -> torch.Tensor:
         h, w = grid_shape(shape)
         return cartesian_mask((h, w), self.acceleration, acs_lines_for(w, self.acs_lines), seed)

@@ -57,6 +57,9 @@ class PoissonDisc(Acquisition):
         self.acceleration, self.acs_lines = float(acceleration), acs_lines
         self._masks: dict = {}
 
+    def acs_on(self, width: int) -> int:
+        return acs_lines_for(width, self.acs_lines)
+
     def sample(self, shape, seed: int = 0) -> torch.Tensor:
         h, w = grid_shape(shape)
         key = (h, w, int(seed))

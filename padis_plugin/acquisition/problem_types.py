@@ -13,10 +13,12 @@ class ProblemInfo:
 
     ``pattern``: a picture of the sampling (the (H, W) mask of a Cartesian scan, the k-space density of a
     trajectory) or None; ``achieved_R``: the acceleration achieved where it only approximates the nominal one
-    (None: it is the nominal R); ``extra``: anything task-specific (e.g. an MRF item's reference maps)."""
+    (None: it is the nominal R); ``acs_lines``: the fully sampled centre (lines, or the side of a square) on
+    this grid, None where the scan has none; ``extra``: anything task-specific (e.g. an MRF item's maps)."""
 
     pattern: np.ndarray | None = None
     achieved_R: float | None = None
+    acs_lines: int | None = None
     extra: dict = field(default_factory=dict)
 
 

@@ -6,7 +6,7 @@ from .base import Acquisition
 from .cartesian import CartesianLines
 from .poisson import PoissonDisc
 
-KINDS = {cls.kind: cls for cls in (CartesianLines, PoissonDisc)}  # masks.kind -> generated acquisition
+KINDS = {cls.kind: cls for cls in (CartesianLines, PoissonDisc)}  # acquisition.kind -> generated acquisition
 
 
 def make_acquisition(kind: str, acceleration: float, acs_lines: int | None = None) -> Acquisition:

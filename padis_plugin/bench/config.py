@@ -11,7 +11,7 @@ from ..data.source import BUNDLED_DEMO
 from ..errors import ConfigError, where
 
 MAX_R = 16.0
-MASK_KINDS = ("cartesian", "poisson")  # padis_plugin.acquisition.KINDS
+ACQUISITION_KINDS = ("cartesian", "poisson")  # padis_plugin.acquisition.KINDS (tested equal)
 TASKS = ("slice", "mrf")  # what an item is: a reconstructed image, or quantitative MRF maps
 
 
@@ -37,10 +37,14 @@ class DataConfig:
 
 
 @dataclass
-class MaskConfig:
-    """Sampling masks: one per (acceleration, seed), of ``kind`` ``cartesian`` (1-D random lines, the paper's)
-    or ``poisson`` (2-D variable-density Poisson-disc, with an ACS square); ``file`` replaces generation by a
-    stored (H, W) or (K, H, W) ``.npy`` array whose K masks are addressed by the seeds (indices).
+class AcquisitionConfig:
+    """How each slice is scanned: a registered acquisition ``kind`` (:data:`padis_plugin.acquisition.KINDS`:
+    ``cartesian``, 1-D random lines, the paper's; ``poisson``, 2-D variable-density Poisson-disc with an ACS
+    square) at each of ``accelerations``, one scan per mask seed; ``file`` replaces generation by a stored
+    (H, W) or (K, H, W) ``.npy`` array whose K masks are addressed by the seeds (indices).
+
+    The section was first called ``masks:``; that name is still read (it means the same section, Cartesian by
+    default), and hashes are taken under it, so results made before the rename keep their keys.
 
     ``acs_lines`` unset (``None``): the paper's 24 lines at W = 384, scaled to the data's grid
     (``round(24 * W / 384)``, 8 at 128), so a minimal config runs on any grid.
@@ -79,10 +83,10 @@ class MaskConfig:
             bad.add("acs_lines", "must be >= 0")
         if self.acs_grid is not None and self.acs_grid < 1:
             bad.add("acs_grid", "must be >= 1")
-        if self.kind not in MASK_KINDS:
-            bad.add("kind", f": unknown mask kind {self.kind!r} (known: {', '.join(MASK_KINDS)})")
+        if self.kind not in ACQUISITION_KINDS:
+            bad.add("kind", f": unknown acquisition kind {self.kind!r} (known: {', '.join(ACQUISITION_KINDS)})")
         elif self.file and self.kind != "cartesian":
-            bad.add("kind", f": masks.file gives the masks; leave kind unset, not {self.kind!r}")
+            bad.add("kind", f": 'file' gives the masks; leave kind unset, not {self.kind!r}")
         bad.raise_any()
 
 
@@ -172,7 +176,7 @@ class BenchConfig:
     seed: int = 0                         # global seed of every solver's torch.Generator
     device: str = "auto"                  # auto | cpu | cuda | cuda:K (auto: cuda:LOCAL_RANK if available)
     data: DataConfig = field(default_factory=DataConfig)
-    masks: MaskConfig = field(default_factory=MaskConfig)
+    acquisition: AcquisitionConfig = field(default_factory=AcquisitionConfig, metadata={"former": "masks"})
     solvers: list[SolverEntry] = field(default_factory=list)
     crop: list[int] | None = None         # metrics centre crop (h, w); None: full image (paper)
     reference: str | None = None          # label that every other solver is compared against
@@ -204,9 +208,9 @@ class BenchConfig:
         if self.task not in TASKS:
             bad.add("task", f": unknown task {self.task!r} (known: {', '.join(TASKS)})")
         if self.task == "mrf":
-            if self.masks != MaskConfig():
-                bad.add("masks", ": an mrf task measures what its file holds (the spiral of padis-simulate --mrf); "
-                                 "remove the masks section")
+            if self.acquisition != AcquisitionConfig():
+                bad.add("acquisition", ": an mrf task measures what its file holds (the spiral of padis-simulate --mrf); "
+                                 "remove the acquisition section")
             if self.crop is not None or self.uncertainty.enabled:
                 bad.add("task", ": 'crop' and 'uncertainty' apply to the slice task only")
         bad.raise_any()

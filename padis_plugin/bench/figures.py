@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..atomic import atomic_path  # noqa: E402
+from ..metrics import metrics_text  # noqa: E402
 
 
 def _save(fig, path: Path, dpi=110):
@@ -38,7 +39,7 @@ def slice_figure(path, reference, panels, title="", mask=None, error_scale=0.25)
     for j, (label, recon, rec) in enumerate(panels, start=1):
         mag = np.abs(recon)
         axes[0, j].imshow(mag, cmap="gray", vmin=0, vmax=vmax)
-        axes[0, j].set_title(f"{label}\n{rec['psnr']:.2f} dB, SSIM {rec['ssim']:.3f}", fontsize=8)
+        axes[0, j].set_title(f"{label}\n{metrics_text(rec, ('psnr', 'ssim'))}", fontsize=8)
         im = axes[1, j].imshow(np.abs(mag - ref), cmap="inferno", vmin=0, vmax=err_max)
         axes[1, j].set_title(f"|error| (0-{err_max:.2g})", fontsize=8)
     for ax in axes.ravel():

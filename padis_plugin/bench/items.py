@@ -50,7 +50,7 @@ def uncertainty_labels(cfg: BenchConfig) -> list[str]:
 
 def solver_seeds(cfg: BenchConfig, entry: SolverEntry) -> list[int]:
     """Mask seeds of one solver: the benchmark's, plus the uncertainty seeds when it takes part."""
-    seeds = list(cfg.masks.seeds)
+    seeds = list(cfg.acquisition.seeds)
     if entry.display in uncertainty_labels(cfg):
         seeds += [s for s in cfg.uncertainty.seed_list if s not in seeds]
     return seeds
@@ -61,13 +61,27 @@ def plan(cfg: BenchConfig, slice_ids) -> list[Item]:
     seeds_of = {e.display: solver_seeds(cfg, e) for e in cfg.solvers}
     seeds = list(dict.fromkeys(s for e in cfg.solvers for s in seeds_of[e.display]))  # first-seen order
     return [Item(sid, e.display, float(r), seed)
-            for sid in slice_ids for r in cfg.masks.accelerations for seed in seeds
+            for sid in slice_ids for r in cfg.acquisition.accelerations for seed in seeds
             for e in cfg.solvers if seed in seeds_of[e.display]]
+
+
+def hash_view(config: dict) -> dict:
+    """A :func:`to_dict` config as hashes see it: the acquisition section under its first name, ``masks``,
+    so a config that spells it either way, and results made before the rename, keep their hashes."""
+    config = dict(config)
+    if "acquisition" in config:
+        config["masks"] = config.pop("acquisition")
+    return config
+
+
+def acquisition_section(config: dict) -> dict:
+    """The acquisition section of a :func:`to_dict` config or a results file, whichever name it has."""
+    return hash_view(config).get("masks") or {}
 
 
 def config_hash(cfg: BenchConfig) -> str:
     """Hash of everything that changes results (not the ``output`` section)."""
-    d = to_dict(cfg)
+    d = hash_view(to_dict(cfg))
     d.pop("output", None)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -86,6 +100,7 @@ def item_fingerprint(config: dict, label: str, ignore_label: bool = False) -> st
     """Hash of everything that determines the items of solver ``label`` under ``config`` (a
     :func:`to_dict` config); None when the config has no such solver. ``ignore_label`` leaves the label (and
     the reported training size) out, to match a solver across configs that name it differently."""
+    config = hash_view(config)
     entry = next((e for e in config.get("solvers", []) if (e.get("label") or e.get("name")) == label), None)
     if entry is None:
         return None

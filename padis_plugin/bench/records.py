@@ -37,7 +37,7 @@ class Record(_Row):
     training_size: int | None
     R: float
     seed: int                            # mask seed
-    acs_lines: int
+    acs_lines: int | None                # the scan's fully sampled centre (None: given masks)
     generator_seed: int
     psnr: float
     ssim: float

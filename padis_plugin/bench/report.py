@@ -7,9 +7,10 @@ from collections import defaultdict
 
 import numpy as np
 
-from ..metrics import IMAGE_METRICS, paired_difference
+from .items import acquisition_section
+from ..metrics import IMAGE_METRICS, METRICS as TABLE, paired_difference
 
-METRICS = IMAGE_METRICS
+METRICS = IMAGE_METRICS  # the slice task's columns, titled and rounded as the metric table says
 ALL = "all"
 
 
@@ -108,7 +109,7 @@ def summary_markdown(results: dict) -> str:
     order = [s["label"] or s["name"] for s in cfg["solvers"]]
     sizes = {s["label"] or s["name"]: s.get("training_size") for s in cfg["solvers"]}
     with_s = any(v is not None for v in sizes.values())
-    accelerations = [float(r) for r in cfg["masks"]["accelerations"]]
+    accelerations = [float(r) for r in acquisition_section(cfg)["accelerations"]]
     contrasts = results["dataset"]["contrasts"]
     env = results["device"]
     m_index = {(m["solver"], m["R"], m["contrast"]): m for m in results["means"]}
@@ -131,8 +132,7 @@ def summary_markdown(results: dict) -> str:
             if m is None:
                 continue
             row = [lab] + ([_s(sizes[lab])] if with_s else []) + ([m["n"]] if with_n else [])
-            row += [_pm(m["psnr"], m["psnr_sd"], 2), _pm(m["ssim"], m["ssim_sd"], 3),
-                    _pm(m["nrmse"], m["nrmse_sd"], 3), _f(m["seconds"], 2), _f(m["nfe"], 0)]
+            row += [_pm(m[k], m[f"{k}_sd"], TABLE[k].digits) for k in METRICS] + [_f(m["seconds"], 2), _f(m["nfe"], 0)]
             out.append(row)
         return out
 
@@ -141,26 +141,27 @@ def summary_markdown(results: dict) -> str:
         n = next((m["n"] for m in results["means"] if m["R"] == r_value and m["contrast"] == ALL), 0)
         lines += [f"## R = {r_value:g} (all contrasts, N = {n})", "",
                   "Mean ± SD over slices and mask seeds.", ""]
-        lines += _table(head + ["PSNR (dB)", "SSIM", "NRMSE", "time (s)", "NFE"], solver_rows(r_value, ALL))
+        titles = [TABLE[k].title for k in METRICS]
+        lines += _table(head + titles + ["time (s)", "NFE"], solver_rows(r_value, ALL))
         lines.append("")
         if len(contrasts) > 1:
             lines += [f"### R = {r_value:g} by contrast", ""]
             rows = []
             for c in contrasts:
                 rows += [[c] + row for row in solver_rows(r_value, c, with_n=True)]
-            lines += _table(["Contrast"] + head + ["N", "PSNR (dB)", "SSIM", "NRMSE", "time (s)", "NFE"], rows)
+            lines += _table(["Contrast"] + head + ["N"] + titles + ["time (s)", "NFE"], rows)
             lines.append("")
         pairs = [p for p in results["paired"] if p["R"] == r_value]
         if pairs:
             lines += [f"### R = {r_value:g} paired differences (A - B, mean ± SD over paired items)", ""]
-            lines += _table(["A - B", "Contrast", "N", "ΔPSNR (dB)", "ΔSSIM", "ΔNRMSE"],
-                            [[f"{p['a']} - {p['b']}", p["contrast"], p["n"], _pm(p["psnr"], p["psnr_sd"], 2, True),
-                              _pm(p["ssim"], p["ssim_sd"], 3, True), _pm(p["nrmse"], p["nrmse_sd"], 3, True)]
-                             for p in pairs])
+            lines += _table(["A - B", "Contrast", "N"] + [f"Δ{t}" for t in titles],
+                            [[f"{p['a']} - {p['b']}", p["contrast"], p["n"]]
+                             + [_pm(p[k], p[f"{k}_sd"], TABLE[k].digits, True) for k in METRICS] for p in pairs])
             lines.append("")
     if len(accelerations) > 1:
-        for metric, digits in (("psnr", 2), ("ssim", 3), ("nrmse", 3)):
-            lines += [f"## {metric.upper()} by acceleration (all contrasts)", ""]
+        for metric in METRICS:
+            digits = TABLE[metric].digits
+            lines += [f"## {TABLE[metric].name} by acceleration (all contrasts)", ""]
             rows = [[lab] + ([_s(sizes[lab])] if with_s else [])
                     + [_f(m_index[(lab, r, ALL)][metric], digits) if (lab, r, ALL) in m_index else "-"
                        for r in accelerations] for lab in order]
@@ -186,7 +187,7 @@ def summary_markdown(results: dict) -> str:
 
 def _masks_line(results, accelerations) -> str:
     """The masks of a results dict; a Poisson-disc one with the R its masks achieved (mean over items)."""
-    masks = results["config"]["masks"]
+    masks = acquisition_section(results["config"])
     if masks.get("kind", "cartesian") == "cartesian":
         return (f"- masks: 1-D Cartesian, R = {', '.join(f'{r:g}' for r in accelerations)}, "
                 f"{_acs(results)} ACS lines, mask seeds {masks['seeds']}"
@@ -202,7 +203,7 @@ def _masks_line(results, accelerations) -> str:
 def _acs(results) -> str:
     """ACS lines actually used (``acs_grid`` scales the configured number to the data's grid)."""
     used = sorted({r.get("acs_lines") for r in results["results"] if r.get("acs_lines") is not None})
-    return ", ".join(str(a) for a in used) or str(results["config"]["masks"]["acs_lines"])
+    return ", ".join(str(a) for a in used) or str(acquisition_section(results["config"]).get("acs_lines"))
 
 
 def _s(value):

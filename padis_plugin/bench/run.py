@@ -1,9 +1,9 @@
 """Benchmark runner: config -> (slices x accelerations x mask seeds x solvers) -> metrics, tables, figures.
 
-:func:`run_benchmark` checks everything it can (config, solvers, dataset, masks, the output folder's previous
-config) before the first file is written, then runs every item not yet finished (:mod:`.bench_items`: one
+:func:`run_benchmark` checks everything it can (config, solvers, dataset, acquisitions, the output folder's previous
+config) before the first file is written, then runs every item not yet finished (:mod:`.items`: one
 item is (slice id, solver label, R, mask seed)) and records it in the results folder
-(:class:`~.bench_store.ResultStore`: resume after an interruption, reuse of items a changed config computes
+(:class:`~.store.ResultStore`: resume after an interruption, reuse of items a changed config computes
 identically, ``output.reuse_from``); each slice's figures and uncertainty maps follow its items.
 
 Under ``torchrun --nproc_per_node=K`` the slices are sharded round-robin (rank r takes slices r::K, one
@@ -16,21 +16,22 @@ from __future__ import annotations
 
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from ..acquisition import make_problem
+from ..acquisition import Problem, make_problem
 from .build import build_solvers
-from .masks import MaskBank
+from .acquisitions import AcquisitionBank
 from ..atomic import write_npy
 from .items import Item, generator_seed, item_key, plan, uncertainty_key, uncertainty_labels
 from .records import Record, UncertaintyRecord
 from .runtime import RunGuard, barrier, environment, join_ranks, resolve_device
 from .store import ResultStore, reference_path
 from .config import BenchConfig
-from ..config import apply_overrides, config_error, from_dict, load_yaml, problems_of
+from ..config import config_error, from_dict, load_yaml, overridden, problems_of
 from ..data.prepared import PreparedDataset
 from ..data.source import prepared_path
 from ..errors import ConfigError, DataError, where
@@ -44,8 +45,7 @@ from ..progress import progress_bar
 # ------------------------------------------------------------------------------------------ config
 def load_bench_config(path, overrides=(), out=None) -> BenchConfig:
     """Load a benchmark YAML with ``--set`` overrides (and ``--out``), all keys and types checked."""
-    data = apply_overrides(load_yaml(path), overrides)
-    cfg = from_dict(BenchConfig, data, source=path)
+    cfg = from_dict(BenchConfig, overridden(BenchConfig, load_yaml(path), overrides, path), source=path)
     if out is not None:
         cfg.output.dir = str(out)
     return cfg
@@ -69,11 +69,11 @@ def open_dataset(cfg: BenchConfig, path) -> PreparedDataset:
 
 
 # ------------------------------------------------------------------------------------------- run
-def masks_and_solvers(cfg: BenchConfig, shape, device, source=None):
-    """(:class:`MaskBank`, solvers), the problems of both raised together: a mask problem must not hide a
+def acquisitions_and_solvers(cfg: BenchConfig, shape, device, source=None):
+    """(:class:`AcquisitionBank`, solvers), the problems of both raised together: a scan problem must not hide a
     solver one (the user would fix one, rerun, and only then see the next)."""
     problems, built = [], []
-    for make in (lambda: MaskBank(cfg, shape, source), lambda: build_solvers(cfg, device, source)):
+    for make in (lambda: AcquisitionBank(cfg, shape, source), lambda: build_solvers(cfg, device, source)):
         try:
             built.append(make())
         except ConfigError as exc:
@@ -87,7 +87,7 @@ def run_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=None)
     """Run (or resume) the benchmark of ``cfg``; returns the results dict on rank 0 (None elsewhere).
 
     Everything that can be checked is checked before the first file is written: config, R range, solver
-    names and parameters, dataset, masks against the k-space grid, the output folder's previous config.
+    names and parameters, dataset, acquisitions against the k-space grid, the output folder's previous config.
     """
     if cfg.task == "mrf":
         from .mrf_run import run_mrf_benchmark  # quantitative maps: its own items, records and tables
@@ -100,7 +100,7 @@ def run_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=None)
         data_path = prepared_path(data.path, data.size, data.slices, data.contrasts, data.cache_dir,
                                   progress=progress and rank == 0)
         ds = open_dataset(cfg, data_path)
-        masks, solvers = masks_and_solvers(cfg, (ds.size, ds.size), device, source)
+        acquisitions, solvers = acquisitions_and_solvers(cfg, (ds.size, ds.size), device, source)
         guard.take_lock()
         store.prepare(cfg, overwrite, source, sync=lambda: barrier(world))
         barrier(world)
@@ -109,7 +109,7 @@ def run_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=None)
         mine = ds.ids[rank::world]  # this rank's slices, round-robin
         shard = set(mine)
         my_items = [it for it in items if it.slice_id in shard]
-        run = _Run(cfg, store, masks, solvers, device, done=store.done())
+        run = _Run(cfg, store, acquisitions, solvers, device, done=store.done())
         for it in _needing_recons(run, my_items):
             del run.done[it.key]  # finished, but its recon is gone and a map or figure still needs it
         run.bar = progress_bar(total=sum(it.key not in run.done for it in my_items), unit="item", enabled=progress,
@@ -131,7 +131,7 @@ class _Run:
 
     cfg: BenchConfig
     store: ResultStore
-    masks: MaskBank
+    acquisitions: AcquisitionBank
     solvers: dict                       # label -> solver
     device: torch.device
     done: dict                          # key -> finished record, as this run sees it
@@ -143,7 +143,7 @@ class _Run:
     def __post_init__(self):
         self.entries = {e.display: e for e in self.cfg.solvers}
         self.unc_labels = uncertainty_labels(self.cfg)
-        self.first_seed = self.cfg.masks.seeds[0]
+        self.first_seed = self.cfg.acquisition.seeds[0]
 
     def finish(self, record) -> None:
         self.store.append(record)
@@ -153,40 +153,42 @@ class _Run:
 def _run_slice(run: _Run, ds, sid, items: list[Item]) -> None:
     """All items of one slice, then its figures and uncertainty maps (they need every recon)."""
     cfg = run.cfg
-    pending_unc = [(lab, r) for r in cfg.masks.accelerations for lab in run.unc_labels
+    pending_unc = [(lab, r) for r in cfg.acquisition.accelerations for lab in run.unc_labels
                    if uncertainty_key(sid, lab, r) not in run.done]
     if all(it.key in run.done for it in items) and not pending_unc and not _missing_figures(run, sid):
         return
     slc = ds[sid]
     meta = {"id": sid, "contrast": slc.contrast, "patient": slc.patient_id}
-    for r in cfg.masks.accelerations:
+    for r in cfg.acquisition.accelerations:
         for seed in dict.fromkeys(it.seed for it in items if it.acceleration == float(r)):
             todo = [it for it in items if it.acceleration == float(r) and it.seed == seed and it.key not in run.done]
             if not todo:
                 continue
-            acquisition = run.masks.acquisition(r)
-            problem = make_problem(slc, acquisition, seed, device=run.device)
+            problem = make_problem(slc, run.acquisitions.acquisition(r), seed, device=run.device)
             gseed = generator_seed(cfg.seed, sid, r, seed)
             for it in todo:
-                run.finish(_solve(run, it, *problem, gseed, meta, problem.info.achieved_R))
+                run.finish(_solve(run, it, problem, gseed, meta))
                 run.bar.update(1)
     reference = reference_path(run.store.dir, sid)
     if cfg.output.save_recons and not reference.is_file():
         write_npy(reference, np.asarray(slc.reference, dtype=np.complex64))
     if cfg.output.figures:
-        _draw_figures(run, sid, slc.reference)
+        _draw_figures(run, slc)
     for lab, r in pending_unc:
         run.finish(_uncertainty(run, sid, lab, r, slc.reference, meta))
 
 
-def _solve(run: _Run, it: Item, y, physics, x_ref, gseed: int, meta: dict, achieved_R: float | None) -> Record:
+def _solve(run: _Run, it: Item, problem: Problem, gseed: int, meta: dict) -> Record:
     """One item: the solver's reconstruction (timed, seeded), its metrics, its recon saved when needed.
-    ``achieved_R``: the mask's R where it only approximates the nominal one (None: it is the nominal R)."""
+    The record takes the scan's ACS size and, where the mask only approximates R, its achieved R from
+    ``problem.info``."""
     solver, entry = run.solvers[it.label], run.entries[it.label]
+    y, physics, x_ref = problem
     gen = torch.Generator(device=run.device).manual_seed(gseed)
     sync(run.device)
     t0 = time.perf_counter()
-    x_hat = call_solver(solver, y, physics, gen)  # DPS solvers manage autograd themselves
+    with _step_progress(run.bar, solver, it.label):
+        x_hat = call_solver(solver, y, physics, gen)  # DPS solvers manage autograd themselves
     sync(run.device)
     seconds = time.perf_counter() - t0
     x_hat = x_hat.detach()
@@ -197,14 +199,34 @@ def _solve(run: _Run, it: Item, y, physics, x_ref, gseed: int, meta: dict, achie
         write_npy(run.store.recon_path(it.slice_id, it.label, it.acceleration, it.seed),
                    to_complex_numpy(x_hat).astype(np.complex64))
     return Record(**meta, solver=it.label, name=entry.name, training_size=entry.training_size,
-                  R=it.acceleration, seed=int(it.seed), acs_lines=run.masks.acs_lines, generator_seed=gseed,
-                  **metrics, seconds=seconds, nfe=solver_nfe(solver), achieved_R=achieved_R)
+                  R=it.acceleration, seed=int(it.seed), acs_lines=problem.info.acs_lines, generator_seed=gseed,
+                  **metrics, seconds=seconds, nfe=solver_nfe(solver), achieved_R=problem.info.achieved_R)
 
 
-def _draw_figures(run: _Run, sid, reference) -> None:
-    """The missing figures of one slice: every solver's recon of the first mask seed, per R."""
-    seed = run.first_seed
-    for r in run.cfg.masks.accelerations:
+@contextmanager
+def _step_progress(bar, solver, label: str):
+    """Show a diffusion sampler's step in the progress bar while it runs (through its ``callback``; a solver
+    without one, or a callback the user set, is left as it is)."""
+    if bar is None or not hasattr(solver, "callback") or solver.callback is not None:
+        yield
+        return
+
+    def show(step, sigma, x, x0):
+        bar.set_postfix_str(f"{label}: step {step + 1}, sigma {float(sigma):.3g}", refresh=False)
+
+    solver.callback = show
+    try:
+        yield
+    finally:
+        solver.callback = None
+        bar.set_postfix_str("", refresh=False)
+
+
+def _draw_figures(run: _Run, slc) -> None:
+    """The missing figures of one slice: every solver's recon of the first mask seed, per R, beside the
+    scan's sampling pattern (``problem.info.pattern``)."""
+    seed, sid = run.first_seed, slc.id
+    for r in run.cfg.acquisition.accelerations:
         path = run.store.figure_path(sid, r)
         if path.exists():
             continue
@@ -214,8 +236,9 @@ def _draw_figures(run: _Run, sid, reference) -> None:
             rec = run.done.get(item_key(sid, e.display, r, seed))
             if p.is_file() and rec is not None:
                 panels.append((e.display, np.load(p), rec.row()))
-        figures.slice_figure(path, reference, panels, title=f"{sid}  R={r:g}  mask seed {seed}",
-                             mask=run.masks(r, seed).numpy())
+        info = make_problem(slc, run.acquisitions.acquisition(r), seed).info
+        figures.slice_figure(path, slc.reference, panels, title=f"{sid}  R={r:g}  mask seed {seed}",
+                             mask=info.pattern)
 
 
 def _needing_recons(run: _Run, items: list[Item]) -> list[Item]:
@@ -242,7 +265,7 @@ def _keep_recon(run: _Run, it: Item) -> bool:
 
 def _missing_figures(run: _Run, sid) -> bool:
     return run.cfg.output.figures and any(not run.store.figure_path(sid, r).exists()
-                                          for r in run.cfg.masks.accelerations)
+                                          for r in run.cfg.acquisition.accelerations)
 
 
 def _uncertainty(run: _Run, sid, label, acceleration, reference, meta) -> UncertaintyRecord:

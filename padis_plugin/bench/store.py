@@ -254,7 +254,7 @@ class ResultStore:
         if missing:
             raise DataError(where(self.dir, f"{len(missing)} item(s) missing after the run, e.g. {missing[0]}"))
         rows = [records[it.key].row() for it in items]
-        unc_keys = [uncertainty_key(s, lab, r) for s in ds.ids for r in cfg.masks.accelerations
+        unc_keys = [uncertainty_key(s, lab, r) for s in ds.ids for r in cfg.acquisition.accelerations
                     for lab in uncertainty_labels(cfg)]
         unc = [records[k].row() for k in unc_keys if k in records]
         contrasts = sorted({r["contrast"] for r in rows})
@@ -266,8 +266,8 @@ class ResultStore:
             "dataset": {"path": str(data_path), "size": ds.size, "n_slices": len(ds.ids), "ids": list(ds.ids),
                         "contrasts": contrasts},
             "results": rows,
-            "means": report.means(rows, cfg.masks.seeds),
-            "paired": report.paired(rows, report.pair_list(cfg), cfg.masks.seeds),
+            "means": report.means(rows, cfg.acquisition.seeds),
+            "paired": report.paired(rows, report.pair_list(cfg), cfg.acquisition.seeds),
             "uncertainty": ({"per_slice": unc, "means": report.uncertainty_means(unc)}
                             if cfg.uncertainty.enabled else None),
         }

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --list-solvers: also each solver's parameters as 'key: type = default'")
     add_config_options(p, "benchmark", "wavelet_l1_r4")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set masks.accelerations=[4,8] (value parsed as YAML; "
+                   help="override a config key, e.g. --set acquisition.accelerations=[4,8] (value parsed as YAML; "
                         "repeatable; default: none, the config as written)")
     p.add_argument("--out", help="output folder (default: output.dir of the config, else results/<name>)")
     p.add_argument("--overwrite", action="store_true",

@@ -8,6 +8,7 @@ import argparse
 import sys
 
 from ..errors import ConfigError
+from ..metrics import metrics_text
 from ._common import PAPER, HelpFormatter, OneLineParser, check_output_file, doc_summary, run_cli
 
 DPS_SOLVERS = ("padis-dps", "edm-dps")
@@ -152,8 +153,7 @@ def _run(args) -> int:
                       mask_seed=args.mask_seed, overwrite=args.overwrite, mask_kind=args.mask_kind, size=args.size,
                       mode=args.mode)
     m = rec["metrics"]
-    summary = (f"PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, NRMSE {m['nrmse']:.4f}" if m
-               else "no reference (acquired undersampled)")
+    summary = metrics_text(m) if m else "no reference (acquired undersampled)"
     print(f"{rec['solver']} on {rec['slice']} ({rec['size']} x {rec['size']}): {summary}; {rec['seconds']:.1f} s, "
           f"{rec['nfe']} network evaluations")
     from ..solvers.registry import resolved_params

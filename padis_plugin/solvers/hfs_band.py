@@ -6,12 +6,14 @@ import torch
 
 from ..errors import ConfigError, DataError
 from ..prior.hfs import high_pass, low_band_mask
+from .noise_level import require_gridded_kspace
 from .prior_loading import load_denoiser
 
 
 def high_band_start(y, physics, band_width: int, sigma0: float, noise, name: str) -> torch.Tensor:
     r"""The HFS start :math:`A^H(m_{lf} \odot y) + \sigma_0 Q z`: the measured low band, noise only in the high
     band. ``noise(x)`` draws :math:`z` shaped as ``x``; DataError if the mask misses a column of the band."""
+    require_gridded_kspace(y, physics, name, "the HFS low band (central k-space columns)")
     m_lf = low_band_mask(y.shape[-1], band_width, y.device, y.dtype)
     mask = getattr(physics, "mask", None)
     if isinstance(mask, torch.Tensor) and not bool((mask[..., m_lf.bool()] > 0).all()):

@@ -11,6 +11,17 @@ from ..errors import ConfigError, DataError
 MIN_ENTRIES = 16  # fewer sampled entries give no usable median
 
 
+def require_gridded_kspace(y: torch.Tensor, physics, who: str, what: str) -> None:
+    """DataError unless ``y`` is multi-coil k-space on the Cartesian grid, (B, 2, C, H, W), with a physics
+    whose ``mask`` (if any) matches that grid: ``what`` needs k-space positions (corners, central columns),
+    which a trajectory's samples (e.g. a spiral's, or MRF subspace data) do not have."""
+    mask = getattr(physics, "mask", None)
+    if y.ndim != 5 or y.shape[1] != 2 or (isinstance(mask, torch.Tensor) and tuple(mask.shape[-2:]) != y.shape[-2:]):
+        raise DataError(f"{who}: {what} needs multi-coil k-space on the Cartesian grid, y of shape "
+                        f"(B, 2, C, H, W) with a matching physics.mask; got y {tuple(y.shape)} from "
+                        f"{type(physics).__name__}")
+
+
 def sampled_entries(y: torch.Tensor, physics) -> torch.Tensor:
     """1 where ``y`` is measured: the physics' k-space mask broadcast to ``y`` (all ones without a mask)."""
     mask = getattr(physics, "mask", None)
@@ -34,6 +45,8 @@ def kspace_noise_level(y: torch.Tensor, physics, edge: float = 0.125, who: str =
     it reads 1.3-2.1x the R = 4 corner estimate on five test slices (signal left in the outermost entries), so
     the data weight there errs towards trusting the data less.
     """
+    require_gridded_kspace(y, physics, who, "estimating the noise level from the k-space corners (pass tau "
+                                          "explicitly otherwise)")
     h, w = y.shape[-2:]
     eh, ew = max(1, int(h * edge)), max(1, int(w * edge))
     rows = torch.zeros(h, dtype=torch.bool, device=y.device)

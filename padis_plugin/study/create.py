@@ -24,6 +24,7 @@ import numpy as np
 
 from ..data.files import load_npy, safe_name
 from ..errors import ConfigError, DataError, where
+from ..metrics import IMAGE_METRICS
 from . import db
 
 STRATA = ("contrast", "training_size", "R", "patient")
@@ -104,7 +105,7 @@ def find_cases(folders, groups, stratify=()) -> tuple[list[Case], list[str]]:
             strata = {"contrast": rows[0]["contrast"], "training_size": "/".join(sizes_here) or "-",
                       "R": f"{r:g}", "patient": rows[0].get("patient") or "-"}
             members = [{"label": lab, "dir": str(found[lab][0]),
-                        "metrics": {m: found[lab][1].get(m) for m in ("psnr", "ssim", "nrmse")}} for lab in group]
+                        "metrics": {m: found[lab][1].get(m) for m in IMAGE_METRICS}} for lab in group]
             cases.append(Case(sid, r, seed, gi, strata, members))
     notes = [f"{n} otherwise complete case(s) lack a saved reconstruction or result of '{lab}'"
              for lab, n in sorted(missing.items())]
