@@ -15,34 +15,30 @@ from __future__ import annotations
 
 from .errors import ConfigError
 
-#: mode -> prior kind -> (registered solver, parameters without the checkpoint)
+#: mode -> prior kind -> (registered solver, parameters without the checkpoint). The algorithms' defaults are
+#: their tuned settings (:mod:`padis_plugin.solvers.settings`), so a mode names only where it departs from them.
 MODES: dict[str, dict[str, tuple[str, dict]]] = {
     "best": {   # PaDIS: DRS40 33.84 dB, DRS20 33.71, HQS40 33.22; EDM: DRS20 31.83, HQS20 31.43 (mean of R = 4, 7)
-        "padis": ("deepinv-pnp", {"algorithm": "DRS", "iterations": 40, "sigma_max": 0.2, "sigma_min": 0.01,
-                                  "stepsize": 50.0}),
-        "edm": ("deepinv-pnp", {"denoiser": "edm", "algorithm": "DRS", "iterations": 20, "sigma_max": 0.2,
-                                "sigma_min": 0.01, "stepsize": 50.0}),
+        "padis": ("pnp", {}),                               # DRS, 40 iterations
+        "edm": ("pnp", {}),                                 # DRS, 20 iterations
     },
     "fast": {   # PaDIS DRS20: -0.13 dB in 57% of the time; EDM HQS20: -0.40 dB in 89% of the time
-        "padis": ("deepinv-pnp", {"algorithm": "DRS", "iterations": 20, "sigma_max": 0.2, "sigma_min": 0.01,
-                                  "stepsize": 50.0}),
-        "edm": ("deepinv-pnp", {"denoiser": "edm", "algorithm": "HQS", "iterations": 20, "sigma_max": 0.2,
-                                "sigma_min": 0.01, "stepsize": 50.0}),
+        "padis": ("pnp", {"iterations": 20}),
+        "edm": ("pnp", {"algorithm": "HQS"}),
     },
-    "sample": {
-        "padis": ("padis-dds", {"steps": 50, "gamma": 100.0, "eta": 1.0, "tau": "auto", "tau_scale": 0.25}),
-        "edm": ("edm-dds", {"steps": 50, "gamma": 100.0, "eta": 1.0, "tau": "auto", "tau_scale": 0.5}),
+    "sample": {  # DDS, 50 levels, the noise-aware data weight (tau auto; tau_scale 0.25 PaDIS, 0.5 EDM)
+        "padis": ("dds", {}),
+        "edm": ("dds", {}),
     },
 }
-
-#: the shipped S = 25 priors by grid: 128 x 128 (2 mm) and 256 x 256 (1 mm)
-SHIPPED_PRIORS = {"padis": {128: "padis-s25", 256: "padis-s25-256"}, "edm": {128: "edm-s25", 256: "edm-s25-256"}}
+PNP = "pnp"  # the modes' plug-and-play solver: its length is "iterations", a sampler's "steps"
 
 
 def shipped_prior(kind: str, size: int) -> str:
     """The shipped prior of ``kind`` trained for the grid nearest ``size``."""
-    grids = SHIPPED_PRIORS[kind]
-    return grids[min(grids, key=lambda g: abs(g - int(size)))]
+    from .prior.families import get_family
+
+    return get_family(kind).shipped_for(size)
 
 
 def recommended(kind: str = "padis", mode: str = "best", checkpoint=None, size: int = 256) -> tuple[str, dict]:

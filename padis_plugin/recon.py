@@ -23,7 +23,7 @@ from .errors import CheckpointError, ConfigError, DataError, where
 from .acquisition.masks import acs_lines_for
 from .metrics import IMAGE_METRICS, METRICS, image_metrics, to_complex_numpy
 from .progress import progress_bar
-from .solvers.registry import build_solver
+from .solvers.registry import build_solver, resolved_params
 from .solvers.contract import call_solver, solver_nfe
 from .timing import sync
 
@@ -172,7 +172,7 @@ def reconstruct(input_path, slice_id=None, solver=None, params=None, acceleratio
 
         solver, base = recommended(prior, mode, size=slc.size)
         params = {**base, **(params or {})}
-    model = build_solver(solver, params, device)
+    model = build_solver(solver, params, device, grid=slc.size)
     x_hat, seconds, nfe = _run(model, y, physics, seed, device)
     recon = to_complex_numpy(x_hat[0].cpu())
     reference = None if slc.undersampled else to_complex_numpy(x_ref[0].cpu())
@@ -228,17 +228,17 @@ def run_demo(out_dir="padis_demo_output", steps=None, inner=None, device="cpu", 
     ``demo_config.json`` (the resolved settings) into ``out_dir``. Returns the results dict.
     """
     from .bench.figures import slice_figure
-    from .recommended import recommended
+    from .recommended import PNP, recommended
 
     chosen = {"padis": padis_checkpoint, "edm": edm_checkpoint}
     runs = {}
     for entry in solvers:
         if entry in PRIOR_ENTRIES:
             name, params = recommended(entry, mode, _demo_checkpoint(chosen[entry], f"--{entry}-checkpoint"))
-            key = "iterations" if name == "deepinv-pnp" else "steps"
+            key = "iterations" if name == PNP else "steps"
             if steps is not None:
                 params[key] = int(steps)
-            if name != "deepinv-pnp":
+            if name != PNP:
                 params["progress"] = progress
             runs[entry] = (name, params)
         else:
@@ -248,6 +248,7 @@ def run_demo(out_dir="padis_demo_output", steps=None, inner=None, device="cpu", 
     acs_lines = acs_lines_for(slc.size, acs_lines)
     y, physics, x_ref, mask = _problem(slc, acquisition_for(slc, "cartesian", acceleration, acs_lines), 0, device)
     reference = to_complex_numpy(x_ref[0].cpu())
+    runs = {e: (n, resolved_params(n, p, grid=slc.size)) for e, (n, p) in runs.items()}  # every setting, shown
     echo(f"demo: slice {slc.id} ({slc.size}x{slc.size}), R={acceleration}, ACS {acs_lines}, seed {seed}; "
          f"priors: {_mode_text(runs)}")
     results, panels = {}, []
@@ -279,7 +280,7 @@ def _mode_text(runs) -> str:
     for entry in PRIOR_ENTRIES:
         if entry in runs:
             name, p = runs[entry]
-            what = (f"{p['algorithm']}-PnP, {p['iterations']} network calls" if name == "deepinv-pnp"
+            what = (f"{p['algorithm']}-PnP, {p['iterations']} network calls" if "algorithm" in p
                     else f"{name}, {p.get('steps')} network calls")
             parts.append(f"{entry}: {what}")
     return "; ".join(parts) or "none"

@@ -42,7 +42,7 @@ def _subset_overrides(config_path, ids, labels, accelerations) -> list[str]:
     if ids:
         overrides.append(f"data.ids={json.dumps(ids)}")
     if accelerations:
-        overrides.append(f"masks.accelerations={json.dumps(accelerations)}")
+        overrides.append(f"acquisition.accelerations={json.dumps(accelerations)}")
     return overrides
 
 

@@ -186,3 +186,8 @@ def test_recommended_config_runs_the_recommended_modes():
     assert set(rows) == {"PaDIS", "EDM", "Wavelet-L1", "Zero-filled"}
     assert rows["PaDIS"] == recommended("padis", "best", size=256)
     assert rows["EDM"] == recommended("edm", "best", size=256)
+    from padis_plugin.solvers.registry import resolved_params  # the settings the modes were measured with
+    stock = {"sigma_max": 0.2, "sigma_min": 0.01, "stepsize": 50.0}
+    assert resolved_params(*rows["PaDIS"]).items() >= {"algorithm": "DRS", "iterations": 40, **stock}.items()
+    assert resolved_params(*rows["EDM"]).items() >= {"denoiser": "edm", "algorithm": "DRS", "iterations": 20,
+                                                      **stock}.items()

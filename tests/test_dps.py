@@ -7,7 +7,8 @@ from deepinv.physics import MultiCoilMRI
 from padis_plugin.errors import ConfigError, DataError
 from padis_plugin.prior import PaDISDenoiser
 from padis_plugin.solvers.diffpir import PaDISDiffPIR
-from padis_plugin.solvers.dps import EDMDPS, PaDISDPS, SamplerDivergedError, VEDPS, make_edm_dps, make_padis_dps
+from padis_plugin.solvers.aliases import make_edm_dps, make_padis_diffpir, make_padis_dps
+from padis_plugin.solvers.dps import EDMDPS, PaDISDPS, SamplerDivergedError, VEDPS
 
 from helpers import GaussianDenoiser, gaussian_posterior, toy_problem
 
@@ -260,7 +261,7 @@ def test_factories_take_score_from_and_edm_rejects_patch_settings(tiny_checkpoin
 
 def test_diffpir_factory_keeps_the_checkpoint_patch_settings(tiny_checkpoints):
     """padis-diffpir samples with the checkpoint's own P and M (tiny checkpoint: 16 / 16), as padis-dps does."""
-    from padis_plugin.solvers.diffpir import make_padis_diffpir
+
 
     den = make_padis_diffpir({"checkpoint": tiny_checkpoints["padis"], "progress": False}).denoiser
     assert (den.patch_size, den.pad, den.max_batch) == (16, 16, None)

@@ -8,9 +8,10 @@ from deepinv.physics import MultiCoilMRI
 
 from padis_plugin.errors import ConfigError, DataError
 from padis_plugin.prior.schedules import edm_sigmas
-from padis_plugin.solvers.daps import DAPSExact, make_edm_daps, make_padis_daps
+from padis_plugin.solvers.aliases import make_edm_daps, make_edm_dds, make_padis_daps, make_padis_dds
+from padis_plugin.solvers.daps import DAPSExact
 from padis_plugin.solvers.noise_level import kspace_noise_level
-from padis_plugin.solvers.dds import DDS, make_edm_dds, make_padis_dds
+from padis_plugin.solvers.dds import DDS
 from helpers import GaussianDenoiser, gaussian_posterior, toy_problem
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -18,7 +18,8 @@ from padis_plugin.prior import (FAMILIES, EDMPrecond, HFSDenoiser, PatchHFSDenoi
                                 high_pass, load_prior, low_pass)
 from padis_plugin.prior.hfs import default_band_width, low_band_mask
 from padis_plugin.solvers.registry import build_solver, register_solver
-from padis_plugin.solvers.dds import DDS, make_hfs_dds
+from padis_plugin.solvers.aliases import make_hfs_dds
+from padis_plugin.solvers.dds import DDS
 from padis_plugin.solvers.hfs_pc import HFSPC, make_hfs_pc
 from padis_plugin.train import TrainConfig
 from padis_plugin.train.loss import HFSLoss, PatchHFSLoss

@@ -51,7 +51,9 @@ def test_demo_sample_mode_runs_dds(tiny, tmp_path):
     results = run_demo(tmp_path / "d", steps=2, padis_checkpoint=tiny["padis"], edm_checkpoint=tiny["edm"],
                        solvers=("zero-filled", "padis"), progress=False, echo=lambda *a: None, mode="sample")
     config = json.loads((tmp_path / "d" / "demo_config.json").read_text())
-    assert config["solvers"]["padis"]["name"] == "padis-dds" and results["padis"]["nfe"] == 2
+    padis = config["solvers"]["padis"]
+    assert padis["name"] == "dds" and results["padis"]["nfe"] == 2
+    assert (padis["params"]["tau"], padis["params"]["tau_scale"], padis["params"]["steps"]) == ("auto", 0.25, 2)
 
 
 def test_demo_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
@@ -105,18 +107,23 @@ def test_cli_errors_exit_2_without_outputs(tiny, tmp_path, capsys):
 
 
 def _two_step_params(name, tiny):
-    if name in ("padis-dps", "edm-dps"):
-        return {"checkpoint": tiny[name.split("-")[0]], "steps": 2, "inner": 1, "progress": False}
-    if name == "padis-diffpir":
+    if name in ("padis-dps", "edm-dps", "dps"):
+        return {"checkpoint": tiny[name.split("-")[0] if "-" in name else "padis"], "steps": 2, "inner": 1,
+                "progress": False}
+    if name in ("padis-diffpir", "diffpir"):
         return {"checkpoint": tiny["padis"], "iterations": 2, "progress": False}
     if name in ("padis-dds", "edm-dds", "padis-daps", "edm-daps"):
         return {"checkpoint": tiny[name.split("-")[0]], "steps": 2}
+    if name in ("dds", "daps"):
+        return {"checkpoint": tiny["edm"], "steps": 2}
     if name in ("sense", "wavelet-l1"):
         return {"iterations": 2}
-    if name == "deepinv-pnp":
+    if name in ("deepinv-pnp", "pnp"):
         return {"checkpoint": tiny["padis"], "iterations": 2}
     if name in ("hfs-pc", "hfs-dds"):
         return {"checkpoint": tiny["hfs"], "steps": 2}
+    if name != "zero-filled":
+        raise AssertionError(f"a new solver {name!r}: give it a two-step setting here")
     return {}
 
 
@@ -149,7 +156,7 @@ def test_every_registered_solver_runs_two_steps_through_padis_bench(tiny, tmp_pa
     assert {r["name"] for r in rows} == set(names) and len(rows) == len(names)
     assert all(np.isfinite(r["psnr"]) for r in rows)
     diffusion = {"padis-dps", "edm-dps", "padis-diffpir", "padis-dds", "edm-dds", "padis-daps", "edm-daps",
-                 "deepinv-pnp", "hfs-dds"}  # hfs-pc: a predictor and a corrector call per step
+                 "deepinv-pnp", "hfs-dds", "dps", "diffpir", "dds", "daps", "pnp"}  # hfs-pc: predictor + corrector
     assert all(r["nfe"] == 2 for r in rows if r["name"] in diffusion)  # (other tests may register more solvers)
 
 
@@ -209,6 +216,6 @@ def test_no_solver_means_the_recommended_mode_with_the_grids_prior(tiny):
     assert rec["solver"] == MODES["best"]["padis"][0] and rec["params"]["checkpoint"] == "padis-s25"
     assert rec["params"]["iterations"] == 2 and rec["metrics"]["psnr"] > 0
     assert shipped_prior("edm", 256) == "edm-s25-256" and shipped_prior("padis", 320) == "padis-s25-256"
-    assert recommended("edm", "sample", size=128) == ("edm-dds", {"checkpoint": "edm-s25", **MODES["sample"]["edm"][1]})
+    assert recommended("edm", "sample", size=128) == ("dds", {"checkpoint": "edm-s25", **MODES["sample"]["edm"][1]})
     with pytest.raises(ConfigError, match="unknown mode 'quick'"):
         recommended("padis", "quick")

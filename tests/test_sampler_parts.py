@@ -13,7 +13,8 @@ from padis_plugin.prior import PaDISDenoiser
 from padis_plugin.prior.schedules import edm_sigmas
 from padis_plugin.rng import denoise_fn, randn
 from padis_plugin.solvers.data_consistency import CGProx, DPSGradient, Projection
-from padis_plugin.solvers.dps import VEDPS, make_edm_dps, make_padis_dps
+from padis_plugin.solvers.aliases import make_edm_dps, make_padis_dps
+from padis_plugin.solvers.dps import VEDPS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 PINNED = Path(__file__).parent / "data" / "vedps_pinned.npz"

@@ -15,7 +15,7 @@ from padis_plugin.solvers.classical import SENSE, SENSEParams, WaveletL1
 from padis_plugin.solvers.daps import DAPSExact, DAPSParams
 from padis_plugin.solvers.dds import DDS, DDSParams
 from padis_plugin.solvers.diffpir import DiffPIRParams, PaDISDiffPIR
-from padis_plugin.solvers.dps import VEDPS, DPSParams, EDMDPSParams
+from padis_plugin.solvers.dps import VEDPS, DPSParams
 from padis_plugin.solvers.params import declared_params, takes_params
 from padis_plugin.solvers.pnp import PnPParams, build_pnp
 
@@ -74,7 +74,7 @@ def test_defaults_are_the_samplers_own(params, sampler, changed):
 
 
 def test_defaults_of_the_other_solvers():
-    assert _defaults(EDMDPSParams, {"skip_noise"}) == {"skip_noise": "last"}  # EDMDPS's own default
+    assert registry.resolved_params("edm-dps")["skip_noise"] == "last"  # EDMDPS's own default
     assert _defaults(PnPParams, set(_signature_defaults(build_pnp))) == _signature_defaults(build_pnp)
     assert _defaults(SENSEParams, {"iterations", "tol"}) == _signature_defaults(SENSE.__init__, skip=("device",))
     wl1 = registry.build_solver("wavelet-l1", {"iterations": None})  # null means the default

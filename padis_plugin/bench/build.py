@@ -6,8 +6,9 @@ from ..errors import ConfigError, ParamsError
 from .config import BenchConfig
 
 
-def build_solvers(cfg: BenchConfig, device, source=None) -> dict:
-    """label -> solver; unknown names and parameters of every entry raise one ConfigError naming the keys."""
+def build_solvers(cfg: BenchConfig, device, source=None, grid: int | None = None) -> dict:
+    """label -> solver; unknown names and parameters of every entry raise one ConfigError naming the keys.
+    ``grid``: the data's N, for solvers whose prior defaults to the one trained on that grid."""
     from ..solvers.registry import available_solvers, available_text, build_solver, solver_task
     names = available_solvers()
     solvers, bad = {}, Problems(source)
@@ -22,7 +23,7 @@ def build_solvers(cfg: BenchConfig, device, source=None) -> dict:
             continue
         try:
             solvers[entry.display] = build_solver(entry.name, dict(entry.params), device, source,
-                                                  prefix=f"solvers.{i}.params")
+                                                  prefix=f"solvers.{i}.params", grid=grid)
         except ParamsError as exc:  # each problem already names the file and the dotted key
             bad.extend(problems_of(exc))
         except ConfigError as exc:

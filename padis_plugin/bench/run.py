@@ -73,7 +73,7 @@ def acquisitions_and_solvers(cfg: BenchConfig, shape, device, source=None):
     """(:class:`AcquisitionBank`, solvers), the problems of both raised together: a scan problem must not hide a
     solver one (the user would fix one, rerun, and only then see the next)."""
     problems, built = [], []
-    for make in (lambda: AcquisitionBank(cfg, shape, source), lambda: build_solvers(cfg, device, source)):
+    for make in (lambda: AcquisitionBank(cfg, shape, source), lambda: build_solvers(cfg, device, source, grid=shape[-1])):
         try:
             built.append(make())
         except ConfigError as exc:

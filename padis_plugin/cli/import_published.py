@@ -11,7 +11,7 @@ _EPILOG = f"""\
 Examples:
   padis-import padis-mri-200/network-snapshot-001451.pkl --out priors/padis-published
   padis-import fastmri-edm-200/network-snapshot-000650.pkl --out priors/edm-published
-  padis-recon FILE.h5 --solver padis-dds --set checkpoint=priors/padis-published
+  padis-recon FILE.h5 --solver dds --set checkpoint=priors/padis-published
 
 The snapshot is read by an allow-listed unpickler: persistent network objects come back as data and their
 embedded source is never compiled or run; any other global in the file (os.system, eval, ...) is refused

@@ -11,8 +11,8 @@ from ..errors import ConfigError
 from ..metrics import metrics_text
 from ._common import PAPER, HelpFormatter, OneLineParser, check_output_file, doc_summary, run_cli
 
-DPS_SOLVERS = ("padis-dps", "edm-dps")
-STEP_SOLVERS = DPS_SOLVERS + ("padis-dds", "edm-dds", "padis-daps", "edm-daps")
+DPS_SOLVERS = ("dps", "padis-dps", "edm-dps")
+STEP_SOLVERS = DPS_SOLVERS + ("dds", "daps", "hfs-pc", "padis-dds", "edm-dds", "hfs-dds", "padis-daps", "edm-daps")
 
 _EPILOG = f"""\
 Examples:
@@ -135,18 +135,18 @@ def _run(args) -> int:
     from ..recon import reconstruct
     params = _params(args.overrides)
     if args.solver is None:  # the recommended mode: --steps sets its iterations or noise levels
-        from ..recommended import MODES
+        from ..recommended import MODES, PNP
         name = MODES[args.mode]["padis"][0]
         if args.steps is not None:
-            params.setdefault("iterations" if name == "deepinv-pnp" else "steps", args.steps)
-        if name != "deepinv-pnp":
+            params.setdefault("iterations" if name == PNP else "steps", args.steps)
+        if name != PNP:
             params.setdefault("progress", not args.no_progress)
     if args.solver in STEP_SOLVERS:  # --steps (and --inner for DPS) also apply to a single run
         if args.steps is not None:
             params.setdefault("steps", args.steps)
         if args.inner is not None and args.solver in DPS_SOLVERS:
             params.setdefault("inner", args.inner)
-    if args.solver in STEP_SOLVERS + ("padis-diffpir",):  # library default: no bar; the CLI shows one
+    if args.solver in STEP_SOLVERS + ("diffpir", "padis-diffpir"):  # library default: no bar; the CLI shows one
         params.setdefault("progress", not args.no_progress)
     rec = reconstruct(args.input, args.slice_id, args.solver, params, acceleration=args.acceleration,
                       seed=args.seed, acs_lines=args.acs, out=args.out, png=args.png, device=args.device,
@@ -157,7 +157,7 @@ def _run(args) -> int:
     print(f"{rec['solver']} on {rec['slice']} ({rec['size']} x {rec['size']}): {summary}; {rec['seconds']:.1f} s, "
           f"{rec['nfe']} network evaluations")
     from ..solvers.registry import resolved_params
-    settings = ", ".join(f"{k}={v}" for k, v in resolved_params(rec["solver"], rec["params"]).items()
+    settings = ", ".join(f"{k}={v}" for k, v in resolved_params(rec["solver"], rec["params"], grid=rec["size"]).items()
                          if k != "progress")
     print(f"settings: {settings or 'none'}")
     return 0

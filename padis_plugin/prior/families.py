@@ -31,7 +31,18 @@ class PriorFamily:
     patches: bool                  # trains and denoises P x P patches with positional channels
     hfs: bool                      # noise only in the high band (a band width in its config)
     preview: Callable              # preview sampler(denoiser, shape, steps, generator, device=, reference=)
-    default_checkpoint: str | None = None  # shipped prior a solver uses when given none
+    shipped: tuple[tuple[int, str], ...] = ()  # (grid N, shipped prior trained on N x N), a solver's default
+
+    @property
+    def default_checkpoint(self) -> str | None:
+        """The shipped prior a solver uses when given none and no grid: the first (128 where there is one)."""
+        return self.shipped[0][1] if self.shipped else None
+
+    def shipped_for(self, grid: int | None) -> str | None:
+        """The shipped prior trained on the grid nearest ``grid`` (None: :attr:`default_checkpoint`)."""
+        if grid is None or not self.shipped:
+            return self.default_checkpoint
+        return min(self.shipped, key=lambda s: abs(s[0] - int(grid)))[1]
 
     def network_channels(self, image_channels: int = 2) -> tuple[int, int]:
         """(inputs, outputs) of this family's network for C = ``image_channels``: (C + 2, C) with the positional
@@ -47,13 +58,13 @@ _PATCH_CONFIGS = ("padis-paper", "padis-small", "padis-tiny")
 _IMAGE_CONFIGS = ("edm-paper", "edm-small", "edm-tiny")
 FAMILIES: dict[str, PriorFamily] = {f.name: f for f in (
     PriorFamily("padis", PaDISDenoiser, "padis_plugin.train.loss:PatchEDMLoss", _PATCH_CONFIGS, True, False,
-                edm_heun_sample, "padis-s25"),
+                edm_heun_sample, ((128, "padis-s25"), (256, "padis-s25-256"))),
     PriorFamily("edm", EDMDenoiser, "padis_plugin.train.loss:EDMLoss", _IMAGE_CONFIGS, False, False,
-                edm_heun_sample, "edm-s25"),
+                edm_heun_sample, ((128, "edm-s25"), (256, "edm-s25-256"))),
     PriorFamily("hfs", HFSDenoiser, "padis_plugin.train.loss:HFSLoss", _IMAGE_CONFIGS, False, True,
-                hfs_heun_sample, "hfs-s25-256"),
+                hfs_heun_sample, ((256, "hfs-s25-256"),)),
     PriorFamily("patch-hfs", PatchHFSDenoiser, "padis_plugin.train.loss:PatchHFSLoss", _PATCH_CONFIGS, True, True,
-                hfs_heun_sample, "patch-hfs-s25-256"),
+                hfs_heun_sample, ((256, "patch-hfs-s25-256"),)),
 )}
 
 

@@ -28,7 +28,8 @@ from .base import DiffusionSampler, ScheduleParams
 from .data_consistency import CGProx
 from .noise_level import check_tau, measurement_noise, sampled_entries
 from .params import takes_params, values
-from .prior_loading import EDMPrior, PaDISPrior, prior_from_params
+from .prior_loading import PriorChoice
+from .settings import tuned
 from ..progress import progress_bar
 
 
@@ -98,9 +99,9 @@ class DAPSExact(DiffusionSampler):
                 self._report(i, sigmas[i], x, x0)
 
 
-# -- factories (entry points of the ``padis_plugin.solvers`` group) ------------------------------------------
+# -- factory (entry point of the ``padis_plugin.solvers`` group) -----------------------------------------------
 @dataclass
-class DAPSParams(ScheduleParams):
+class DAPSSettings(ScheduleParams):
     """:class:`DAPSExact`'s parameters, same defaults."""
 
     ode_steps: int = 1
@@ -110,22 +111,11 @@ class DAPSParams(ScheduleParams):
 
 
 @dataclass
-class PaDISDAPSParams(DAPSParams, PaDISPrior):
-    pass
+class DAPSParams(DAPSSettings, PriorChoice):
+    """``daps``'s parameters: the sampler's and its prior's (PaDIS or EDM)."""
 
 
-@dataclass
-class EDMDAPSParams(DAPSParams, EDMPrior):
-    pass
-
-
-@takes_params(PaDISDAPSParams, "padis-daps")
-def make_padis_daps(p: PaDISDAPSParams, device="cpu") -> DAPSExact:
-    """``padis-daps``: DAPS (exact inner step) with the PaDIS patch prior (:class:`PaDISDAPSParams`)."""
-    return DAPSExact(prior_from_params("padis", p, device), **values(p, DAPSParams), device=device)
-
-
-@takes_params(EDMDAPSParams, "edm-daps")
-def make_edm_daps(p: EDMDAPSParams, device="cpu") -> DAPSExact:
-    """``edm-daps``: DAPS (exact inner step) with the whole-image EDM prior (:class:`EDMDAPSParams`)."""
-    return DAPSExact(prior_from_params("edm", p, device), **values(p, DAPSParams), device=device)
+@takes_params(DAPSParams, "daps", settings=tuned("daps"))
+def make_daps(p: DAPSParams, device="cpu") -> DAPSExact:
+    """``daps``: DAPS (exact inner step) with the prior of ``checkpoint`` (:class:`DAPSParams`)."""
+    return DAPSExact(p.load(device), **values(p, DAPSSettings), device=device)

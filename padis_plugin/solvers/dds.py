@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import ClassVar, Literal, get_args
 
 import torch
 
@@ -28,10 +28,11 @@ from ..errors import ConfigError
 from .base import DiffusionSampler, ScheduleParams
 from ..prior.hfs import check_band_width, high_pass
 from .data_consistency import make_data_consistency
-from .hfs_band import high_band_start, load_hfs_prior
+from .hfs_band import high_band_start
 from .noise_level import check_tau, measurement_noise
 from .params import takes_params, values
-from .prior_loading import EDMPrior, PaDISPrior, PatchSettings, prior_from_params
+from .prior_loading import PriorChoice
+from .settings import tuned
 from ..progress import progress_bar
 
 Start = Literal["noise", "adjoint"]
@@ -131,62 +132,41 @@ class DDS(DiffusionSampler):
                 self._report(i, sigmas[i], x, x0c)
 
 
-# -- factories (entry points of the ``padis_plugin.solvers`` group) ------------------------------------------
-# Defaults of the registered solvers, tuned on the validation patients (configs/results_fast_tuning.yaml) for
-# data normalised as padis-prepare does (99th percentile of the ACS image = 1, unit-RSS maps): a stronger data
-# weight than DDS's gamma = 1 and fresh noise at every level (eta = 1). The DDS class keeps the published values.
+# -- factory (entry point of the ``padis_plugin.solvers`` group) -----------------------------------------------
+# The sampler's own settings; a config's defaults are the tuned ones of its prior family (solvers/settings.py).
 @dataclass
-class DDSParams(ScheduleParams):
+class DDSSettings(ScheduleParams):
     eta: float = 1.0                      # tuned (the DDS class: 0.85, published)
     gamma: float = 100.0                  # tuned (the DDS class: 1, published)
     cg_iters: int = 5
     data_consistency: Literal["prox", "projection"] = "prox"
     start: Start = "noise"
-    # None: constant gamma (DDS); "auto" or a number: the noise-aware weight min(gamma, sigma_i^2 / tau^2)
-    tau: float | Literal["auto"] | None = field(default=None, metadata={"default": "off (a constant gamma)"})
+    # "off" (or None in Python): constant gamma (DDS); "auto" or a number: the noise-aware weight
+    # min(gamma, sigma_i^2 / tau^2)
+    tau: float | Literal["auto", "off"] | None = field(default=None, metadata={"default": "off (a constant gamma)"})
     tau_scale: float = 1.0
 
 
 @dataclass
-class PaDISDDSParams(DDSParams, PaDISPrior):
-    pass
+class DDSParams(DDSSettings, PriorChoice):
+    """``dds``'s parameters: the sampler's and its prior's (PaDIS, EDM, or HFS re-noising only the high band)."""
 
-
-@dataclass
-class EDMDDSParams(DDSParams, EDMPrior):
-    pass
-
-
-@takes_params(PaDISDDSParams, "padis-dds")
-def make_padis_dds(p: PaDISDDSParams, device="cpu") -> DDS:
-    """``padis-dds``: DDS with the PaDIS patch prior (:class:`PaDISDDSParams`; patch settings default to the
-    checkpoint's)."""
-    return DDS(prior_from_params("padis", p, device), **values(p, DDSParams), device=device)
-
-
-@takes_params(EDMDDSParams, "edm-dds")
-def make_edm_dds(p: EDMDDSParams, device="cpu") -> DDS:
-    """``edm-dds``: DDS with the whole-image EDM prior (:class:`EDMDDSParams`)."""
-    return DDS(prior_from_params("edm", p, device), **values(p, DDSParams), device=device)
-
-
-@dataclass
-class HFSDDSParams(DDSParams, PatchSettings):
-    """``hfs-dds``'s parameters: DDS's, an HFS checkpoint and (for a ``patch-hfs`` prior) its patch settings."""
-
-    checkpoint: str = "hfs-s25-256"       # an hfs or patch-hfs checkpoint (shipped name or path)
-    band_width: int | None = None         # None: the checkpoint's own
+    FAMILIES: ClassVar[tuple[str, ...]] = ("padis", "edm", "hfs", "patch-hfs")
 
     def check(self, bad):
-        if self.start != "noise":
+        PriorChoice.check(self, bad)
+        if self.start != "noise" and self.checkpoint is not None and self.family().hfs:
             bad.add("start", "an HFS prior starts from its measured low band: only 'noise' applies")
-        if self.band_width is not None and self.band_width < 1:
-            bad.add("band_width", f"must be >= 1 or null, got {self.band_width}")
 
 
-@takes_params(HFSDDSParams, "hfs-dds")
-def make_hfs_dds(p: HFSDDSParams, device="cpu") -> DDS:
-    """``hfs-dds``: DDS with an HFS prior (``hfs`` or ``patch-hfs`` checkpoint), re-noising only the high band."""
-    den = load_hfs_prior(p, "hfs-dds", device)
+@takes_params(DDSParams, "dds", settings=tuned("dds"))
+def make_dds(p: DDSParams, device="cpu") -> DDS:
+    """``dds``: DDS with the prior of ``checkpoint`` (:class:`DDSParams`); an HFS prior re-noises only its
+    high band (``band_width``: the checkpoint's own unless given)."""
+    den = p.load(device)
+    settings = values(p, DDSSettings)
+    settings["tau"] = None if p.tau == "off" else p.tau
+    if not p.family().hfs:
+        return DDS(den, **settings, device=device)
     band = p.band_width if p.band_width is not None else den.band_width
-    return DDS(den, **values(p, DDSParams), high_band=True if band is None else band, device=device)
+    return DDS(den, **settings, high_band=True if band is None else band, device=device)

@@ -20,7 +20,8 @@ from ..errors import DataError
 from ..rng import denoise_fn, first_generator
 from .params import takes_params, values
 from .sample_mean import SampleMean
-from .prior_loading import PaDISCheckpoint, PatchSettings, load_denoiser
+from .prior_loading import PriorChoice
+from .settings import tuned
 
 
 class _UnitRangeDenoiser(Denoiser):
@@ -89,8 +90,8 @@ class PaDISDiffPIR(SampleMean, Reconstructor):
 
 
 @dataclass
-class DiffPIRParams(PatchSettings, PaDISCheckpoint):
-    """:class:`PaDISDiffPIR`'s parameters (``lambda``: its ``lambda_``) and the PaDIS prior's."""
+class DiffPIRSettings:
+    """:class:`PaDISDiffPIR`'s parameters (``lambda``: its ``lambda_``)."""
 
     iterations: int = 100
     sigma: float = 0.05
@@ -101,11 +102,13 @@ class DiffPIRParams(PatchSettings, PaDISCheckpoint):
     samples: int = 1
 
 
-@takes_params(DiffPIRParams, "padis-diffpir")
-def make_padis_diffpir(p: DiffPIRParams, device="cpu") -> PaDISDiffPIR:
-    """``padis-diffpir``: DiffPIR with the PaDIS prior (:class:`DiffPIRParams`); patch_size, pad, max_batch
-    default to the checkpoint's own, as for ``padis-dps``."""
-    overrides = {k: v for k, v in values(p, PatchSettings).items() if v is not None}
-    den = load_denoiser("padis", p.checkpoint, device, **overrides)
-    return PaDISDiffPIR(den, iterations=p.iterations, sigma=p.sigma, zeta=p.zeta, lambda_=p.lambda_, scale=p.scale,
-                        progress=p.progress, device=device, samples=p.samples)
+@dataclass
+class DiffPIRParams(DiffPIRSettings, PriorChoice):
+    """``diffpir``'s parameters: DiffPIR's and its prior's (PaDIS or EDM)."""
+
+
+@takes_params(DiffPIRParams, "diffpir", settings=tuned("diffpir"))
+def make_diffpir(p: DiffPIRParams, device="cpu") -> PaDISDiffPIR:
+    """``diffpir``: deepinv's DiffPIR with the prior of ``checkpoint`` (:class:`DiffPIRParams`); a patch prior's
+    patch_size, pad and max_batch default to the checkpoint's own."""
+    return PaDISDiffPIR(p.load(device), **values(p, DiffPIRSettings), device=device)

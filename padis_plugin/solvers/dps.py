@@ -17,7 +17,8 @@ from ..errors import ConfigError
 from .base import DiffusionSampler, SamplerDivergedError, ScheduleParams  # noqa: F401  (public here too)
 from .data_consistency import DPSGradient
 from .params import takes_params, values
-from .prior_loading import EDMPrior, PaDISPrior, load_denoiser
+from .prior_loading import PriorChoice
+from .settings import tuned
 from ..progress import progress_bar
 
 NoiseConvention = Literal["channel", "complex"]
@@ -263,9 +264,9 @@ class EDMDPS(VEDPS):
         super().__init__(denoiser, **kwargs)
 
 
-# -- factories (entry points of the ``padis_plugin.solvers`` group) ------------------------------------------
+# -- factory (entry point of the ``padis_plugin.solvers`` group) -----------------------------------------------
 @dataclass
-class DPSParams(ScheduleParams):
+class DPSSettings(ScheduleParams):
     """:class:`VEDPS`'s parameters, same defaults."""
 
     steps: int = 104
@@ -277,28 +278,27 @@ class DPSParams(ScheduleParams):
 
 
 @dataclass
-class PaDISDPSParams(DPSParams, PaDISPrior):
+class DPSParams(DPSSettings, PriorChoice):
+    """``dps``'s parameters: VE-DPS's and its prior's; a PaDIS prior tiles its patches in the sampler
+    (Algorithm 1), with ``pad_band`` choosing how the zero-padded band is filled (PaDIS only)."""
+
     pad_band: PadBand = "fresh"
 
+    def check(self, bad):
+        PriorChoice.check(self, bad)
+        if self.pad_band != "fresh" and self.checkpoint is not None and not self.family().patches:
+            bad.add("pad_band", f"is a setting of the PaDIS patch sampler; {self.checkpoint!r} is a whole-image prior")
 
-@dataclass
-class EDMDPSParams(DPSParams, EDMPrior):
-    skip_noise: SkipNoise = "last"
 
-
-@takes_params(PaDISDPSParams, "padis-dps")
-def make_padis_dps(p: PaDISDPSParams, device="cpu") -> PaDISDPS:
-    """``padis-dps``: PaDIS-MRI patch VE-DPS (keys and defaults: :class:`PaDISDPSParams`). ``score_from``:
-    ``clean`` is Algorithm 1 line 13; ``pad_band``: ``evolving`` is the published padded iterate;
-    ``patch_size`` and ``pad`` default to the checkpoint's own inference settings."""
-    overrides = {k: v for k, v in p.prior_settings().items() if k in ("position_convention", "canvas_pad")}
-    den = load_denoiser("padis", p.checkpoint, device, **overrides)
+@takes_params(DPSParams, "dps", settings=tuned("dps"))
+def make_dps(p: DPSParams, device="cpu") -> VEDPS:
+    """``dps``: VE-DPS with the prior of ``checkpoint`` (:class:`DPSParams`): PaDIS-MRI patch VE-DPS for a
+    PaDIS prior (``patch_size`` and ``pad`` default to the checkpoint's own inference settings; ``score_from``
+    ``clean`` is Algorithm 1 line 13; ``pad_band`` ``evolving`` the published padded iterate), the whole-image
+    FastMRI-EDM baseline for an EDM prior."""
+    settings = values(p, DPSSettings)
+    if not p.family().patches:
+        return EDMDPS(p.load(device), **settings, device=device)
+    den = p.load(device, with_patches=False)
     return PaDISDPS(den, patch_size=p.patch_size, pad=p.pad, max_batch=p.max_batch, pad_band=p.pad_band,
-                    **values(p, DPSParams), device=device)
-
-
-@takes_params(EDMDPSParams, "edm-dps")
-def make_edm_dps(p: EDMDPSParams, device="cpu") -> EDMDPS:
-    """``edm-dps``: whole-image FastMRI-EDM VE-DPS baseline (:class:`EDMDPSParams`). Patch settings
-    (``patch_size``, ``pad``, ``max_batch``) are a ConfigError: the whole-image denoiser has no patches."""
-    return EDMDPS(load_denoiser("edm", p.checkpoint, device), **values(p, DPSParams), device=device)
+                    **settings, device=device)

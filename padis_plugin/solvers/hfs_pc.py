@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 
@@ -29,9 +29,10 @@ from ..errors import ConfigError
 from ..prior.hfs import check_band_width, high_pass
 from ..prior.schedules import hfs_vp_sigmas
 from .base import DiffusionSampler, ScheduleParams
-from .hfs_band import high_band_start, load_hfs_prior
+from .hfs_band import high_band_start
 from .params import takes_params
-from .prior_loading import PatchSettings
+from .prior_loading import PriorChoice
+from .settings import tuned
 from ..progress import progress_bar
 
 
@@ -117,33 +118,36 @@ class HFSPC(DiffusionSampler):
 
 # -- factory (entry point of the ``padis_plugin.solvers`` group) ---------------------------------------------
 @dataclass
-class HFSPCParams(ScheduleParams, PatchSettings):
-    """``hfs-pc``'s parameters: the released HFS-SDE values to start from; patch settings apply to a
-    ``patch-hfs`` prior only."""
+class HFSPCSettings(ScheduleParams):
+    """The predictor-corrector's parameters: the released HFS-SDE values to start from."""
 
-    checkpoint: str = "hfs-s25-256"       # an hfs or patch-hfs checkpoint (shipped name or path)
     steps: int = 100
     schedule: Literal["karras", "vp"] = "karras"   # vp: the released VP time grid mapped to sigma (~152 .. 0.01)
     snr: float = 0.16
     mse: float = 2.5
     corrector_mse: float = 0.1
     project_score: bool = True
-    band_width: int | None = None         # None: the checkpoint's own
+
+
+@dataclass
+class HFSPCParams(HFSPCSettings, PriorChoice):
+    """``hfs-pc``'s parameters: the sampler's and its HFS prior's (patch settings for a ``patch-hfs`` one)."""
+
+    FAMILIES: ClassVar[tuple[str, ...]] = ("hfs", "patch-hfs")
 
     def check(self, bad):
+        PriorChoice.check(self, bad)
         if self.steps < 1:
             bad.add("steps", f"must be >= 1, got {self.steps}")
         for key in ("snr", "mse", "corrector_mse"):
             if getattr(self, key) < 0:
                 bad.add(key, f"must be >= 0, got {getattr(self, key)}")
-        if self.band_width is not None and self.band_width < 1:
-            bad.add("band_width", f"must be >= 1 or null, got {self.band_width}")
 
 
-@takes_params(HFSPCParams, "hfs-pc")
+@takes_params(HFSPCParams, "hfs-pc", settings=tuned("hfs-pc"))
 def make_hfs_pc(p: HFSPCParams, device="cpu") -> HFSPC:
     """``hfs-pc``: HFS-SDE predictor-corrector with an HFS prior (``hfs`` or ``patch-hfs`` checkpoint)."""
-    den = load_hfs_prior(p, "hfs-pc", device)
+    den = p.load(device)
     sigmas = hfs_vp_sigmas(p.steps) if p.schedule == "vp" else None
     return HFSPC(den, steps=p.steps, sigma_max=p.sigma_max, sigma_min=p.sigma_min, rho=p.rho, sigmas=sigmas,
                  snr=p.snr, mse=p.mse, corrector_mse=p.corrector_mse, project_score=p.project_score,

@@ -26,16 +26,31 @@ from typing import Literal, Union
 from ..config import Problems, join_key, config_error
 from ..errors import ConfigError, ParamsError, where
 
-def takes_params(cls, solver: str):
+def takes_params(cls, solver: str, settings=None):
     """Decorator: the factory ``factory(p: cls, device)`` is called with ``params`` parsed into ``cls``
-    (:func:`parse_params`; a ``cls`` instance passes as it is) and declares ``cls`` as ``factory.params``."""
+    (:func:`parse_params`; a ``cls`` instance passes as it is) and declares ``cls`` as ``factory.params``.
+
+    ``settings(params, grid) -> params`` (:mod:`padis_plugin.solvers.settings`) fills in what a config leaves
+    out before parsing (the tuned settings of the prior's family, the prior for the data's ``grid``); it is
+    ``factory.settings``, so the registry applies it with the grid it knows."""
     def declare(factory):
         @functools.wraps(factory)
-        def checked(params=None, device="cpu"):
+        def checked(params=None, device="cpu", grid=None):
+            if settings is not None and not isinstance(params, cls):
+                params = settings(params, grid)
             return factory(parse_params(cls, params, solver), device)
-        checked.params = cls
+        checked.params, checked.settings = cls, settings
         return checked
     return declare
+
+
+def filled_in(factory, params, grid=None):
+    """``params`` as the factory's settings hook completes them (unchanged without one, or for an instance of
+    its parameters class)."""
+    settings = getattr(factory, "settings", None)
+    if settings is None or isinstance(params, getattr(factory, "params", ())):
+        return params
+    return settings(params, grid)
 
 
 def declared_params(factory):

@@ -9,7 +9,7 @@ the bench seeds torch's global RNG for it (``solvers.contract.call_solver``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 import numpy as np
@@ -19,11 +19,13 @@ from deepinv.optim import DRS, HQS, PGD, PnP
 from deepinv.optim.data_fidelity import L2
 
 from .params import takes_params
-from .prior_loading import PaDISPrior, prior_from_params
+from .prior_loading import PriorChoice
+from .settings import given, tuned
 
 ALGORITHMS = {"HQS": HQS, "PGD": PGD, "DRS": DRS}
 Denoiser = Literal["padis", "edm", "wavelet", "tv"]
 DENOISERS = get_args(Denoiser)
+PRIORS = ("padis", "edm")  # the denoisers that are our priors (a checkpoint)
 
 
 class _CountingDenoiser(torch.nn.Module):
@@ -44,9 +46,9 @@ def sigma_schedule(sigma_max: float, sigma_min: float, iterations: int) -> list[
 
 
 def deepinv_denoiser(p: PnPParams, device):
-    """The denoiser named by ``p.denoiser``: one of our priors, or a weight-free deepinv denoiser."""
-    if p.denoiser in ("padis", "edm"):
-        return prior_from_params(p.denoiser, p, device)
+    """The denoiser named by ``p.denoiser``: one of our priors (``checkpoint``'s), or a weight-free deepinv one."""
+    if p.denoiser in PRIORS:
+        return p.load(device)
     if p.denoiser == "wavelet":
         from deepinv.models import WaveletDenoiser
 
@@ -84,10 +86,10 @@ class _PnPReconstructor(Reconstructor):
 
 
 @dataclass
-class PnPParams(PaDISPrior):
-    """``deepinv-pnp``'s parameters; ``checkpoint`` and the patch settings are for the padis / edm denoisers."""
+class PnPSettings:
+    """deepinv's optimiser, its iterations and denoiser schedule; ``denoiser``: one of our priors (``padis``,
+    ``edm``: the checkpoint's) or a weight-free deepinv denoiser (``wavelet``, ``tv``)."""
 
-    checkpoint: str | None = field(default=None, metadata={"default": "padis-s25 / edm-s25"})
     algorithm: Literal["HQS", "PGD", "DRS"] = "HQS"
     denoiser: Denoiser = "padis"
     iterations: int = 20
@@ -96,6 +98,11 @@ class PnPParams(PaDISPrior):
     stepsize: float = 50.0                # close to a data projection; measured on a validation slice
     wavelet: str = "db4"
 
+
+@dataclass
+class PnPParams(PnPSettings, PriorChoice):
+    """``pnp``'s parameters: the optimiser's and, for the ``padis`` / ``edm`` denoisers, the prior's."""
+
     def check(self, bad):
         if self.iterations < 1:
             bad.add("iterations", f"must be >= 1, got {self.iterations}")
@@ -103,13 +110,29 @@ class PnPParams(PaDISPrior):
             bad.add("sigma_min", f": need 0 < sigma_min <= sigma_max, got {self.sigma_min}, {self.sigma_max}")
         if self.stepsize <= 0:
             bad.add("stepsize", f"must be > 0, got {self.stepsize}")
-        if self.checkpoint is not None and self.denoiser not in ("padis", "edm"):
+        if self.checkpoint is not None and self.denoiser not in PRIORS:
             bad.add("checkpoint", f"is for the padis / edm denoisers, not {self.denoiser!r}")
+            return
+        PriorChoice.check(self, bad)
+        if self.checkpoint is not None and not bad and self.family().name != self.denoiser:
+            bad.add("denoiser", f": {self.checkpoint!r} is a {self.family().name!r} prior, not {self.denoiser!r}")
 
 
-@takes_params(PnPParams, "deepinv-pnp")
-def make_deepinv_pnp(p: PnPParams, device="cpu") -> Reconstructor:
-    """Factory for ``deepinv-pnp``: deepinv's ``algorithm`` with one of our priors or a weight-free deepinv
-    denoiser (:class:`PnPParams`)."""
+_tuned = tuned("pnp")
+
+
+def _pnp_settings(params, grid=None) -> dict:
+    """A prior's tuned settings (:func:`~.settings.tuned`); a weight-free deepinv denoiser takes none."""
+    mine = given(params)
+    return mine if mine.get("denoiser") in ("wavelet", "tv") else _tuned(params, grid)
+
+
+_pnp_settings.algorithm = "pnp"
+
+
+@takes_params(PnPParams, "pnp", settings=_pnp_settings)
+def make_pnp(p: PnPParams, device="cpu") -> Reconstructor:
+    """``pnp``: deepinv's ``algorithm`` with one of our priors or a weight-free deepinv denoiser
+    (:class:`PnPParams`)."""
     return build_pnp(deepinv_denoiser(p, device), p.algorithm, p.iterations, p.sigma_max, p.sigma_min,
                      p.stepsize).to(device)

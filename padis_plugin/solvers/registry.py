@@ -15,13 +15,13 @@ entry point of the same name.
 from __future__ import annotations
 
 import dataclasses
-
+import warnings
 from collections.abc import Mapping
 from importlib import metadata
 from typing import Callable
 
-from ..errors import ConfigError
-from .params import declared_params, describe_params, parse_params
+from ..errors import ConfigError, PadisError
+from .params import declared_params, describe_params, filled_in, parse_params
 
 GROUP = "padis_plugin.solvers"
 _REGISTERED: dict[str, Callable] = {}
@@ -75,10 +75,13 @@ def solver_task(name: str) -> str:
     return getattr(declared_params(get_factory(name)), "TASK", "slice")
 
 
-def build_solver(name: str, params: dict | None = None, device="cpu", source=None, prefix: str | None = None):
+def build_solver(name: str, params: dict | None = None, device="cpu", source=None, prefix: str | None = None,
+                 grid: int | None = None):
     """Build the solver ``name`` with ``params`` (a mapping or ``None``) on ``device``. Unknown keys, wrong
     types and disallowed values of a declared dataclass raise one :class:`~padis_plugin.errors.ParamsError`
-    naming ``source`` and each key under ``prefix`` (e.g. ``solvers.2.params``)."""
+    naming ``source`` and each key under ``prefix`` (e.g. ``solvers.2.params``). ``grid``: the data's N
+    (N x N images), for a solver whose prior defaults to the one trained on that grid; a prior trained on
+    another grid warns once."""
     if not isinstance(name, str):
         raise ConfigError(f"solver name must be a string, got {type(name).__name__} {name!r}")
     if params is not None and not isinstance(params, Mapping):
@@ -86,26 +89,55 @@ def build_solver(name: str, params: dict | None = None, device="cpu", source=Non
                           f"got {type(params).__name__}")
     factory = get_factory(name)
     declared = declared_params(factory)
+    params = filled_in(factory, params, grid)
     params = parse_params(declared, params, name, source, prefix) if declared else dict(params or {})
+    if grid is not None:
+        warn_other_grid(getattr(params, "checkpoint", None), grid)
     return factory(params, device)
 
 
-def resolved_params(name: str, params: dict | None = None) -> dict:
-    """Every parameter ``name`` runs with for ``params`` (its declared dataclass's values, defaults included;
-    the params as given for a factory that declares none), keyed as a config writes them."""
-    declared = declared_params(get_factory(name))
+def resolved_params(name: str, params: dict | None = None, grid: int | None = None) -> dict:
+    """Every parameter ``name`` runs with for ``params`` (its declared dataclass's values, defaults and tuned
+    settings included; the params as given for a factory that declares none), keyed as a config writes them."""
+    factory = get_factory(name)
+    declared = declared_params(factory)
     if not declared:
         return dict(params or {})
-    p = parse_params(declared, params, name)
+    p = parse_params(declared, filled_in(factory, params, grid), name)
     return {f.metadata.get("key", f.name): getattr(p, f.name) for f in dataclasses.fields(p) if f.init}
 
 
 def describe_solver(name: str) -> list[str]:
     """Lines describing the parameters of ``name``: ``key: type = default`` each, or why there are none."""
     try:
-        declared = declared_params(get_factory(name))
+        factory = get_factory(name)
     except ConfigError as exc:
         return [str(exc)]
+    declared = declared_params(factory)
     if declared is None:
         return ["(parameters not declared: passed to the factory unchecked)"]
-    return describe_params(declared) or ["(no parameters)"]
+    alias_of = getattr(factory, "alias_of", None)
+    note = [f"(earlier name of '{alias_of}' with its earlier defaults, kept for the configs written for it)"]
+    return (note if alias_of else []) + (describe_params(declared) or ["(no parameters)"])
+
+
+_WARNED: set = set()
+
+
+def warn_other_grid(checkpoint, grid: int) -> None:
+    """Warn once per (checkpoint, grid) when a prior trained on an N x N grid (its JSON's ``data.grid``) is used
+    on another: its features are sized for its own pixel scale (a 128 prior on 256 data sees half-size anatomy)."""
+    if not isinstance(checkpoint, str) or (checkpoint, int(grid)) in _WARNED:
+        return
+    from ..checkpoints import read_checkpoint_config
+    from ..prior.denoiser import resolve_checkpoint
+
+    try:
+        trained = (read_checkpoint_config(resolve_checkpoint(checkpoint)).get("data") or {}).get("grid")
+    except PadisError:
+        return  # the build itself reports a missing or damaged checkpoint
+    if isinstance(trained, int) and trained != int(grid):
+        _WARNED.add((checkpoint, int(grid)))
+        warnings.warn(f"prior {checkpoint!r} was trained on {trained} x {trained} images and runs here on "
+                      f"{grid} x {grid}: name a prior trained for this grid (or leave checkpoint out)", stacklevel=3)
+

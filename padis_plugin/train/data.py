@@ -63,7 +63,7 @@ class TrainingImages:
     def provenance(self) -> dict:
         """JSON-ready record of where the images came from (stored in every checkpoint)."""
         return {"path": self.path, "ids": list(self.ids), "patients": list(self.patients), "seed": self.seed,
-                "num_slices": len(self.ids)}
+                "num_slices": len(self.ids), "grid": int(self.images.shape[-1])}  # solvers warn on another grid
 
 
 def load_training_images(path, num_slices: int | None = None, seed: int = 0, patients=None, contrasts=None,

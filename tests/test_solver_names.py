@@ -1,0 +1,119 @@
+"""One registered name per algorithm (``dds``, ``daps``, ``dps``, ``diffpir``, ``pnp``, ``hfs-pc``): the checkpoint
+picks the prior family and its tuned settings; the earlier per-family names build what they always built."""
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import pytest
+
+from padis_plugin.errors import ConfigError
+from padis_plugin.solvers.registry import build_solver, resolved_params, solver_task, warn_other_grid
+from padis_plugin.solvers.settings import TUNED
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+EARLIER = json.loads((Path(__file__).parent / "data" / "earlier_solver_builds.json").read_text())["entries"]
+
+
+def _attrs(obj) -> dict:
+    """The plain settings of a built solver or denoiser, as the snapshot recorded them (long lists hashed)."""
+    import hashlib
+
+    import torch
+
+    out = {}
+    for k, v in vars(obj).items():
+        if k.startswith("_") and k != "_tau":
+            continue
+        if isinstance(v, torch.Tensor) and v.numel() < 2000 and v.dtype.is_floating_point:
+            v = [round(float(x), 10) for x in v.flatten().tolist()]
+        elif isinstance(v, (tuple, list)) and all(isinstance(x, (int, float, str, bool)) for x in v):
+            v = list(v)
+        elif not (v is None or isinstance(v, (bool, int, float, str))):
+            continue
+        if isinstance(v, list) and len(v) > 8:
+            v = "sha256:" + hashlib.sha256(json.dumps(v).encode()).hexdigest()[:16]
+        out[k] = v
+    return out
+
+
+@pytest.mark.slow
+def test_earlier_names_build_what_they_built_for_every_committed_config():
+    """Every solver entry of the committed configs (whose checkpoints ship) resolves to the same parameters and
+    builds the same sampler, with the same settings and the same denoiser, as before the names were merged:
+    their configs keep their hashes and their results."""
+    for entry in EARLIER:
+        name, params = entry["name"], entry["params"]
+        now = resolved_params(name, params)
+        assert {k: now.get(k, "<missing>") for k in entry["resolved"]} == entry["resolved"], (name, params)
+        if "class" not in entry or solver_task(name) != "slice":
+            continue
+        solver = build_solver(name, params)
+        assert type(solver).__name__ == entry["class"], (name, params)
+        assert _attrs(solver) == entry["attrs"], (name, params)
+        if "denoiser" in entry:
+            assert type(solver.denoiser).__name__ == entry["denoiser"]
+            assert _attrs(solver.denoiser) == entry["denoiser_attrs"], (name, params)
+
+
+def test_an_algorithm_takes_the_prior_for_the_grid_and_its_family_s_tuned_settings():
+    at_256 = resolved_params("dds", {}, grid=256)
+    assert at_256["checkpoint"] == "padis-s25-256" and resolved_params("dds", {}, grid=128)["checkpoint"] == "padis-s25"
+    assert at_256["tau"] == "auto" and at_256["tau_scale"] == TUNED["padis"]["dds"]["tau_scale"] == 0.25
+    edm = resolved_params("dds", {"checkpoint": "edm-s25-256"})
+    assert edm["tau_scale"] == 0.5 and edm["gamma"] == 100.0
+    assert resolved_params("dds", {"checkpoint": "hfs-s25-256"})["gamma"] == 30.0
+    assert resolved_params("dds", {"tau_scale": 0.3}, grid=256)["tau_scale"] == 0.3   # a config's value wins
+    best = resolved_params("pnp", {}, grid=256)
+    assert (best["algorithm"], best["iterations"], best["denoiser"]) == ("DRS", 40, "padis")
+    assert resolved_params("pnp", {"checkpoint": "edm-s25"})["denoiser"] == "edm"
+    wavelet = resolved_params("pnp", {"denoiser": "wavelet"})
+    assert wavelet["checkpoint"] is None and wavelet["algorithm"] == "HQS"          # no prior: nothing tuned
+    assert resolved_params("dps", {"checkpoint": "edm-s25"})["skip_noise"] == "last"
+    assert resolved_params("hfs-pc", {}, grid=256)["checkpoint"] == "hfs-s25-256"
+
+
+def test_a_checkpoint_carries_its_own_recommended_settings(tmp_path, tiny_checkpoints):
+    """A checkpoint's JSON ``recommended:`` (per algorithm) replaces the package's fallback for its family."""
+    src = Path(tiny_checkpoints["edm"])
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(src.with_suffix(suffix), tmp_path / f"mine{suffix}")
+    meta = json.loads((tmp_path / "mine.json").read_text())
+    meta["recommended"] = {"dds": {"tau_scale": 0.7, "steps": 30}}
+    (tmp_path / "mine.json").write_text(json.dumps(meta))
+    mine = str(tmp_path / "mine")
+    got = resolved_params("dds", {"checkpoint": mine})
+    assert (got["tau_scale"], got["steps"], got["tau"]) == (0.7, 30, "auto")   # tau: the EDM family's fallback
+    solver = build_solver("dds", {"checkpoint": mine, "steps": 3})
+    assert solver.steps == 3 and solver.tau_scale == 0.7
+
+
+def test_settings_the_prior_has_not_are_refused_by_key(tiny_checkpoints):
+    with pytest.raises(ConfigError, match=r"pad is a patch setting of the PaDIS prior"):
+        build_solver("dds", {"checkpoint": tiny_checkpoints["edm"], "pad": 8})
+    with pytest.raises(ConfigError, match=r"band_width is a setting of HFS priors"):
+        build_solver("dps", {"checkpoint": tiny_checkpoints["padis"], "band_width": 4})
+    with pytest.raises(ConfigError, match=r"'edm' prior; this algorithm samples with hfs / patch-hfs .*high band"):
+        build_solver("hfs-pc", {"checkpoint": tiny_checkpoints["edm"]})
+    with pytest.raises(ConfigError, match=r"padis-dds.*'edm' prior; this algorithm samples with padis priors"):
+        build_solver("padis-dds", {"checkpoint": tiny_checkpoints["edm"]})   # an earlier name keeps its family
+    with pytest.raises(ConfigError, match=r"tau must be"):
+        build_solver("dds", {"checkpoint": tiny_checkpoints["edm"], "tau": "sometimes"})
+
+
+def test_tau_off_switches_the_noise_aware_weight_off(tiny_checkpoints):
+    solver = build_solver("dds", {"checkpoint": tiny_checkpoints["edm"], "tau": "off", "steps": 3})
+    assert solver.tau is None and build_solver("dds", {"checkpoint": tiny_checkpoints["edm"]}).tau == "auto"
+
+
+def test_a_prior_from_another_grid_warns_once():
+    with pytest.warns(UserWarning, match=r"'padis-s25' was trained on 128 x 128 images and runs here on 256 x 256"):
+        warn_other_grid("padis-s25", 256)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_other_grid("padis-s25", 256)        # once
+        warn_other_grid("padis-s25-256", 256)    # its own grid
+        warn_other_grid("no/such/checkpoint", 256)
