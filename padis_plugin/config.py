@@ -33,8 +33,43 @@ from .errors import ConfigError, where
 
 
 # ----------------------------------------------------------------------------------------------- YAML I/O
+MAX_YAML_DEPTH = 64  # nesting of mappings and lists; the deepest config key is 4 levels down
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-4`` / ``3E5`` as floats (PyYAML's YAML 1.1 needs a dot)."""
+    """SafeLoader that also reads ``1e-4`` / ``3E5`` as floats (PyYAML's YAML 1.1 needs a dot), and refuses
+    what a config never needs but an input can abuse: aliases (``*a``: a 400-byte file of nested aliases expands
+    to gigabytes), nesting deeper than :data:`MAX_YAML_DEPTH` (a RecursionError otherwise) and a key given twice
+    (the later one silently won)."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, f"YAML aliases (*{event.anchor}) are not accepted in "
+                                                          "configs; write the value out", event.start_mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels",
+                                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice",
+                                                        key_node.start_mark)
+            if isinstance(key, (str, int, float, bool)):
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(

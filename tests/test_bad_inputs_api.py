@@ -147,6 +147,26 @@ def _solver(name, params):
     return lambda: build_solver(name, params)
 
 
+def _device(spec):
+    from padis_plugin.bench.runtime import resolve_device
+
+    return lambda: resolve_device(spec)
+
+
+def _grid_solver(name, params, grid):
+    from padis_plugin.solvers.registry import build_solver
+
+    return lambda: build_solver(name, params, grid=grid)
+
+
+def _denoise_with(**settings):
+    """The shipped 128 PaDIS prior with ``settings`` (e.g. a checkpoint JSON's) on a 32 x 32 image."""
+    from padis_plugin.prior import PaDISDenoiser
+
+    den = PaDISDenoiser.from_pretrained("padis-s25", **settings)
+    return lambda: den(torch.zeros(1, 2, 32, 32), 1.0)
+
+
 def _dps_gradient(zeta):
     from padis_plugin.solvers.data_consistency import DPSGradient
 
@@ -167,7 +187,10 @@ TRAIN = "kind: padis\nmodel: {name: padis-tiny}\ndata: {path: x.h5}\npatch: {siz
 
 
 def _train(tmp_path, extra):
-    return _yaml(tmp_path, TRAIN + extra)
+    """TRAIN with the sections of ``extra`` in place of its own (a config gives each key once)."""
+    keys = {line.split(":")[0] for line in extra.splitlines() if line and not line[0].isspace()}
+    base = "".join(line + "\n" for line in TRAIN.splitlines() if line.split(":")[0] not in keys)
+    return _yaml(tmp_path, base + extra)
 
 
 def _checkpoint(tmp_path, edit_json=None, poison=None, loader="load_prior"):
@@ -262,7 +285,7 @@ CASES = [
     ("simulate-slice-text-snr", lambda t: _simulate_slice("30"), ConfigError, r"snr_db must be a number"),
     ("simulate-files-nan-snr", lambda t: _simulate_files(t, NAN), ConfigError, r"snr_db must be a finite number"),
     # --- solver parameters and the registry
-    ("wavelet-negative-level", lambda t: _solver("wavelet-l1", {"level": -1}), ConfigError, r"level must be >= 1"),
+    ("wavelet-negative-level", lambda t: _solver("wavelet-l1", {"level": -1}), ConfigError, r"level must be in \[1, 12\]"),
     ("dps-nan-zeta", lambda t: _solver("padis-dps", {"zeta": NAN}), ConfigError, r"zeta must be finite"),
     ("dps-gradient-nan-zeta", lambda t: _dps_gradient(NAN), ConfigError, r"zeta must be a finite number"),
     ("dps-gradient-inf-zeta", lambda t: _dps_gradient(INF), ConfigError, r"zeta must be a finite number"),
@@ -272,6 +295,38 @@ CASES = [
     ("build-solver-params-str", lambda t: _solver("zero-filled", "lambda=1"), ConfigError,
      r"params must be a mapping"),
     ("build-solver-name-none", lambda t: _solver(None, {}), ConfigError, r"solver name must be a string"),
+    # --- stated limits: sizes and scales that would allocate or overflow without bound
+    ("dds-steps-1e10", lambda t: _solver("edm-dds", {"steps": 10 ** 10}), ConfigError,
+     r"steps must be in \[1, 10000\], got 1e\+10"),
+    ("dds-sigma-max-1e300", lambda t: _solver("edm-dds", {"sigma_max": 1e300}), ConfigError,
+     r"sigma_max must be in \[1e-06, 10000\]"),
+    ("dds-rho-1e-300", lambda t: _solver("padis-dds", {"rho": 1e-300}), ConfigError, r"rho must be in"),
+    ("dds-gamma-1e300", lambda t: _solver("padis-dds", {"gamma": 1e300}), ConfigError, r"gamma must be in"),
+    ("daps-tau-scale-1e300", lambda t: _solver("padis-daps", {"tau_scale": 1e300}), ConfigError,
+     r"tau_scale must be in"),
+    ("hfs-pc-snr-1e300", lambda t: _solver("hfs-pc", {"snr": 1e300}), ConfigError, r"snr must be in"),
+    ("dds-patch-over-grid", lambda t: _grid_solver("dds", {"patch_size": 1024, "checkpoint": "padis-s25"}, 128),
+     ConfigError, r"solver 'dds': patch_size = 1024 exceeds twice the 128 x 128 image \(at most 256\)"),
+    ("dds-pad-over-grid", lambda t: _grid_solver("padis-dds", {"pad": 1000000}, 128), ConfigError,
+     r"pad must be in \[0, 4096\]"),
+    ("denoiser-patch-over-image", lambda t: _denoise_with(patch_size=1024), ConfigError,
+     r"patch_size = 1024 exceeds twice the 32 x 32 image \(at most 64"),
+    ("denoiser-pad-over-image", lambda t: _denoise_with(pad=1000), ConfigError, r"pad = 1000 exceeds twice the 32"),
+    ("bench-negative-mask-seed", lambda t: _yaml(t, "solvers: [{name: zero-filled}]\nacquisition: {seeds: [-1]}\n",
+                                                 "bench"), ConfigError, r"'acquisition\.seeds' must be in \[0, 2\*\*32\)"),
+    ("bench-huge-seed", lambda t: _yaml(t, "solvers: [{name: zero-filled}]\nseed: 1180591620717411303424\n", "bench"),
+     ConfigError, r"'seed' must be in \[0, 2\*\*63\)"),
+    ("train-huge-seed", lambda t: _train(t, "run: {seed: 100000000000000000000000}\n"), ConfigError,
+     r"'run\.seed' must be in \[0, 2\*\*63\)"),
+    ("dds-empty-checkpoint", lambda t: _solver("dds", {"checkpoint": ""}), ConfigError,
+     r"a checkpoint must be given as a path or the name of a shipped checkpoint"),
+    ("bench-meta-device", lambda t: _device("meta"), ConfigError, r"invalid device 'meta'"),
+    ("yaml-aliases", lambda t: _yaml(t, "a: &a [x, x]\nb: &b [*a, *a]\nsolvers: [{name: zero-filled}]\n", "bench"),
+     ConfigError, r"cfg\.yaml: invalid YAML \(YAML aliases \(\*a\) are not accepted"),
+    ("yaml-deep", lambda t: _yaml(t, "a: " + "[" * 5000 + "]" * 5000 + "\n", "bench"), ConfigError,
+     r"cfg\.yaml: invalid YAML \(nested deeper than 64 levels"),
+    ("yaml-duplicate-key", lambda t: _yaml(t, "solvers: [{name: zero-filled}]\nseed: 1\nseed: 2\n", "bench"),
+     ConfigError, r"cfg\.yaml: invalid YAML \(key 'seed' is given twice"),
     # --- config files
     ("bench-negative-crop", lambda t: _yaml(t, "solvers: [{name: zero-filled}]\ncrop: [-8, 100]\n", "bench"),
      ConfigError, r"cfg\.yaml: 'crop' must be \[h, w\] with h, w >= 1"),

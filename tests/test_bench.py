@@ -396,3 +396,48 @@ def test_more_ranks_than_gpus_share_them(monkeypatch):
     assert [resolve_device(spec, local_rank=k) for spec, k in (("cuda", 3), ("auto", 2), ("cuda:1", 0))] == [
         torch.device("cuda:1"), torch.device("cuda:0"), torch.device("cuda:1")]
     assert chosen == [torch.device("cuda:1"), torch.device("cuda:0"), torch.device("cuda:1")]
+
+
+class _DivergesOn(torch.nn.Module):
+    """Zero-filled, except on slices whose id is in ``bad``: a diverged sampler there."""
+
+    nfe = 1
+
+    def __init__(self, bad):
+        super().__init__()
+        self.bad = set(bad)
+
+    def forward(self, y, physics, generator=None):
+        from padis_plugin.solvers.base import SamplerDivergedError
+
+        if round(y.abs().sum().item(), 2) in self.bad or "all" in self.bad:
+            raise SamplerDivergedError("DDS: non-finite iterate at level 3 (try a smaller gamma)")
+        return physics.A_adjoint(y)
+
+
+def test_a_diverged_item_is_recorded_as_failed_and_the_run_goes_on(tmp_path, data_file, capsys):
+    """A sampler that diverges on one item: that item is a failed row (its message in results.json and
+    summary.md, left out of the means), every other item runs, exit 0 with a warning; exit 2 when all fail."""
+    from padis_plugin.data.prepared import PreparedDataset
+
+    ds = PreparedDataset(data_file)
+    bad_y = round(slice_problem(ds["vol1:0"], cartesian_mask(32, 4, 4, 0)).y.abs().sum().item(), 2)
+    register_solver("test-diverges")(lambda params=None, device="cpu": _DivergesOn(params["bad"]))
+    path = _config(tmp_path, data_file, [{"name": "test-diverges", "label": "Div | A", "params": {"bad": [bad_y]}},
+                                         {"name": "zero-filled", "label": "ZF"}])
+    with pytest.warns(UserWarning, match=r"Div \| A failed on vol1:0 \(R=4, seed 0\): SamplerDivergedError"):
+        assert _run(path, tmp_path / "out") == 0
+    assert "warning: 1 of 6 items failed" in capsys.readouterr().err
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    (failed,) = res["failed"]
+    assert failed["id"] == "vol1:0" and failed["solver"] == "Div | A" and "gamma" in failed["error"]
+    row = next(r for r in res["results"] if r["solver"] == "Div | A" and r["id"] == "vol1:0")
+    assert row["psnr"] is None and row["error"].startswith("SamplerDivergedError")
+    assert next(m for m in res["means"] if m["solver"] == "Div | A" and m["contrast"] == "all")["n"] == 2
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "## Failed items (1)" in summary and "| Div \\| A |" in summary   # a | in a label keeps the table
+    assert _run(path, tmp_path / "out") == 0   # finished, failed item included: nothing reruns
+    path = _config(tmp_path, data_file, [{"name": "test-diverges", "params": {"bad": ["all"]}}], name="all.yaml")
+    with pytest.warns(UserWarning):
+        assert _run(path, tmp_path / "all") == 2
+    assert "error: 3 of 3 items failed" in capsys.readouterr().err

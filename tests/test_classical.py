@@ -39,8 +39,8 @@ def test_unknown_param(factory):
 @pytest.mark.parametrize("name,params,needle", [
     ("wavelet-l1", {"lambda": "abc"}, "lambda must be a number"),
     ("wavelet-l1", {"wavelet": "nosuch"}, "unknown wavelet"),
-    ("wavelet-l1", {"iterations": -5}, "iterations must be >= 1"),
-    ("wavelet-l1", {"level": -1}, "level must be >= 1"),
+    ("wavelet-l1", {"iterations": -5}, r"iterations must be in \[1, 100000\]"),
+    ("wavelet-l1", {"level": -1}, r"level must be in \[1, 12\]"),
     ("sense", {"iterations": "abc"}, "iterations must be an integer"),
     ("padis-dps", {"steps": "abc"}, "steps must be an integer"),
     ("padis-dps", {"zeta": "abc"}, "zeta must be a number"),

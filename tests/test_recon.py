@@ -98,7 +98,10 @@ def test_cli_errors_exit_2_without_outputs(tiny, tmp_path, capsys):
                  [str(tiny["data"]), "--solver", "zero-filled", "--out", str(tmp_path / "x.txt")],
                  [str(tiny["data"]), "--solver", "no-such-solver", "--out", str(tmp_path / "x.npy")],
                  [str(tiny["data"]), "--solver", "zero-filled", "--set", "zeta"],
-                 [str(tiny["data"]), "--solver", "zero-filled", "--slice", "nope:0"]):
+                 [str(tiny["data"]), "--solver", "zero-filled", "--slice", "nope:0"],
+                 [str(tiny["data"]), "--solver", "zero-filled", "--device", "meta"],
+                 [str(tiny["data"]), "--solver", "zero-filled", "--mask-seed", "-1"],
+                 [str(tiny["data"]), "--solver", "zero-filled", "--seed", str(2 ** 70)]):
         assert main(argv) == 2
         assert capsys.readouterr().err.startswith("error: ")
     assert list(tmp_path.iterdir()) == []

@@ -42,7 +42,7 @@ def test_bench_names_each_bad_parameter_by_dotted_path_all_at_once():
 
 def test_range_checks_name_the_dotted_path_too():
     (problem,) = _problems([{"name": "sense", "params": {"iterations": 0}}])
-    assert problem == "cfg.yaml: 'solvers.0.params.iterations' must be >= 1, got 0"
+    assert problem == "cfg.yaml: 'solvers.0.params.iterations' must be in [1, 100000], got 0"
 
 
 def test_direct_call_names_the_solver_and_raises_params_error():

@@ -263,3 +263,40 @@ def test_loss_tenths_and_loss_curve_figure(tmp_path):
     png = tmp_path / "loss.png"
     loss_curves(png, {"a": ([r["step"] for r in log], [r["loss"] for r in log]), "b": ([1, 2], [3.0, 2.0])})
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_diverging_run_stops_with_one_error_and_keeps_its_checkpoints(tmp_path):
+    """A loss that stays non-finite (poisoned images from step 2 on): the steps are skipped, the third in a row
+    stops the run with TrainingDivergedError (the package's error type) and the checkpoints, whose weights are
+    untouched by skipped steps, stay the resume point. Weights gone non-finite are never checkpointed."""
+    from helpers import train_config
+    from padis_plugin.train.loop import MAX_SKIPPED_IN_A_ROW, TrainingDivergedError
+
+    cfg = load_config(TrainConfig, train_config(tmp_path, steps=8))
+    trainer = Trainer(cfg, tmp_path / "run")
+
+    def poison_images(step, record):
+        if step == 2:
+            trainer.images.fill_(float("nan"))
+
+    with pytest.raises(TrainingDivergedError, match=r"step 5: the loss is nan .*3 steps in a row.*lower optim\.lr"):
+        trainer.run(callback=poison_images)
+    assert MAX_SKIPPED_IN_A_ROW == 3 and trainer.skipped == 3
+    latest = json.loads((tmp_path / "run" / "latest.json").read_text())
+    assert "0000004" in json.dumps(latest)
+    groups, _ = load_checkpoint(tmp_path / "run" / "checkpoints" / "ckpt_step0000004")
+    assert all(torch.isfinite(t).all() for t in groups["model"].values())
+
+    trainer = Trainer(cfg, tmp_path / "run2")
+
+    def poison_weights(step, record):
+        if step == 2:
+            with torch.no_grad():
+                next(trainer.net.parameters()).fill_(float("nan"))
+
+    with pytest.raises(TrainingDivergedError, match=r"step 2: the weights are no longer finite"):
+        trainer.run(callback=poison_weights)
+    assert sorted(p.name for p in (tmp_path / "run2" / "checkpoints").glob("ckpt_step*.json")) == \
+        ["ckpt_step0000001.json"]
+    with pytest.raises(ConfigError, match=r"optim\.lr.* must be in \(0, 1\], got 1e\+300"):
+        load_config(TrainConfig, train_config(tmp_path, steps=2), ["optim.lr=1e300"])

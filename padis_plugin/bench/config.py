@@ -79,6 +79,8 @@ class AcquisitionConfig:
             bad.add("accelerations", "has duplicates")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             bad.add("seeds", "must be a non-empty list of distinct seeds")
+        elif any(not 0 <= s < 2 ** 32 for s in self.seeds):  # a mask generator's seed (numpy, sigpy)
+            bad.add("seeds", f"must be in [0, 2**32), got {[s for s in self.seeds if not 0 <= s < 2 ** 32]}")
         if self.acs_lines is not None and self.acs_lines < 0:
             bad.add("acs_lines", "must be >= 0")
         if self.acs_grid is not None and self.acs_grid < 1:
@@ -186,6 +188,8 @@ class BenchConfig:
 
     def validate(self, source, prefix=""):
         bad = Problems(source, prefix)
+        if not 0 <= self.seed < 2 ** 63:
+            bad.add("seed", f"must be in [0, 2**63), got {self.seed}")
         if not self.solvers:
             bad.add("solvers", "must list at least one solver")
         labels = [s.display for s in self.solvers]

@@ -27,6 +27,7 @@ from .config import BenchConfig
 from .items import config_hash, generator_seed
 from .records import MRFRecord, mrf_key
 from .runtime import RunGuard, barrier, environment, join_ranks, resolve_device
+from ..ranks import require_same
 from .store import RESULTS, SUMMARY, ResultStore
 
 
@@ -48,6 +49,7 @@ def run_mrf_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=N
     rank, world, local_rank, created = join_ranks()
     store = ResultStore(cfg.output_dir, rank)
     with RunGuard(store, world, created) as guard:
+        require_same(config_hash(cfg), "benchmark configs")
         device = resolve_device(cfg.device, local_rank)
         f, ids = open_mrf_file(cfg)
         solvers = build_solvers(cfg, device, source)

@@ -39,16 +39,17 @@ class Record(_Row):
     seed: int                            # mask seed
     acs_lines: int | None                # the scan's fully sampled centre (None: given masks)
     generator_seed: int
-    psnr: float
-    ssim: float
-    nrmse: float
+    psnr: float | None                   # None: the item failed (``error``)
+    ssim: float | None
+    nrmse: float | None
     seconds: float
     nfe: int | None
     achieved_R: float | None = None      # the mask's R where it only approximates R (Poisson-disc)
     reused_from: str | None = None       # results folder it was taken from (``output.reuse_from``)
+    error: str | None = None             # why the solver failed on this item (it diverged, overflowed, ...)
 
     kind: ClassVar[str] = "item"
-    _OMITTED_WHEN_NONE: ClassVar[tuple] = ("achieved_R", "reused_from")  # absent, not null: rows stay as before
+    _OMITTED_WHEN_NONE: ClassVar[tuple] = ("achieved_R", "reused_from", "error")  # absent, not null: rows as before
 
     @property
     def key(self) -> str:

@@ -23,8 +23,14 @@ def pair_list(cfg) -> list[tuple[str, str]]:
 
 
 def _selected(rows, seeds):
+    """The finished (not failed) rows of the mask ``seeds``."""
     seeds = set(seeds) if seeds is not None else None
-    return [r for r in rows if seeds is None or r["seed"] in seeds]
+    return [r for r in rows if (seeds is None or r["seed"] in seeds) and not r.get("error")]
+
+
+def failed(rows) -> list[dict]:
+    """The items whose solver failed (diverged, overflowed, ...): slice, solver, R, mask seed and why."""
+    return [{k: r[k] for k in ("id", "solver", "R", "seed", "error")} for r in rows if r.get("error")]
 
 
 def _groups(rows):
@@ -98,9 +104,14 @@ def _pm(mean, sd, digits, signed=False):
     return f"{sign}{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
+def _cell(value) -> str:
+    """A table cell: a label's ``|`` or line break must not split the row."""
+    return " ".join(str(value).split()).replace("|", "\\|")
+
+
 def _table(header, rows) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    lines = ["| " + " | ".join(_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
 
 
 def summary_markdown(results: dict) -> str:
@@ -167,6 +178,12 @@ def summary_markdown(results: dict) -> str:
                        for r in accelerations] for lab in order]
             lines += _table(head + [f"R={r:g}" for r in accelerations], rows)
             lines.append("")
+    bad = results.get("failed") or []
+    if bad:
+        lines += [f"## Failed items ({len(bad)}): left out of every mean above", ""]
+        lines += _table(["Slice", "Solver", "R", "Mask seed", "Error"],
+                        [[b["id"], b["solver"], f"{b['R']:g}", b["seed"], b["error"]] for b in bad])
+        lines.append("")
     unc = results.get("uncertainty")
     if unc:
         u_index = {(u["solver"], u["R"]): u for u in unc["means"]}

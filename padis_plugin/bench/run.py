@@ -26,7 +26,7 @@ from ..acquisition import Problem, make_problem
 from .build import build_solvers
 from .acquisitions import AcquisitionBank
 from ..atomic import write_npy
-from .items import Item, generator_seed, item_key, plan, uncertainty_key, uncertainty_labels
+from .items import Item, config_hash, generator_seed, item_key, plan, uncertainty_key, uncertainty_labels
 from .records import Record, UncertaintyRecord
 from .runtime import RunGuard, barrier, environment, join_ranks, resolve_device
 from .store import ResultStore, reference_path
@@ -36,10 +36,12 @@ from ..data.prepared import PreparedDataset
 from ..data.source import prepared_path
 from ..errors import ConfigError, DataError, where
 from ..metrics import brain_mask, center_crop, image_metrics, pixelwise_std, to_complex_numpy
+from ..solvers.base import SamplerDivergedError
 from ..solvers.contract import call_solver, solver_nfe
 from ..timing import sync
 from . import figures
 from ..progress import progress_bar
+from ..ranks import require_same
 
 
 # ------------------------------------------------------------------------------------------ config
@@ -95,6 +97,7 @@ def run_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=None)
     rank, world, local_rank, created = join_ranks()
     store = ResultStore(cfg.output_dir, rank)
     with RunGuard(store, world, created) as guard:
+        require_same(config_hash(cfg), "benchmark configs")
         device = resolve_device(cfg.device, local_rank)
         data = cfg.data
         data_path = prepared_path(data.path, data.size, data.slices, data.contrasts, data.cache_dir,
@@ -187,8 +190,17 @@ def _solve(run: _Run, it: Item, problem: Problem, gseed: int, meta: dict) -> Rec
     gen = torch.Generator(device=run.device).manual_seed(gseed)
     sync(run.device)
     t0 = time.perf_counter()
-    with _step_progress(run.bar, solver, it.label):
-        x_hat = call_solver(solver, y, physics, gen)  # DPS solvers manage autograd themselves
+    try:
+        with _step_progress(run.bar, solver, it.label):
+            x_hat = call_solver(solver, y, physics, gen)  # DPS solvers manage autograd themselves
+    except (SamplerDivergedError, DataError, OverflowError, FloatingPointError) as exc:  # this item only
+        seconds = time.perf_counter() - t0
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        warnings.warn(f"{it.label} failed on {it.slice_id} (R={it.acceleration:g}, seed {it.seed}): {message}")
+        return Record(**meta, solver=it.label, name=entry.name, training_size=entry.training_size,
+                      R=it.acceleration, seed=int(it.seed), acs_lines=problem.info.acs_lines, generator_seed=gseed,
+                      psnr=None, ssim=None, nrmse=None, seconds=seconds, nfe=solver_nfe(solver),
+                      achieved_R=problem.info.achieved_R, error=message)
     sync(run.device)
     seconds = time.perf_counter() - t0
     x_hat = x_hat.detach()
@@ -253,8 +265,8 @@ def _needing_recons(run: _Run, items: list[Item]) -> list[Item]:
                       and not run.store.figure_path(it.slice_id, it.acceleration).exists())
         return for_map or for_figure
 
-    return [it for it in items if it.key in run.done and needed(it)
-            and not run.store.recon_path(it.slice_id, it.label, it.acceleration, it.seed).is_file()]
+    return [it for it in items if it.key in run.done and getattr(run.done[it.key], "error", None) is None
+            and needed(it) and not run.store.recon_path(it.slice_id, it.label, it.acceleration, it.seed).is_file()]
 
 
 def _keep_recon(run: _Run, it: Item) -> bool:
@@ -272,6 +284,12 @@ def _uncertainty(run: _Run, sid, label, acceleration, reference, meta) -> Uncert
     """Pixel-wise SD over the uncertainty masks (complex population SD), its map and in-brain mean."""
     cfg = run.cfg
     seeds = cfg.uncertainty.seed_list
+    failed = {s for s in seeds if getattr(run.done.get(item_key(sid, label, acceleration, s)), "error", None)}
+    seeds = [s for s in seeds if s not in failed]  # a failed item has no reconstruction to spread over
+    if len(seeds) < 2:
+        return UncertaintyRecord(**meta, solver=label, training_size=run.entries[label].training_size,
+                                 R=float(acceleration), seeds=seeds, mean_std_brain=float("nan"),
+                                 mean_cv_brain=float("nan"), brain_pixels=0, map="")
     stack = []
     for s in seeds:
         p = run.store.recon_path(sid, label, acceleration, s)

@@ -80,7 +80,9 @@ def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
     try:
         device = torch.device(spec)
     except RuntimeError:
-        raise ConfigError(f"device: invalid device {spec!r} (auto, cpu, cuda or cuda:K)") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):  # e.g. meta: tensors without data
+        raise ConfigError(f"device: invalid device {spec!r} (auto, cpu, cuda or cuda:K)")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(f"device: {spec} requested but CUDA is not available")

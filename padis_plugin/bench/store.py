@@ -268,6 +268,7 @@ class ResultStore:
             "results": rows,
             "means": report.means(rows, cfg.acquisition.seeds),
             "paired": report.paired(rows, report.pair_list(cfg), cfg.acquisition.seeds),
+            **({"failed": report.failed(rows)} if report.failed(rows) else {}),  # absent when none: files as before
             "uncertainty": ({"per_slice": unc, "means": report.uncertainty_means(unc)}
                             if cfg.uncertainty.enabled else None),
         }

@@ -58,9 +58,14 @@ def _run(args) -> int:
     from ..bench.run import load_bench_config, run_benchmark
     cfg = load_bench_config(path, args.overrides, out=args.out)
     results = run_benchmark(cfg, overwrite=args.overwrite, progress=not args.no_progress, source=path)
-    if results is not None:
-        print(f"wrote {cfg.output_dir / 'results.json'} and {cfg.output_dir / 'summary.md'}")
-    return 0
+    if results is None:
+        return 0
+    print(f"wrote {cfg.output_dir / 'results.json'} and {cfg.output_dir / 'summary.md'}")
+    failed, total = len(results.get("failed") or []), len(results["results"])
+    if failed:  # a diverged item is recorded, not fatal; the run fails only when nothing could be solved
+        print(f"{'error' if failed == total else 'warning'}: {failed} of {total} items failed (listed in "
+              f"{cfg.output_dir / 'summary.md'})", file=sys.stderr)
+    return 2 if failed and failed == total else 0
 
 
 def _terminate(signum, frame):

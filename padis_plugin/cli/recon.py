@@ -113,7 +113,17 @@ def _run_mrf(args) -> int:
     return 0
 
 
+MAX_SEED = 2 ** 63 - 1  # a torch.Generator seed
+
+
 def _run(args) -> int:
+    import re
+
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", args.device):
+        raise ConfigError(f"--device {args.device!r}: use cpu, cuda or cuda:K")
+    for option, value in (("--seed", args.seed), ("--mask-seed", args.mask_seed)):
+        if not 0 <= value <= MAX_SEED:
+            raise ConfigError(f"{option} {value}: a seed is an integer in [0, 2**63 - 1]")
     if args.device.startswith("cuda"):
         import torch
         if not torch.cuda.is_available():

@@ -23,8 +23,8 @@ from padis_plugin.checkpoints import (checkpoint_paths, get_group, load_checkpoi
 from padis_plugin.errors import CheckpointError, ConfigError, where
 from padis_plugin.prior.channels import DEFAULT_IMAGE_CHANNELS, complex_to_real_channels, real_channels_to_complex
 from padis_plugin.prior.network import build_unet, resolve_model_config
-from padis_plugin.prior.patches import (CONVENTIONS, crop_to_image, draw_offset, extract_patches, make_grid,
-                                        patch_positions, stitch_patches)
+from padis_plugin.prior.patches import (CONVENTIONS, check_tiling, crop_to_image, draw_offset, extract_patches,
+                                        make_grid, patch_positions, stitch_patches)
 from padis_plugin.prior.precond import EDMPrecond, check_sigma_data
 from padis_plugin.rng import randn
 
@@ -357,6 +357,7 @@ class PaDISDenoiser(Denoiser):
         B, _, H, W = x.shape
         g = generator if generator is not None else self.generator
         sigma = self._handle_sigma(sigma, batch_size=B, device=x.device, dtype=x.dtype)
+        check_tiling((H, W), self.patch_size, self.pad)
         grid = make_grid((H, W), self.patch_size, draw_offset(self.pad, g))
         return self._denoise_tiles(_noisy_pad(x, grid.pad, sigma, g), sigma, grid)
 
@@ -374,6 +375,7 @@ class PaDISDenoiser(Denoiser):
             raise ConfigError(f"denoise_canvas: a {Hc}x{Wc} canvas holds no image inside a pad of {M}")
         g = generator if generator is not None else self.generator
         sigma = self._handle_sigma(sigma, batch_size=B, device=canvas.device, dtype=canvas.dtype)
+        check_tiling((H, W), self.patch_size, M)
         grid = make_grid((H, W), self.patch_size, draw_offset(M, g))
         left, right, top, bottom = grid.pad  # top, left <= M: the grid starts inside the canvas
         beyond = (0, max(right - M, 0), 0, max(bottom - M, 0))

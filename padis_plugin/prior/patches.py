@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..errors import ConfigError
+
 CONVENTIONS = ("image", "published")
 
 
@@ -99,6 +101,23 @@ class TileGrid:
         tops = torch.arange(self.n_rows, device=device) * P - sy
         lefts = torch.arange(self.n_cols, device=device) * P - sx
         return tops.repeat_interleave(self.n_cols), lefts.repeat(self.n_rows)
+
+
+def tiling_limit(size: int) -> int:
+    """The largest patch size or pad that tiles an image ``size`` pixels across: twice the image (at least 64).
+    A patch as large as the image is one patch (a 64 prior on a 32 x 32 test image); far larger ones only grow
+    the canvas and every network input (``patch_size: 1000`` on a 128 x 128 slice asked for 15 GB)."""
+    return max(2 * int(size), 64)
+
+
+def check_tiling(image_shape, patch_size: int, pad: int) -> None:
+    """:class:`ConfigError` when a patch or the pad exceeds :func:`tiling_limit` of the image."""
+    H, W = int(image_shape[-2]), int(image_shape[-1])
+    limit = tiling_limit(max(H, W))
+    for key, value in (("patch_size", patch_size), ("pad", pad)):
+        if int(value) > limit:
+            raise ConfigError(f"{key} = {int(value)} exceeds twice the {H} x {W} image (at most {limit}; patch "
+                              "settings come from the solver's parameters or the checkpoint's JSON)")
 
 
 def make_grid(image_shape, patch_size: int, offset) -> TileGrid:

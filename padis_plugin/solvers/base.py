@@ -9,13 +9,13 @@ from typing import Callable
 import torch
 from deepinv.models import Reconstructor
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, PadisError
 from ..prior.schedules import edm_sigmas
 from ..rng import check_batch, denoise_fn, randn
 from .sample_mean import SampleMean
 
 
-class SamplerDivergedError(RuntimeError):
+class SamplerDivergedError(PadisError, RuntimeError):
     """The sampler's iterate became non-finite (NaN/Inf), usually from too large a data-consistency step."""
 
 

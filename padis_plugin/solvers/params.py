@@ -108,10 +108,53 @@ def parse_params(cls, params, solver: str, source=None, prefix: str | None = Non
             bad.add(key, str(exc))
     bad.raise_any()
     p = cls(**kwargs)
+    _check_limits(p, bad)
+    bad.raise_any()
     if hasattr(p, "check"):
         p.check(bad)
         bad.raise_any()
     return p
+
+
+#: Stated limits of the parameters every solver shares by name (inclusive; a bound of None is open), far
+#: outside any useful setting: they stop a typo from allocating memory or time without bound (``steps: 1e10``)
+#: or overflowing the schedule (``sigma_max: 1e300``, ``rho: 1e-300``) before anything runs.
+LIMITS: dict[str, tuple[float, float]] = {
+    "steps": (1, 10_000), "inner": (1, 1_000), "iterations": (1, 100_000), "ode_steps": (1, 1_000),
+    "cg_iters": (0, 10_000), "samples": (1, 1_024), "sample_batch": (1, 1_024),
+    "sigma_max": (1e-6, 1e4), "sigma_min": (1e-8, 1e4), "rho": (1e-3, 1e3),
+    "gamma": (0.0, 1e10), "eta": (0.0, 1.0), "tau_scale": (1e-6, 1e6), "zeta": (0.0, 1e6),
+    "snr": (0.0, 1e3), "mse": (0.0, 1e6), "corrector_mse": (0.0, 1e6), "stepsize": (1e-12, 1e12),
+    "patch_size": (1, 4_096), "pad": (0, 4_096), "max_batch": (1, 1_000_000), "band_width": (1, 4_096),
+    "canvas_pad": (0, 4_096), "level": (1, 12), "lambda": (0.0, 1e6), "lam": (0.0, 1e6),
+}
+
+
+def _check_limits(p, bad) -> None:
+    """Every field of ``p`` named in :data:`LIMITS` (and set) within its limits."""
+    for f in dataclasses.fields(p):
+        key = config_key(f)
+        value = getattr(p, f.name)
+        if key not in LIMITS or isinstance(value, (bool, str)) or not isinstance(value, (int, float)):
+            continue
+        low, high = LIMITS[key]
+        if not low <= value <= high:
+            bad.add(key, f"must be in [{low:g}, {high:g}], got {value:g}")
+
+
+def check_fits_grid(p, grid: int, solver: str, source=None, prefix: str | None = None) -> None:
+    """:class:`ParamsError` naming the key when a patch setting of ``p`` exceeds twice the data's ``grid`` x
+    ``grid`` image (:func:`~padis_plugin.prior.patches.tiling_limit`; checked before any allocation, and the
+    denoiser checks its checkpoint's own settings when it runs)."""
+    from ..prior.patches import tiling_limit
+
+    bad = _ParamProblems(solver, source, prefix)
+    limit = tiling_limit(grid)
+    for key in ("patch_size", "pad", "band_width", "canvas_pad"):
+        value = getattr(p, key, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > limit:
+            bad.add(key, f"= {value} exceeds twice the {grid} x {grid} image (at most {limit})")
+    bad.raise_any()
 
 
 def values(p, cls=None) -> dict:

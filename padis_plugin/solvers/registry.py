@@ -21,7 +21,7 @@ from importlib import metadata
 from typing import Callable
 
 from ..errors import ConfigError, PadisError
-from .params import declared_params, describe_params, filled_in, parse_params
+from .params import check_fits_grid, declared_params, describe_params, filled_in, parse_params
 
 GROUP = "padis_plugin.solvers"
 _REGISTERED: dict[str, Callable] = {}
@@ -91,7 +91,8 @@ def build_solver(name: str, params: dict | None = None, device="cpu", source=Non
     declared = declared_params(factory)
     params = filled_in(factory, params, grid)
     params = parse_params(declared, params, name, source, prefix) if declared else dict(params or {})
-    if grid is not None:
+    if grid is not None and declared:
+        check_fits_grid(params, int(grid), name, source, prefix)
         warn_other_grid(getattr(params, "checkpoint", None), grid)
     return factory(params, device)
 

@@ -47,7 +47,8 @@ def tuned(algorithm: str):
         from ..checkpoints import read_checkpoint_config
 
         mine = given(params)
-        checkpoint = mine.get("checkpoint") or get_family(DEFAULT_FAMILY[algorithm]).shipped_for(grid)
+        checkpoint = mine["checkpoint"] if "checkpoint" in mine else \
+            get_family(DEFAULT_FAMILY[algorithm]).shipped_for(grid)  # '' is a bad checkpoint, not "the default"
         family = checkpoint_family(checkpoint)
         own = read_checkpoint_config(resolve_checkpoint(checkpoint)).get("recommended") or {}
         return {**TUNED.get(family.name, {}).get(algorithm, {}), **(own.get(algorithm) or {}), **mine,

@@ -178,9 +178,11 @@ class TrainConfig:
                 bad("patch.position_convention", f"must be one of {CONVENTIONS}")
             if p.inference_patch_size is not None and p.inference_patch_size % multiple:
                 bad("patch.inference_patch_size", f"must be a multiple of {multiple}")
+        if not 0 <= self.run.seed < 2 ** 63:  # a torch.Generator seed
+            bad("run.seed", f"must be in [0, 2**63), got {self.run.seed}")
         o = self.optim
-        if not o.lr > 0:
-            bad("optim.lr", f"must be > 0, got {o.lr}")
+        if not 0 < o.lr <= 1:  # Adam's step is about lr per weight: above 1 it only diverges
+            bad("optim.lr", f"must be in (0, 1], got {o.lr}")
         if len(o.betas) != 2 or not all(0 <= b < 1 for b in o.betas):
             bad("optim.betas", "must be two numbers in [0, 1)")
         if not o.eps > 0 or o.warmup_steps < 0 or not 0 <= o.min_lr <= o.lr:

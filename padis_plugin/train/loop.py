@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import json
 import sys
 import time
@@ -62,6 +63,13 @@ from .distributed import setup_distributed
 from .run_log import LOG_NAME, loss_tenths, read_log, truncate_log  # noqa: F401  (loss_tenths: kept importable)
 from .run_log import append_text as _append  # looked up here at each write (a test makes it fail)
 from .state import StopFlag, rank_seed, rng_tensors, set_rng, update_ema
+from ..ranks import require_same
+
+MAX_SKIPPED_IN_A_ROW = 3  # non-finite gradient steps in a row that end a run as diverged
+
+
+class TrainingDivergedError(PadisError, RuntimeError):
+    """The loss stayed non-finite: the weights diverged (too large a learning rate, or bad data)."""
 
 CONFIG_NAME = "resolved_config.yaml"
 
@@ -76,6 +84,8 @@ class Trainer:
         self.out = Path(out_dir if out_dir is not None else cfg.run.out)
         self.progress = cfg.run.progress if progress is None else progress
         self.dist = setup_distributed(cfg.run.device)
+        require_same(hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True, default=str).encode()).hexdigest()[:16],
+                     "training configs")
         dev, rank, world = self.dist.device, self.dist.rank, self.dist.world
         # bf16 autocast only on GPU: on CPU it measured ~35x slower than fp32 (padis-small, 2 cores)
         self.bf16 = cfg.run.precision == "bf16" and dev.type == "cuda"
@@ -106,6 +116,7 @@ class Trainer:
         self.gens = {"shared": torch.Generator("cpu").manual_seed(cfg.run.seed),
                      "local": torch.Generator(dev).manual_seed(rank_seed(cfg.run.seed + 1, rank))}
         self.step, self.skipped, self.elapsed, self._in_step = 0, 0, 0.0, False
+        self._skipped_in_a_row = 0
         self.ddp = self.net
         if self.dist.active:
             self.ddp = torch.nn.parallel.DistributedDataParallel(
@@ -125,7 +136,11 @@ class Trainer:
         return out
 
     def save(self) -> Path | None:
-        """Checkpoint the current step (all ranks take part: random states are gathered to rank 0)."""
+        """Checkpoint the current step (all ranks take part: random states are gathered to rank 0). Weights
+        that are no longer finite are never written: the run stops and the last checkpoint stays the good one."""
+        if not all(bool(torch.isfinite(p).all()) for p in self.net.parameters()):  # same weights on every rank
+            raise TrainingDivergedError(f"step {self.step}: the weights are no longer finite: training diverged "
+                                        "(lower optim.lr); the checkpoints written so far are kept")
         rng, rng_meta = rng_tensors(self.gens, self.dist.device)
         if self.dist.active:
             gathered = [None] * self.dist.world
@@ -213,8 +228,16 @@ class Trainer:
         if finite:
             self.optimizer.step()
             update_ema(self.ema, self.net, ema_beta(self.step + 1, cfg.ema))
-        else:
+            self._skipped_in_a_row = 0
+        else:  # an isolated overflow is skipped; a run of them is divergence (every rank sees the same norm)
             self.skipped += 1
+            self._skipped_in_a_row += 1
+            if self._skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
+                self._in_step = False
+                raise TrainingDivergedError(
+                    f"step {self.step + 1}: the loss is {float(loss.detach())} and the gradients non-finite for "
+                    f"{self._skipped_in_a_row} steps in a row: training diverged (lower optim.lr, or check the "
+                    "data); the checkpoints written so far are kept, --resume continues from the last one")
         self.step += 1
         self._in_step = False
         seconds = time.perf_counter() - t0
