@@ -102,6 +102,27 @@ def atomic_path(path, suffix=None):
 
 
 @contextlib.contextmanager
+def hdf5_file(path):
+    """A new HDF5 file for ``path``, built in memory and written in one go when the block ends without error.
+
+    The HDF5 library crashes the process (a segfault, exit 139) when the disk fills under it, leaving its
+    temporary behind; built in memory, the disk only sees plain writes, whose ENOSPC is one :class:`OSError`
+    naming ``path`` (the temporary removed, ``path`` untouched). The file is held in memory once more while
+    written: the writers here hold their data in memory anyway."""
+    import h5py
+
+    f = h5py.File(f"in-memory-{os.getpid()}-{id(path)}.h5", "w", driver="core", backing_store=False)
+    try:
+        yield f
+        f.flush()
+        image = f.id.get_file_image()
+    finally:
+        f.close()
+    with atomic_path(path) as tmp, open(tmp, "wb") as out:
+        out.write(image)
+
+
+@contextlib.contextmanager
 def atomic_paths(paths):
     """All-or-nothing output of several files: yield one temporary per target; only when the block succeeds
     are they renamed, and a failing rename removes the targets renamed before it (an earlier version of such a

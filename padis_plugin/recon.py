@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .acquisition import AcquiredMask, make_acquisition, make_problem
-from .atomic import atomic_path, atomic_paths, clean_stale_temps, naming, save_npy, write_json
+from .atomic import atomic_path, atomic_paths, clean_stale_temps, hdf5_file, naming, save_npy, write_json
 from .data.prepared import is_prepared
 from .data.source import BUNDLED_DEMO, open_source
 from .errors import CheckpointError, ConfigError, DataError, where
@@ -100,7 +100,7 @@ def _write_recon(path, image: np.ndarray, meta: dict, fmt: str) -> None:
     if fmt == "npy":
         save_npy(path, image)
     else:
-        with h5py.File(path, "w") as f:
+        with hdf5_file(path) as f:  # built in memory: a full disk is an OSError, not a crash in HDF5
             f.create_dataset("reconstruction", data=image)
             f.attrs["record"] = json.dumps(meta, default=str)
 

@@ -398,3 +398,33 @@ def test_train_lock_and_stale_temporaries(tmp_path, capsys):
     assert run_train(train_config(tmp_path, steps=1), out) == 0
     assert "taking over the stale lock" in capsys.readouterr().err
     assert not stale.exists() and not (out / atomic.LOCK_NAME).exists()
+
+
+_FULL_DISK_PREPARE = r"""
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)                  # a write past the limit fails (EFBIG), no kill
+resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))      # a "disk" that fills after 20 kB per file
+from padis_plugin.cli.prepare import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_disk_that_fills_under_prepare_is_one_line_not_a_crash(tmp_path, slice_factory):
+    """HDF5 crashed the process (exit 139, a segfault) when the disk filled while it wrote, and left its
+    temporary behind; the prepared file is now built in memory and written with plain writes: one error line,
+    exit 2, nothing left. (A per-file size limit stands in for a full disk: no mount needed.)"""
+    from padis_plugin.data.fastmri_format import write_fastmri_h5
+    from padis_plugin.kspace import fft2c
+
+    s = slice_factory(32, coils=4, acs=8)
+    raw = write_fastmri_h5(tmp_path / "a_AXT1.h5", np.repeat(fft2c(s.coil_maps * s.reference[None])[None], 3, 0),
+                           recon_size=(32, 32))
+    out = tmp_path / "out"
+    out.mkdir()
+    done = subprocess.run([sys.executable, "-c", _FULL_DISK_PREPARE, str(raw), "--out", str(out / "p.h5"),
+                           "--size", "32", "--acs", "16", "--noise-region", "4", "--no-cache", "--no-progress"],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "p.h5" in lines[0], lines
+    assert list(out.iterdir()) == []

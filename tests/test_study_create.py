@@ -163,3 +163,21 @@ def test_fixed_quotas_per_training_size(tmp_path):
     with pytest.raises(ConfigError, match="one of --stratify"):
         create.create_study([a], [GROUP], 3, tmp_path / "s4", stratify=["training_size"], quotas=["contrast=T2:3"])
     assert not any((tmp_path / s).exists() for s in ("s2", "s3", "s4"))
+
+
+def test_a_full_disk_during_create_leaves_nothing_and_the_rerun_works(tmp_path, monkeypatch):
+    """SQLite's "database or disk is full" while the study is written: one DataError naming the database,
+    no study.sqlite (nor -wal / -shm) left, so the same command works once there is room."""
+    bench = make_bench(tmp_path / "bench")
+    real = db.transaction
+
+    def full_disk(con):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(db, "transaction", full_disk)
+    with pytest.raises(DataError, match=r"study\.sqlite: cannot write the study database \(database or disk is "
+                                        r"full\); nothing was kept"):
+        create.create_study([bench], [GROUP], 2, tmp_path / "study")
+    assert not [p for p in (tmp_path / "study").iterdir() if p.name.startswith(db.DB_NAME)]
+    monkeypatch.setattr(db, "transaction", real)
+    assert create.create_study([bench], [GROUP], 2, tmp_path / "study")["cases"] == 2

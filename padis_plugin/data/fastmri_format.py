@@ -22,7 +22,7 @@ from typing import Iterator
 import h5py
 import numpy as np
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, hdf5_file
 from ..errors import DataError, where
 from ..kspace import rss_of_kspace
 
@@ -135,20 +135,19 @@ def write_fastmri_h5(path, kspace: np.ndarray, reconstruction_rss: np.ndarray | 
              "acquisition": str(acquisition), "patient_id": str(patient_id), "undersampled": mask is not None}
     attrs.update({k: v for k, v in (extra_attrs or {}).items() if v is not None})
     header = header_xml or make_ismrmrd_header(h, w, target.shape[1], target.shape[2], num_slices=s)
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("kspace", data=kspace, chunks=(1,) + kspace.shape[1:])
-            f.create_dataset("reconstruction_rss", data=target)
-            f.create_dataset("ismrmrd_header", data=np.bytes_(header.encode()))
-            if mask is not None:
-                m = np.asarray(mask).astype(np.float32)
-                if m.ndim == 2 and np.all(m == m[:1]):
-                    m = m[0]  # a line mask: store (W,) as fastMRI does
-                if m.shape not in ((w,), (h, w)):
-                    raise DataError(where(path, f"mask must be (W,) or (H, W) = ({h}, {w}), got {m.shape}"))
-                f.create_dataset("mask" if m.ndim == 1 else "sampling_mask", data=m)
-            for k, v in attrs.items():
-                f.attrs[k] = v
+    with hdf5_file(path) as f:
+        f.create_dataset("kspace", data=kspace, chunks=(1,) + kspace.shape[1:])
+        f.create_dataset("reconstruction_rss", data=target)
+        f.create_dataset("ismrmrd_header", data=np.bytes_(header.encode()))
+        if mask is not None:
+            m = np.asarray(mask).astype(np.float32)
+            if m.ndim == 2 and np.all(m == m[:1]):
+                m = m[0]  # a line mask: store (W,) as fastMRI does
+            if m.shape not in ((w,), (h, w)):
+                raise DataError(where(path, f"mask must be (W,) or (H, W) = ({h}, {w}), got {m.shape}"))
+            f.create_dataset("mask" if m.ndim == 1 else "sampling_mask", data=m)
+        for k, v in attrs.items():
+            f.attrs[k] = v
     return Path(path)
 
 

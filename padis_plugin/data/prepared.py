@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 import torch
 
-from ..atomic import atomic_path
+from ..atomic import hdf5_file
 from ..errors import DataError, where
 from ..mask_check import check_mask
 
@@ -110,26 +110,25 @@ def write_prepared(path, slices: list[PreparedSlice], params: dict | None = None
         raise DataError(where(path, "slice ids are not unique"))
     for s in slices:
         validate_slice(s, path)
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FORMAT
-            f.attrs["version"] = VERSION
-            f.attrs["size"] = sizes.pop()
-            f.attrs["params"] = json.dumps(params or {})
-            group = f.create_group("slices")
-            for s in slices:
-                g = group.create_group(s.id)
-                g.create_dataset("kspace", data=s.kspace.astype(np.complex64))
-                g.create_dataset("coil_maps", data=s.coil_maps.astype(np.complex64))
-                g.create_dataset("reference", data=s.reference.astype(np.complex64))
-                if s.acquired_mask is not None:
-                    g.create_dataset("acquired_mask", data=s.acquired_mask.astype(np.float32))
-                g.attrs["norm"] = float(s.norm)
-                g.attrs["source_file"] = str(s.source_file)
-                g.attrs["slice_index"] = int(s.slice_index)
-                g.attrs["contrast"] = str(s.contrast)
-                g.attrs["patient_id"] = str(s.patient_id)
-                g.attrs["undersampled"] = bool(s.undersampled)
+    with hdf5_file(path) as f:
+        f.attrs["format"] = FORMAT
+        f.attrs["version"] = VERSION
+        f.attrs["size"] = sizes.pop()
+        f.attrs["params"] = json.dumps(params or {})
+        group = f.create_group("slices")
+        for s in slices:
+            g = group.create_group(s.id)
+            g.create_dataset("kspace", data=s.kspace.astype(np.complex64))
+            g.create_dataset("coil_maps", data=s.coil_maps.astype(np.complex64))
+            g.create_dataset("reference", data=s.reference.astype(np.complex64))
+            if s.acquired_mask is not None:
+                g.create_dataset("acquired_mask", data=s.acquired_mask.astype(np.float32))
+            g.attrs["norm"] = float(s.norm)
+            g.attrs["source_file"] = str(s.source_file)
+            g.attrs["slice_index"] = int(s.slice_index)
+            g.attrs["contrast"] = str(s.contrast)
+            g.attrs["patient_id"] = str(s.patient_id)
+            g.attrs["undersampled"] = bool(s.undersampled)
     return path
 
 

@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 import torch
 
-from ..atomic import atomic_path
+from ..atomic import hdf5_file
 from ..errors import ConfigError, DataError, where
 from ..progress import progress_bar
 from .maps import QuantitativeMaps
@@ -60,7 +60,7 @@ def write_mrf_file(path, setup: MRFSetup, sequence: FISPSequence, trajectory: MR
         raise ConfigError(where(path, f"sequence ({sequence.frames} frames) / trajectory "
                                       f"({trajectory.points.shape[:2]}, matrix {trajectory.matrix}) disagree with "
                                       f"the setup {setup.to_dict()}"))
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    with hdf5_file(path) as f:
         f.attrs["format"] = FORMAT
         f.attrs["setup"] = json.dumps(setup.to_dict())
         f.attrs["sequence"] = json.dumps(sequence.to_dict())

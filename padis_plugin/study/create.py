@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import sqlite3
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -277,8 +278,9 @@ def create_study(folders, groups, n_cases: int, out, stratify=(), seed: int = 0,
         rendered.append((case, order, pngs, 255.0 * white / top))
 
     out = Path(out)
-    con = db.create_database(out)
+    con = None  # no database was here (checked above): whatever this writes goes again on any failure
     try:
+        con = db.create_database(out)
         with db.transaction(con):
             info = {"schema_version": db.SCHEMA_VERSION, "created": time.time(), "seed": seed, "k": len(groups[0]),
                     "groups": groups, "roles": [" / ".join(dict.fromkeys(g[i] for g in groups))
@@ -299,10 +301,16 @@ def create_study(folders, groups, n_cases: int, out, stratify=(), seed: int = 0,
                               "group": case.group, **m["metrics"]}
                     con.execute("INSERT INTO key (case_no, position, role, label, source) VALUES (?, ?, ?, ?, ?)",
                                 (no, p, int(role), m["label"], json.dumps(source)))
-    except BaseException:
-        con.close()
+    except BaseException as exc:
+        if con is None and isinstance(exc, ConfigError):
+            raise  # "a study database is already here" (made since the check above): not ours to remove
+        if con is not None:
+            con.close()
         for suffix in ("", "-wal", "-shm"):
             Path(str(db.db_path(out)) + suffix).unlink(missing_ok=True)
+        if isinstance(exc, sqlite3.Error):  # e.g. "database or disk is full": one line, and the rerun works
+            raise DataError(where(db.db_path(out), f"cannot write the study database ({exc}); nothing was "
+                                                   "kept")) from None
         raise
     con.close()
     per_stratum = Counter(" ".join(f"{k}={c.strata[k]}" for k in stratify) or "all" for c, *_ in rendered)

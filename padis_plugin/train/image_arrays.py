@@ -22,7 +22,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, hdf5_file
 from ..errors import DataError, where
 
 KEYS = ("images", "ids", "patient_ids")
@@ -120,7 +120,7 @@ def write_image_arrays(path, images, ids=None, patient_ids=None) -> Path:
         with atomic_path(path, suffix=".npz") as tmp:
             np.savez(tmp, **arrays)
     else:
-        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        with hdf5_file(path) as f:
             for key, value in arrays.items():
                 f.create_dataset(key, data=value if key == "images" else value.astype(object),
                                  dtype=None if key == "images" else h5py.string_dtype())
