@@ -321,6 +321,8 @@ CASES = [
     ("dds-empty-checkpoint", lambda t: _solver("dds", {"checkpoint": ""}), ConfigError,
      r"a checkpoint must be given as a path or the name of a shipped checkpoint"),
     ("bench-meta-device", lambda t: _device("meta"), ConfigError, r"invalid device 'meta'"),
+    ("bench-name-traversal", lambda t: _yaml(t, "name: ../../../../x\nsolvers: [{name: zero-filled}]\n", "bench"),
+     ConfigError, r"'name' must be a plain name"),
     ("yaml-aliases", lambda t: _yaml(t, "a: &a [x, x]\nb: &b [*a, *a]\nsolvers: [{name: zero-filled}]\n", "bench"),
      ConfigError, r"cfg\.yaml: invalid YAML \(YAML aliases \(\*a\) are not accepted"),
     ("yaml-deep", lambda t: _yaml(t, "a: " + "[" * 5000 + "]" * 5000 + "\n", "bench"), ConfigError,

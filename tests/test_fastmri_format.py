@@ -127,6 +127,11 @@ def _bad_file(tmp_path, kind):
         return path
     arrays = {"missing_kspace": None, "single_coil": good[:, 0], "rank5": good[None], "real": good.real,
               "nonfinite": np.where(np.arange(12) == 3, np.nan, 1).astype(np.complex64) * good}
+    if kind in _EDITS:
+        write_fastmri_h5(path, good, None, "AXT1", "p")
+        with h5py.File(path, "a") as f:
+            _EDITS[kind](f)
+        return path
     with h5py.File(path, "w") as f:
         if arrays[kind] is not None:
             f["kspace"] = arrays[kind]
@@ -134,10 +139,31 @@ def _bad_file(tmp_path, kind):
     return path
 
 
+def _huge_declared(f):
+    del f["kspace"]
+    f.create_dataset("kspace", shape=(10 ** 7, 3, 64, 32), dtype=np.complex64)  # a few kB declaring 49 GB
+
+
+def _header_group(f):
+    del f["ismrmrd_header"]
+    f.create_group("ismrmrd_header")
+
+
+_EDITS = {"huge_declared": _huge_declared, "header_group": _header_group,
+          "mask_2d": lambda f: f.create_dataset("mask", data=np.ones((16, 12), np.float32)),
+          "mask_length": lambda f: f.create_dataset("mask", data=np.ones(5, np.float32)),
+          "sampling_mask_shape": lambda f: f.create_dataset("sampling_mask", data=np.ones((3, 3), np.float32)),
+          "undersampled_text": lambda f: f.attrs.__setitem__("undersampled", "no")}
+
+
 @pytest.mark.parametrize("kind, message", [
     ("not_hdf5", "not a readable HDF5"), ("truncated", "HDF5"), ("missing_kspace", "no 'kspace'"),
     ("single_coil", "multi-coil k-space expected"), ("rank5", "multi-coil k-space expected"),
-    ("real", "must be complex"), ("nonfinite", "non-finite")])
+    ("real", "must be complex"), ("nonfinite", "non-finite"),
+    ("huge_declared", r"'kspace' declares shape \(10000000, 3, 64, 32\) .* but the file stores 0 bytes"),
+    ("header_group", "'ismrmrd_header' must be a dataset"), ("mask_2d", r"'mask' must be a \(W,\) = \(12,\)"),
+    ("mask_length", r"'mask' must be a \(W,\)"), ("sampling_mask_shape", r"'sampling_mask' must be an \(H, W\)"),
+    ("undersampled_text", "attribute 'undersampled' must be a boolean, got 'no'")])
 def test_bad_files_raise_data_error(tmp_path, kind, message):
     path = _bad_file(tmp_path, kind)
     with pytest.raises(DataError, match=message) as err:

@@ -64,7 +64,7 @@ def _defaults(cls, keep):
 @pytest.mark.parametrize("params, sampler, changed", [
     (DPSParams, VEDPS, {}),
     (DAPSParams, DAPSExact, {}),
-    (DDSParams, DDS, {"eta": 1.0, "gamma": 100.0}),        # the registered solvers' tuned values
+    (DDSParams, DDS, {}),                                   # tuned eta and gamma in both
     (DiffPIRParams, PaDISDiffPIR, {}),
 ])
 def test_defaults_are_the_samplers_own(params, sampler, changed):

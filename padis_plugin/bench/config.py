@@ -2,6 +2,7 @@
 examples), loaded by the engine of :mod:`.config` (``from_dict`` / ``load_config``)."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,9 @@ class BenchConfig:
         bad = Problems(source, prefix)
         if not 0 <= self.seed < 2 ** 63:
             bad.add("seed", f"must be in [0, 2**63), got {self.seed}")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name) or ".." in self.name:
+            bad.add("name", f"must be a plain name (letters, digits, '.', '_', '-'), got {self.name!r}: it names "
+                            "the default results folder results/<name>")
         if not self.solvers:
             bad.add("solvers", "must list at least one solver")
         labels = [s.display for s in self.solvers]

@@ -32,6 +32,7 @@ from .runtime import RunGuard, barrier, environment, join_ranks, resolve_device
 from .store import ResultStore, reference_path
 from .config import BenchConfig
 from ..config import config_error, from_dict, load_yaml, overridden, problems_of
+from ..data.files import load_npy
 from ..data.prepared import PreparedDataset
 from ..data.source import prepared_path
 from ..errors import ConfigError, DataError, where
@@ -247,7 +248,7 @@ def _draw_figures(run: _Run, slc) -> None:
             p = run.store.recon_path(sid, e.display, r, seed)
             rec = run.done.get(item_key(sid, e.display, r, seed))
             if p.is_file() and rec is not None:
-                panels.append((e.display, np.load(p), rec.row()))
+                panels.append((e.display, load_npy(p, "reconstruction"), rec.row()))
         info = make_problem(slc, run.acquisitions.acquisition(r), seed).info
         figures.slice_figure(path, slc.reference, panels, title=f"{sid}  R={r:g}  mask seed {seed}",
                              mask=info.pattern)
@@ -296,7 +297,7 @@ def _uncertainty(run: _Run, sid, label, acceleration, reference, meta) -> Uncert
         if not p.is_file():
             raise DataError(where(p, "reconstruction needed for the uncertainty map is missing; "
                                      "rerun with --overwrite"))
-        stack.append(np.load(p))
+        stack.append(load_npy(p, "reconstruction"))
     stack = np.stack(stack)
     std = pixelwise_std(stack).astype(np.float32)
     mean_mag = np.abs(stack.mean(axis=0))

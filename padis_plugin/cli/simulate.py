@@ -40,8 +40,8 @@ def _matrix(text: str):
         values = [int(p) for p in parts]
     except ValueError:
         raise argparse.ArgumentTypeError(f"matrix must be N or HxW, got {text!r}") from None
-    if len(values) not in (1, 2) or min(values) < 4:
-        raise argparse.ArgumentTypeError(f"matrix must be N or HxW with sides >= 4, got {text!r}")
+    if len(values) not in (1, 2) or min(values) < 4 or max(values) > 2048:
+        raise argparse.ArgumentTypeError(f"matrix must be N or HxW with sides in [4, 2048], got {text!r}")
     return values[0] if len(values) == 1 else tuple(values)
 
 

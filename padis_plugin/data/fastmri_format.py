@@ -183,17 +183,47 @@ def _check_file(path: Path) -> dict:
                 raise DataError(where(path, f"kspace must be complex, got {ds.dtype}"))
             if ds.shape[0] == 0:
                 raise DataError(where(path, "kspace has no slices"))
+            _check_stored(ds, path, "kspace")
             if "ismrmrd_header" not in f:
                 raise DataError(where(path, "no 'ismrmrd_header' (fastmri.data.SliceDataset needs it)"))
             attrs = dict(f.attrs)
             attrs["_num_slices"] = ds.shape[0]
             if "sampling_mask" in f:
-                attrs["_sampling_mask"] = np.asarray(f["sampling_mask"], dtype=np.float32)
+                attrs["_sampling_mask"] = _sampling_mask(f["sampling_mask"], ds.shape[-2:], path)
+            if "mask" in f and (not isinstance(f["mask"], h5py.Dataset) or f["mask"].shape != ds.shape[-1:]):
+                raise DataError(where(path, f"'mask' must be a (W,) = ({ds.shape[-1]},) line mask, got "
+                                            f"{getattr(f['mask'], 'shape', 'a group')}"))
+            if not isinstance(f["ismrmrd_header"], h5py.Dataset):
+                raise DataError(where(path, "'ismrmrd_header' must be a dataset holding the XML header, not a group"))
+            undersampled = attrs.get("undersampled", False)
+            if not isinstance(undersampled, (bool, np.bool_)):  # "no" would read as True
+                raise DataError(where(path, f"attribute 'undersampled' must be a boolean, got {undersampled!r}"))
             return attrs
     except DataError:
         raise
     except OSError as e:
         raise DataError(where(path, f"not a readable HDF5 file (truncated or corrupt): {e}")) from None
+
+
+#: a dataset may declare at most this many times the bytes it stores (compressed k-space is noise-like: far
+#: below this); a few-kB file declaring gigabytes would otherwise be read as fill values, without bound
+MAX_DECLARED_OVER_STORED = 64
+
+
+def _check_stored(ds, path: Path, name: str) -> None:
+    """DataError when ``ds`` declares far more data than the file stores for it."""
+    stored = ds.id.get_storage_size()
+    if ds.nbytes > MAX_DECLARED_OVER_STORED * max(stored, 1):
+        raise DataError(where(path, f"'{name}' declares shape {ds.shape} ({ds.nbytes:,} bytes) but the file stores "
+                                    f"{stored:,} bytes of it (truncated, or not real data)"))
+
+
+def _sampling_mask(ds, grid, path: Path) -> np.ndarray:
+    """The stored (H, W) sampling mask, checked against the k-space grid before it is read."""
+    if not isinstance(ds, h5py.Dataset) or ds.shape != tuple(grid):
+        raise DataError(where(path, f"'sampling_mask' must be an (H, W) = {tuple(grid)} dataset, got "
+                                    f"{getattr(ds, 'shape', 'a group')}"))
+    return np.asarray(ds, dtype=np.float32)
 
 
 def _contrast(attrs: dict, path: Path) -> str:

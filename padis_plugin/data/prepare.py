@@ -54,6 +54,10 @@ class BackgroundSignalWarning(UserWarning):
     """The noise-estimation corner seems to hold signal, so prewhitening may be wrong."""
 
 
+#: the largest grid N a slice is prepared on: MRI matrices are at most 512 or so; 100,000 would ask for
+#: terabytes before anything could fail cleanly
+MAX_SIZE = 2048
+
 @dataclass(frozen=True)
 class PrepareOptions:
     """Options of :func:`prepare_slice` (recorded in the prepared file's ``params``)."""
@@ -73,8 +77,10 @@ class PrepareOptions:
         region = self.noise_region
         region = (int(region), int(region)) if np.isscalar(region) else tuple(int(r) for r in region)
         object.__setattr__(self, "noise_region", region)
-        if self.size < 8:
-            raise DataError(f"size must be at least 8, got {self.size}")
+        if not 8 <= self.size <= MAX_SIZE:
+            raise DataError(f"size must be in [8, {MAX_SIZE}], got {self.size} (slices become size x size)")
+        if not 1 <= self.cg_iters <= 10_000:
+            raise DataError(f"cg_iters must be in [1, 10000], got {self.cg_iters}")
         if len(region) != 2 or min(region) < 1:
             raise DataError(f"noise_region must be one or two positive integers, got {self.noise_region}")
         if not 2 < self.kernel_width < self.acs <= self.size:

@@ -46,16 +46,20 @@ class DDS(DiffusionSampler):
         :class:`~padis_plugin.prior.EDMDenoiser` or any deepinv denoiser).
     :param int steps: noise levels K = network calls (50); or give ``sigmas``.
     :param float sigma_max, sigma_min, rho: the Karras schedule (10, 0.003, 7: the prior's PaDIS-MRI range).
-    :param float eta: share of fresh noise in the re-noising (0: deterministic DDIM; DDS uses 0.85).
-    :param float gamma: data weight of the proximal step (1 balances prior and data for unit-RSS coil maps and
-        an orthonormal FFT, where :math:`\|A^H A\| \le 1`).
+    :param float eta: share of fresh noise in the re-noising (1, tuned: fresh noise at every level; 0:
+        deterministic DDIM; published DDS: 0.85).
+    :param float gamma: data weight of the proximal step (100, tuned on the validation patients for data
+        normalised as ``padis-prepare`` does; published DDS: 1, which balances prior and data for unit-RSS coil
+        maps and an orthonormal FFT, where :math:`\|A^H A\| \le 1`).
     :param int cg_iters: CG iterations per level m (5; 0 disables data consistency).
     :param str data_consistency: ``"prox"`` (above) or ``"projection"`` (noiseless: CG on
         :math:`A^H A u = A^H y` from :math:`x_0`).
     :param str start: ``"noise"`` (:math:`\sigma_0 n`, DDS) or ``"adjoint"`` (:math:`A^H y + \sigma_0 n`).
     :param tau: None (constant ``gamma``, as DDS) or the measurement noise std per real channel, a float or
         ``"auto"`` (estimated per slice from the k-space corners): the data weight is then
-        :math:`\min(\gamma, \sigma_i^2/(\text{tau_scale}\,\tau)^2)`.
+        :math:`\min(\gamma, \sigma_i^2/(\text{tau_scale}\,\tau)^2)`. The registered ``dds`` turns it on with
+        its prior family's ``tau_scale`` (:mod:`padis_plugin.solvers.settings`): there the class's remaining
+        default, a constant ``gamma``, is not the tuned one.
     :param float tau_scale: multiplies ``tau`` (1).
     :param high_band: for an HFS prior (trained with noise :math:`\sigma Q n` only): the low-band width
         :math:`m_{lf}` (an int, or True: the grid's default, 16/320 of the width). Every re-noising term is then
@@ -65,8 +69,8 @@ class DDS(DiffusionSampler):
 
     name = "DDS"
 
-    def __init__(self, denoiser, steps=50, sigma_max=10.0, sigma_min=0.003, rho=7.0, sigmas=None, eta=0.85,
-                 gamma=1.0, cg_iters=5, data_consistency="prox", start="noise", tau=None, tau_scale=1.0,
+    def __init__(self, denoiser, steps=50, sigma_max=10.0, sigma_min=0.003, rho=7.0, sigmas=None, eta=1.0,
+                 gamma=100.0, cg_iters=5, data_consistency="prox", start="noise", tau=None, tau_scale=1.0,
                  high_band=None, progress=False, device="cpu", samples=1, sample_batch=None, rng=None,
                  callback=None):
         if not 0.0 <= eta <= 1.0:
@@ -136,8 +140,8 @@ class DDS(DiffusionSampler):
 # The sampler's own settings; a config's defaults are the tuned ones of its prior family (solvers/settings.py).
 @dataclass
 class DDSSettings(ScheduleParams):
-    eta: float = 1.0                      # tuned (the DDS class: 0.85, published)
-    gamma: float = 100.0                  # tuned (the DDS class: 1, published)
+    eta: float = 1.0                      # tuned (published DDS: 0.85)
+    gamma: float = 100.0                  # tuned (published DDS: 1)
     cg_iters: int = 5
     data_consistency: Literal["prox", "projection"] = "prox"
     start: Start = "noise"
