@@ -186,3 +186,8 @@ def test_missing_and_empty(tmp_path):
         list(read_fastmri_slices(tmp_path / "hdr"))
     with pytest.raises(DataError, match="contrast"):
         list(read_fastmri_slices(tmp_path / "hdr", contrasts=["T2"]))
+
+
+def test_an_unknown_contrast_is_named(volume):
+    with pytest.raises(DataError, match=r"unknown contrast\(s\) \['XYZ'\]; known: \["):
+        list(read_fastmri_slices(volume, contrasts=["T1", "XYZ"]))

@@ -222,3 +222,13 @@ def test_no_solver_means_the_recommended_mode_with_the_grids_prior(tiny):
     assert recommended("edm", "sample", size=128) == ("dds", {"checkpoint": "edm-s25", **MODES["sample"]["edm"][1]})
     with pytest.raises(ConfigError, match="unknown mode 'quick'"):
         recommended("padis", "quick")
+
+
+@pytest.mark.parametrize("solver, calls", [("hfs-dds", 2), ("dds", 2), ("hfs-pc", 4)])
+def test_steps_option_reaches_every_sampler(tiny, tmp_path, capsys, solver, calls):
+    """``--steps 2`` runs 2 noise levels for every sampler (hfs-pc and hfs-dds ran their own 100 / 50)."""
+    checkpoint = tiny["hfs"] if solver.startswith("hfs") else tiny["edm"]
+    argv = [str(tiny["data"]), "--solver", solver, "--steps", "2", "--set", f"checkpoint={checkpoint}",
+            "--acs", "16", "--no-progress"]
+    assert main(argv) == 0
+    assert f"{calls} network evaluations" in capsys.readouterr().out

@@ -261,10 +261,21 @@ def _raw_transform(kspace, mask, target, attrs, fname, dataslice):
     return kspace, mask, attrs, fname, dataslice
 
 
+def _wanted_contrasts(contrasts, source) -> set[str] | None:
+    """The normalised contrasts asked for; DataError naming a name that is no known contrast (it used to
+    read as "UNKNOWN" and then match nothing, or every file of unknown contrast)."""
+    if contrasts is None:
+        return None
+    unknown = [c for c in contrasts if normalize_contrast(c) == UNKNOWN_CONTRAST]
+    if unknown:
+        raise DataError(where(source, f"unknown contrast(s) {unknown}; known: {sorted(set(CONTRASTS.values()))}"))
+    return {normalize_contrast(c) for c in contrasts}
+
+
 def count_fastmri_slices(path_or_folder, slice_selection="all", contrasts=None) -> int:
     """How many slices :func:`read_fastmri_slices` yields for the same arguments (from the files' structure
     only: the total of a progress bar)."""
-    wanted = None if contrasts is None else {normalize_contrast(c) for c in contrasts}
+    wanted = _wanted_contrasts(contrasts, path_or_folder)
     total = 0
     for path in _list_files(Path(path_or_folder)):
         attrs = _check_file(path)
@@ -285,7 +296,7 @@ def read_fastmri_slices(path_or_folder, slice_selection="all", contrasts=None) -
     """
     from fastmri.data import SliceDataset  # heavy import (pandas, lightning): only when reading
 
-    wanted = None if contrasts is None else {normalize_contrast(c) for c in contrasts}
+    wanted = _wanted_contrasts(contrasts, path_or_folder)
     chosen = []  # (path, attrs, contrast)
     for path in _list_files(Path(path_or_folder)):
         attrs = _check_file(path)
