@@ -2,7 +2,9 @@
 T1 / T2 errors reach results.json and summary.md, an interrupted run resumes, and the config checks its task."""
 from __future__ import annotations
 
+import dataclasses
 import json
+from typing import ClassVar
 
 import pytest
 import torch
@@ -152,3 +154,39 @@ def test_padis_recon_writes_the_maps_of_an_mrf_file(tmp_path, mrf_file, capsys):
         err = capsys.readouterr().err
         assert err.startswith("error: ") and err.count("\n") == 1
     assert not (tmp_path / "x.npz").exists() and not (tmp_path / "x.npy").exists()
+
+
+@dataclasses.dataclass
+class _MRFNoParams:
+    TASK: ClassVar[str] = "mrf"   # the task a solver declares on its parameters class
+
+
+def test_a_diverged_mrf_item_is_recorded_as_failed(tmp_path, mrf_file):
+    """An MRF solver that diverges on one slice: that item is failed (its message in results.json and
+    summary.md, left out of the means), the rest runs and its figure is drawn without the failed panel."""
+    from padis_plugin.solvers.base import SamplerDivergedError
+    from padis_plugin.solvers.params import takes_params
+    from padis_plugin.solvers.registry import register_solver
+
+    class DivergesOnFirst(torch.nn.Module):
+        nfe = 0
+
+        def forward(self, y, physics, generator=None):
+            if y.abs().sum() == getattr(self, "first", y.abs().sum()):
+                self.first = y.abs().sum()
+                raise SamplerDivergedError("MRF-DiPh: non-finite TSMI at level 2")
+            return physics.A_adjoint(y)
+
+    register_solver("test-mrf-diverges")(takes_params(_MRFNoParams, "test-mrf-diverges")(
+        lambda p, device="cpu": DivergesOnFirst()))
+    path = _config(tmp_path, mrf_file).read_text().replace(
+        "  - {name: mrf-admm-dm, label: ADMM-DM, params: {steps: 10}}", "  - {name: test-mrf-diverges, label: Div}")
+    (tmp_path / "mrf.yaml").write_text(path)
+    with pytest.warns(UserWarning, match=r"Div failed on ph:0: SamplerDivergedError"):
+        results = run_benchmark(load_bench_config(tmp_path / "mrf.yaml"), progress=False)
+    (failed,) = results["failed"]
+    assert failed["id"] == "ph:0" and failed["solver"] == "Div"
+    div = next(m for m in results["means"] if m["solver"] == "Div")
+    assert div["n"] == 1 and div["mape_t1"] > 0
+    assert "## Failed items (1)" in (tmp_path / "out" / "summary.md").read_text()
+    assert (tmp_path / "out" / "figures" / "ph_0.png").is_file()

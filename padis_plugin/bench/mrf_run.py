@@ -19,6 +19,7 @@ from ..atomic import write_json, write_npz, write_text
 from ..errors import DataError, where
 from ..metrics import METRICS, MRF_METRICS, map_metrics
 from ..progress import progress_bar
+from ..solvers.base import SamplerDivergedError
 from ..solvers.contract import call_solver, solver_nfe
 from ..timing import sync
 from . import figures
@@ -74,7 +75,7 @@ def run_mrf_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=N
                 rec, maps = _solve(cfg, solvers[lab], lab, problem, meta, gseed, device)
                 store.append(rec)
                 done[rec.key] = rec
-                if cfg.output.save_recons or cfg.output.figures:
+                if maps is not None and (cfg.output.save_recons or cfg.output.figures):
                     write_npz(store.dir / "maps" / _safe(sid) / f"{_safe(lab)}.npz", **maps)
                 bar.update(1)
             if cfg.output.figures and not figure.exists():
@@ -98,9 +99,18 @@ def _solve(cfg, solver, label, problem, meta, gseed, device):
     from ..mrf.matching import match_image
 
     gen = torch.Generator(device=device).manual_seed(gseed)
+    entry = next(e for e in cfg.solvers if e.display == label)
     sync(device)
     t0 = time.perf_counter()
-    z = call_solver(solver, problem.y, problem.physics, gen)
+    try:
+        z = call_solver(solver, problem.y, problem.physics, gen)
+    except (SamplerDivergedError, DataError, OverflowError, FloatingPointError) as exc:  # this item only
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        warnings.warn(f"{label} failed on {meta['id']}: {message}")
+        rec = MRFRecord(id=meta["id"], contrast=meta.get("contrast", "?"), patient=meta.get("patient"),
+                        solver=label, name=entry.name, generator_seed=gseed, **dict.fromkeys(MRF_METRICS),
+                        seconds=time.perf_counter() - t0, nfe=solver_nfe(solver), error=message)
+        return rec, None
     sync(device)
     seconds = time.perf_counter() - t0
     z = z.detach()
@@ -117,7 +127,6 @@ def _solve(cfg, solver, label, problem, meta, gseed, device):
     with torch.no_grad():
         resid = problem.physics.A(z) - problem.y
     metrics["kspace_nrmse"] = float(torch.linalg.vector_norm(resid) / torch.linalg.vector_norm(problem.y))
-    entry = next(e for e in cfg.solvers if e.display == label)
     rec = MRFRecord(id=meta["id"], contrast=meta.get("contrast", "?"), patient=meta.get("patient"), solver=label,
                     name=entry.name, generator_seed=gseed, **metrics, seconds=seconds, nfe=solver_nfe(solver))
     maps = {"t1": t1.astype(np.float32), "t2": t2.astype(np.float32),
@@ -147,19 +156,20 @@ def collect(cfg, store, ids, labels, f, env) -> dict:
     rows = [done[mrf_key(s, lab)].row() for s in ids for lab in labels]
     means = []
     for lab in labels:
-        group = [r for r in rows if r["solver"] == lab]
+        group = [r for r in rows if r["solver"] == lab and not r.get("error")]  # failed items: listed, not averaged
         entry = {"solver": lab, "n": len(group)}
         for m in MRF_METRICS:
             v = np.array([g[m] for g in group], dtype=np.float64)
             v = v[np.isfinite(v)]
             entry[m] = float(v.mean()) if v.size else float("nan")
             entry[f"{m}_sd"] = float(v.std()) if v.size else float("nan")
-        entry["seconds"] = float(np.mean([g["seconds"] for g in group]))
-        entry["nfe"] = float(np.mean([g["nfe"] or 0 for g in group]))
+        entry["seconds"] = float(np.mean([g["seconds"] for g in group])) if group else float("nan")
+        entry["nfe"] = float(np.mean([g["nfe"] or 0 for g in group])) if group else float("nan")
         means.append(entry)
+    failed = [{k: r[k] for k in ("id", "solver", "error")} for r in rows if r.get("error")]
     return {"name": cfg.name, "task": "mrf", "config": to_dict(cfg), "config_hash": config_hash(cfg), **env,
             "dataset": {"path": str(cfg.data.path), "n_slices": len(ids), "ids": ids, "setup": f.setup.to_dict()},
-            "results": rows, "means": means}
+            "results": rows, "means": means, **({"failed": failed} if failed else {})}
 
 
 def summary_markdown(results: dict) -> str:
@@ -177,4 +187,10 @@ def summary_markdown(results: dict) -> str:
     for m in results["means"]:
         cells = [f"{m[c]:.{METRICS[c].digits}f} ± {m[c + '_sd']:.{METRICS[c].digits}f}" for c in cols]
         lines.append(f"| {m['solver']} | " + " | ".join(cells) + f" | {m['seconds']:.1f} | {m['nfe']:.0f} |")
+    failed = results.get("failed") or []
+    if failed:
+        lines += ["", f"## Failed items ({len(failed)}): left out of the means above", "", "| Slice | Solver | Error |",
+                  "|---|---|---|"]
+        lines += [f"| {b['id']} | {b['solver']} | {' '.join(b['error'].split()).replace('|', chr(92) + '|')} |"
+                  for b in failed]
     return "\n".join(lines) + "\n"

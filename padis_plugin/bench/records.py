@@ -101,19 +101,26 @@ class MRFRecord(_Row):
     solver: str
     name: str
     generator_seed: int
-    mape_t1: float
-    mape_t2: float
-    mape_t1_wm: float
-    mape_t2_wm: float
-    mape_t1_gm: float
-    mape_t2_gm: float
-    tsmi_nrmse: float
-    kspace_nrmse: float
+    mape_t1: float | None                # None: the item failed (``error``)
+    mape_t2: float | None
+    mape_t1_wm: float | None
+    mape_t2_wm: float | None
+    mape_t1_gm: float | None
+    mape_t2_gm: float | None
+    tsmi_nrmse: float | None
+    kspace_nrmse: float | None
     seconds: float
     nfe: int | None
     reused_from: str | None = None
+    error: str | None = None             # why the solver failed on this item
 
     kind: ClassVar[str] = "mrf"
+
+    def row(self) -> dict:
+        row = super().row()
+        if row["error"] is None:  # absent, not null: rows stay as before
+            del row["error"]
+        return row
 
     @property
     def key(self) -> str:
