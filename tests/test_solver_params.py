@@ -114,3 +114,12 @@ def test_list_solvers_verbose_prints_types_and_defaults(capsys):
     assert "  zeta: float = 3.0" in dps and "  pad_band: fresh | evolving = fresh" in dps
     assert "  patch_size: int = the checkpoint's own" in dps
     assert [line for line in lines if not line.startswith(" ")] == plain
+
+
+def test_list_solvers_verbose_says_tuned_defaults_and_earlier_names(capsys):
+    assert main(["--list-solvers", "-v"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[lines.index("dds") + 1].startswith("  (tuned over the defaults below, by the checkpoint's family: "
+                                                    "padis: tau=auto, tau_scale=0.25; edm: tau=auto, tau_scale=0.5")
+    assert lines[lines.index("padis-dds") + 1] == ("  (earlier name of 'dds' with its earlier defaults, kept for the "
+                                                   "configs written for it)")

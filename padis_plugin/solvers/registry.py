@@ -118,8 +118,16 @@ def describe_solver(name: str) -> list[str]:
     if declared is None:
         return ["(parameters not declared: passed to the factory unchecked)"]
     alias_of = getattr(factory, "alias_of", None)
-    note = [f"(earlier name of '{alias_of}' with its earlier defaults, kept for the configs written for it)"]
-    return (note if alias_of else []) + (describe_params(declared) or ["(no parameters)"])
+    if alias_of:
+        note = [f"(earlier name of '{alias_of}' with its earlier defaults, kept for the configs written for it)"]
+    else:
+        from .settings import TUNED
+
+        algorithm = getattr(getattr(factory, "settings", None), "algorithm", None)
+        tuned = [f"{family}: " + ", ".join(f"{k}={v}" for k, v in by[algorithm].items())
+                 for family, by in TUNED.items() if algorithm in by]
+        note = [f"(tuned over the defaults below, by the checkpoint's family: {'; '.join(tuned)})"] if tuned else []
+    return note + (describe_params(declared) or ["(no parameters)"])
 
 
 _WARNED: set = set()
