@@ -30,6 +30,8 @@ def check_sigma_data(value) -> float:
         raise ConfigError(f"sigma_data must be a positive finite number, got {value!r}") from None
     if not math.isfinite(out) or out <= 0:
         raise ConfigError(f"sigma_data must be a positive finite number, got {value!r}")
+    if not 1e-6 <= out <= 1e6:  # EDM's preconditioning squares it: 1e30 overflows every step to NaN
+        raise ConfigError(f"sigma_data must be in [1e-06, 1e+06], got {value!r}")
     return out
 
 

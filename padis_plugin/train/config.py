@@ -155,6 +155,8 @@ class TrainConfig:
                               f"(e.g. {', '.join(family.model_configs)})")
         if not (math.isfinite(self.model.sigma_data) and self.model.sigma_data > 0):
             bad("model.sigma_data", f"must be a finite number > 0, got {self.model.sigma_data}")
+        elif not 1e-6 <= self.model.sigma_data <= 1e6:  # squared in the preconditioning: 1e30 overflows
+            bad("model.sigma_data", f"must be in [1e-06, 1e+06], got {self.model.sigma_data:g}")
         if self.data.num_slices is not None and self.data.num_slices < 1:
             bad("data.num_slices", "must be >= 1 or null")
         h = self.hfs
