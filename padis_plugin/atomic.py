@@ -71,6 +71,22 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+def make_folder(folder) -> None:
+    """``mkdir -p`` whose failure says what is in the way: a symbolic link that leads nowhere (a loop or a missing
+    target) or a file, where mkdir only says "File exists"."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        for part in (folder, *folder.parents):
+            if part.is_symlink() and not part.exists():
+                raise OSError(_errno.ELOOP, "a symbolic link that leads nowhere (a loop or a missing target)",
+                              str(part)) from None
+            if part.exists() and not part.is_dir():
+                raise OSError(_errno.ENOTDIR, "exists and is not a folder", str(part)) from None
+        raise
+
+
 @contextlib.contextmanager
 def atomic_path(path, suffix=None):
     """Yield a temporary path in the target's folder; rename it to ``path`` only on success.
@@ -79,7 +95,7 @@ def atomic_path(path, suffix=None):
     The temporary is removed on any exception; OSErrors (and safetensors' I/O errors) name ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     tmp = None
     try:
         try:
@@ -131,7 +147,7 @@ def atomic_paths(paths):
     temps: list[Path] = []
     try:
         for p in paths:
-            p.parent.mkdir(parents=True, exist_ok=True)
+            make_folder(p.parent)
             try:
                 temps.append(_new_temp(p))
             except OSError as exc:
@@ -326,7 +342,7 @@ class FolderLock:
 
     def acquire(self) -> "FolderLock":
         self._created = not self.folder.exists()
-        self.folder.mkdir(parents=True, exist_ok=True)
+        make_folder(self.folder)
         host = socket.gethostname()
         for _ in range(5):
             try:

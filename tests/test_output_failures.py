@@ -428,3 +428,20 @@ def test_a_disk_that_fills_under_prepare_is_one_line_not_a_crash(tmp_path, slice
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "p.h5" in lines[0], lines
     assert list(out.iterdir()) == []
+
+
+def test_an_output_folder_behind_a_symlink_loop_is_named(tmp_path):
+    """mkdir's "File exists" said nothing; the message names the link that leads nowhere, or the file in the way."""
+    from padis_plugin.atomic import write_json
+
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    with pytest.raises(OSError, match="a symbolic link that leads nowhere") as exc:
+        write_json(tmp_path / "a" / "r.json", {})
+    assert exc.value.filename == str(tmp_path / "a")
+    with pytest.raises(OSError, match="symbolic links"):   # deeper: the system's own ELOOP names it
+        write_json(tmp_path / "a" / "x" / "r.json", {})
+    (tmp_path / "f").write_text("")
+    with pytest.raises(OSError) as exc:
+        write_json(tmp_path / "f" / "x" / "r.json", {})
+    assert exc.value.errno in (errno.ENOTDIR, errno.EEXIST) and str(tmp_path / "f") in str(exc.value)
