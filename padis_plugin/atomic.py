@@ -32,7 +32,10 @@ LOCK_NAME = ".padis.lock"
 
 
 def _relabel(exc: OSError, temps: dict[str, Path]) -> OSError:
-    """``exc`` naming the target file instead of one of our temporaries (or, with one target, nothing)."""
+    """``exc`` naming the target file instead of one of our temporaries (or, with one target, nothing); numpy's
+    short write ("16384 requested and 15856 written", no errno) said as the full disk it is."""
+    if exc.errno is None and re.search(r"\d+ requested and \d+ written", str(exc)):
+        exc = OSError(_errno.ENOSPC, f"{os.strerror(_errno.ENOSPC)} (a short write: {exc})", exc.filename)
     filename = None if exc.filename is None else str(exc.filename)
     if (filename is not None and filename not in temps) or (filename is None and len(temps) != 1):
         return exc

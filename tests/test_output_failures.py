@@ -445,3 +445,17 @@ def test_an_output_folder_behind_a_symlink_loop_is_named(tmp_path):
     with pytest.raises(OSError) as exc:
         write_json(tmp_path / "f" / "x" / "r.json", {})
     assert exc.value.errno in (errno.ENOTDIR, errno.EEXIST) and str(tmp_path / "f") in str(exc.value)
+
+
+def test_numpys_short_write_reads_as_a_full_disk(tmp_path, monkeypatch):
+    from padis_plugin.atomic import write_npy
+
+    def short(*args, **kwargs):
+        raise OSError("16384 requested and 15856 written")
+
+    monkeypatch.setattr(np, "save", short)
+    with pytest.raises(OSError) as exc:
+        write_npy(tmp_path / "r.npy", np.zeros(3))
+    assert exc.value.errno == errno.ENOSPC and exc.value.filename == str(tmp_path / "r.npy")
+    assert str(exc.value).startswith(f"[Errno {errno.ENOSPC}] No space left on device (a short write")
+    assert list(tmp_path.iterdir()) == []
