@@ -85,10 +85,16 @@ def _descendants(pid):
     return found
 
 
+def _sigint_default():
+    """A job started in the background of a non-interactive shell inherits SIGINT ignored (as CI may start this
+    suite), and Python then keeps ignoring it: the bench, like one started from a terminal, gets the default."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_and_signal(config, out, sig, ranks=1):
     """Start the bench in its own process group; once KILL_AFTER records are on disk, send ``sig`` to the group."""
     proc = subprocess.Popen(_bench_cmd(config, out, ranks), env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=_sigint_default)
     deadline = time.monotonic() + 150
     while time.monotonic() < deadline and proc.poll() is None:
         if (out / "partial").is_dir() and len(_records(out)) >= KILL_AFTER:
