@@ -22,6 +22,8 @@ _PUBLIC = {
     "register_solver": "padis_plugin.solvers.registry",
     "cartesian_mask": "padis_plugin.acquisition.masks", "CartesianMaskGenerator": "padis_plugin.acquisition.masks",
     "slice_problem": "padis_plugin.acquisition", "make_problem": "padis_plugin.acquisition",
+    "batch_problems": "padis_plugin.acquisition", "collate_slices": "padis_plugin.data.prepared",
+    "prepare_slice": "padis_plugin.data.prepare", "PreparedDataset": "padis_plugin.data.prepared",
     "CartesianLines": "padis_plugin.acquisition", "PoissonDisc": "padis_plugin.acquisition",
     "build_physics": "padis_plugin.acquisition.physics", "image_metrics": "padis_plugin.metrics",
     "build_pnp": "padis_plugin.solvers.pnp",

@@ -39,8 +39,14 @@ def to_complex_numpy(x) -> np.ndarray:
     return arr.astype(np.complex128)
 
 
-def image_metrics(x_hat, reference, crop=None) -> dict[str, float]:
-    """PSNR (dB), SSIM and NRMSE of ``|x_hat|`` against ``|reference|`` (paper convention, float64)."""
+def image_metrics(x_hat, reference, crop=None) -> dict[str, float] | list[dict[str, float]]:
+    """PSNR (dB), SSIM and NRMSE of ``|x_hat|`` against ``|reference|`` (paper convention, float64); for a batch
+    ``(B, 2, H, W)`` with B > 1 (e.g. of :func:`~padis_plugin.acquisition.batch_problems`), one dict per image."""
+    if isinstance(x_hat, torch.Tensor) and x_hat.ndim == 4 and x_hat.shape[0] > 1:
+        if not (isinstance(reference, torch.Tensor) and reference.shape[0] == x_hat.shape[0]):
+            raise DataError(f"a batch of {x_hat.shape[0]} reconstructions needs as many references, got "
+                            f"{tuple(getattr(reference, 'shape', ()))}")
+        return [image_metrics(x_hat[b:b + 1], reference[b:b + 1], crop) for b in range(x_hat.shape[0])]
     rec = np.abs(to_complex_numpy(x_hat))
     ref = np.abs(to_complex_numpy(reference))
     if rec.shape != ref.shape:

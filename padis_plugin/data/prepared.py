@@ -213,6 +213,22 @@ class PreparedDataset(torch.utils.data.Dataset):
         return [{"id": k, **self._meta[k]} for k in self.ids]
 
 
+def collate_slices(batch) -> list[PreparedSlice]:
+    """``collate_fn`` for a ``torch.utils.data.DataLoader`` over prepared slices (a :class:`PreparedDataset`, or
+    fastMRI's ``SliceDataset`` with ``prepare_slice`` as its transform): the batch as a list of slices, which
+    :func:`padis_plugin.acquisition.batch_problems` turns into one batched problem. torch's default collate
+    cannot stack a dataclass of arrays; the slices must share one grid to be batched."""
+    batch = list(batch)
+    bad = [type(s).__name__ for s in batch if not isinstance(s, PreparedSlice)]
+    if bad:
+        raise DataError(f"collate_slices batches PreparedSlice items, got {bad[0]}")
+    sizes = sorted({s.size for s in batch})
+    if len(sizes) > 1:
+        raise DataError(f"slices of one batch must share one grid, got sizes {sizes} "
+                        f"({', '.join(s.id for s in batch)})")
+    return batch
+
+
 def split_patients(patients, fractions=(0.6, 0.2, 0.2), seed=0) -> dict[str, list[str]]:
     """Split patient ids (never slices) into train/val/test by a seeded shuffle."""
     patients = sorted(set(patients))
