@@ -72,3 +72,19 @@ def test_cartesian_mask_generator_drives_deepinv_physics(tiny_slice):
     x = torch.randn(1, 2, 64, 64)
     sampled = physics.A(x).abs().sum(dim=(0, 1, 2, 3)) > 0
     assert int(sampled.sum()) == 16
+
+
+def test_all_zero_coil_maps_are_refused_with_a_reason():
+    """Maps that are zero almost everywhere (ESPIRiT from too narrow an ACS block) leave every solver with no
+    signal: one DataError saying so, not a 10 dB reconstruction."""
+    import pytest
+
+    from padis_plugin.acquisition.physics import build_physics
+    from padis_plugin.errors import DataError
+
+    maps = torch.zeros(4, 16, 16, dtype=torch.complex64)
+    maps[:, :1, :1] = 0.5                      # 1 pixel of 256 has a sensitivity
+    with pytest.raises(DataError, match=r"coil maps are zero on 100% of the image: .*ACS"):
+        build_physics(maps, torch.ones(16, 16))
+    maps[:, 4:12, 4:12] = 0.5                  # a quarter of the image: a real (if small) support
+    build_physics(maps, torch.ones(16, 16))

@@ -206,3 +206,17 @@ def test_bundled_and_demo_dataset(tmp_path, monkeypatch):
     assert len(ds) == 5 and ds.size == 32 and set(ds.patients()) == {"patient12", "sub-29", "sub-30"}
     monkeypatch.setattr(prep, "prepare", lambda *a, **k: pytest.fail("demo rebuilt although cached"))
     assert demo_dataset(tmp_path, size=32) == path
+
+
+def test_espirit_maps_that_found_nothing_stop_with_the_acs_width(monkeypatch):
+    """ESPIRiT returning (almost) zero maps, as from too narrow a calibration block: a DataError naming the width,
+    not a reference and a prepared slice that no solver can reconstruct."""
+    from padis_plugin.errors import DataError
+    from padis_plugin.kspace import fft2c
+
+    n = 32
+    images = np.stack([np.ones((n, n)), 1j * np.ones((n, n))]).astype(np.complex64)
+    monkeypatch.setattr(prep, "espirit_maps", lambda ksp, *a, **k: np.zeros(ksp.shape, np.complex64))
+    with pytest.raises(DataError, match=r"ESPIRiT found no coil sensitivities from a 16-line calibration block "
+                                        r"\(maps zero on 100% of the image\): use a wider --acs"):
+        prep.prepare_slice(fft2c(images).astype(np.complex64), n, whiten=False, acs=16)

@@ -55,8 +55,28 @@ def build_physics(coil_maps, mask, device="cpu") -> MultiCoilMRI:
     (H, W), (B, H, W), (B, 1, H, W) or deepinv's (B, 2, H, W)."""
     maps = _as_complex_maps(coil_maps)
     b, _, h, w = maps.shape
+    check_coil_maps(maps)
     m = _as_mask(mask, b, (h, w))
     return MultiCoilMRI(mask=m.to(device), coil_maps=maps.to(device), img_size=(b, 2, h, w), device=device)
+
+
+#: the share of pixels whose coil maps may be (near) zero (RSS < 1e-3) before the maps are refused: ESPIRiT's
+#: unit-RSS maps cover the field of view; maps from too narrow a calibration block come back zero everywhere
+#: (8 ACS lines at 128 x 128 in deepinv's MRISliceTransform), and every solver then sees no signal
+MAX_EMPTY_MAP_FRACTION = 0.9
+
+
+def check_coil_maps(maps: torch.Tensor, name: str = "coil maps") -> None:
+    """DataError when (nearly) every pixel of a slice's coil maps is zero, or a map is not finite."""
+    if not bool(torch.isfinite(torch.view_as_real(maps)).all()):
+        raise DataError(f"{name}: non-finite values")
+    rss = torch.linalg.vector_norm(maps, dim=1)                     # (B, H, W)
+    empty = (rss < 1e-3).flatten(1).float().mean(dim=1)
+    for b, share in enumerate(empty.tolist()):
+        if share > MAX_EMPTY_MAP_FRACTION:
+            raise DataError(f"{name}{f' of slice {b}' if maps.shape[0] > 1 else ''} are zero on {share:.0%} of "
+                            "the image: the sensitivity estimate found nothing (ESPIRiT from too narrow a "
+                            "calibration (ACS) block?); estimate them from more central lines")
 
 
 def complex_to_channels(x: torch.Tensor) -> torch.Tensor:

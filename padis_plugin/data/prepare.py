@@ -261,6 +261,10 @@ def _maps_and_reference(ksp, mask, calib, opts: PrepareOptions, raw, cache_dir):
         if cached is not None:
             return cached
     maps = espirit_maps(ksp, calib, opts.kernel_width, opts.thresh, opts.espirit_iters)
+    empty = float((np.sqrt((np.abs(maps) ** 2).sum(axis=0)) < 1e-3).mean())
+    if empty > 0.9:  # too narrow a calibration block: ESPIRiT finds no sensitivity and every solver sees nothing
+        raise DataError(f"ESPIRiT found no coil sensitivities from a {calib}-line calibration block (maps zero "
+                        f"on {empty:.0%} of the image): use a wider --acs")
     reference = cg_sense(ksp, maps, mask, opts.cg_iters)
     if path is not None:
         try:
