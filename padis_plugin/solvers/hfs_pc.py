@@ -133,15 +133,7 @@ class HFSPCSettings(ScheduleParams):
 class HFSPCParams(HFSPCSettings, PriorChoice):
     """``hfs-pc``'s parameters: the sampler's and its HFS prior's (patch settings for a ``patch-hfs`` one)."""
 
-    FAMILIES: ClassVar[tuple[str, ...]] = ("hfs", "patch-hfs")
-
-    def check(self, bad):
-        PriorChoice.check(self, bad)
-        if self.steps < 1:
-            bad.add("steps", f"must be >= 1, got {self.steps}")
-        for key in ("snr", "mse", "corrector_mse"):
-            if getattr(self, key) < 0:
-                bad.add(key, f"must be >= 0, got {getattr(self, key)}")
+    FAMILIES: ClassVar[tuple[str, ...]] = ("hfs", "patch-hfs")  # steps, snr, mse: params.LIMITS
 
 
 @takes_params(HFSPCParams, "hfs-pc", settings=tuned("hfs-pc"))

@@ -103,13 +103,9 @@ class PnPSettings:
 class PnPParams(PnPSettings, PriorChoice):
     """``pnp``'s parameters: the optimiser's and, for the ``padis`` / ``edm`` denoisers, the prior's."""
 
-    def check(self, bad):
-        if self.iterations < 1:
-            bad.add("iterations", f"must be >= 1, got {self.iterations}")
-        if not 0 < self.sigma_min <= self.sigma_max:
+    def check(self, bad):  # iterations and stepsize ranges: params.LIMITS
+        if not self.sigma_min <= self.sigma_max:
             bad.add("sigma_min", f": need 0 < sigma_min <= sigma_max, got {self.sigma_min}, {self.sigma_max}")
-        if self.stepsize <= 0:
-            bad.add("stepsize", f"must be > 0, got {self.stepsize}")
         if self.checkpoint is not None and self.denoiser not in PRIORS:
             bad.add("checkpoint", f"is for the padis / edm denoisers, not {self.denoiser!r}")
             return

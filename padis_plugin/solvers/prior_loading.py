@@ -49,10 +49,8 @@ class PriorChoice(PatchSettings):
         """Settings the checkpoint's family does not have, named at parse time (with the config key)."""
         if self.checkpoint is None:
             return
-        from ..prior.families import checkpoint_family
-
         try:
-            family = checkpoint_family(self.checkpoint)
+            family = self.family()
         except PadisError as exc:  # a missing or damaged checkpoint (CheckpointError), a bad name
             bad.add("checkpoint", f": {exc}")
             return
@@ -70,9 +68,15 @@ class PriorChoice(PatchSettings):
             bad.add("band_width", f"must be >= 1 or null, got {self.band_width}")
 
     def family(self):
+        """The checkpoint's family (its JSON read and checked once per parameters object: ``check``, the factory
+        and ``load`` all ask)."""
         from ..prior.families import checkpoint_family, get_family
 
-        return checkpoint_family(self.checkpoint) if self.checkpoint else get_family(self.FAMILIES[0])
+        known = self.__dict__.get("_family")
+        if known is None or known[0] != self.checkpoint:
+            found = checkpoint_family(self.checkpoint) if self.checkpoint else get_family(self.FAMILIES[0])
+            self.__dict__["_family"] = known = (self.checkpoint, found)
+        return known[1]
 
     def load(self, device, with_patches: bool = True):
         """The chosen prior's denoiser (frozen, eval); ``with_patches=False`` leaves patch size, pad and chunk
