@@ -21,6 +21,8 @@ _PUBLIC = {
     "build_solver": "padis_plugin.solvers.registry", "available_solvers": "padis_plugin.solvers.registry",
     "register_solver": "padis_plugin.solvers.registry",
     "cartesian_mask": "padis_plugin.acquisition.masks", "CartesianMaskGenerator": "padis_plugin.acquisition.masks",
+    "PoissonDiscMaskGenerator": "padis_plugin.acquisition.poisson",
+    "DeepinvDPS": "padis_plugin.solvers.deepinv_dps",
     "slice_problem": "padis_plugin.acquisition", "make_problem": "padis_plugin.acquisition",
     "batch_problems": "padis_plugin.acquisition", "collate_slices": "padis_plugin.data.prepared",
     "prepare_slice": "padis_plugin.data.prepare", "PreparedDataset": "padis_plugin.data.prepared",

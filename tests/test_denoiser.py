@@ -5,6 +5,7 @@ import torch
 
 from padis_plugin.errors import CheckpointError, ConfigError
 from padis_plugin.prior import EDMDenoiser, EDMPrecond, PaDISDenoiser, build_unet, count_parameters, load_prior
+from padis_plugin.prior.denoiser import BUNDLED_CHECKPOINTS
 
 
 def tiny_padis(**kw):
@@ -158,3 +159,39 @@ def test_deepinv_style_inputs(tiny_checkpoints):
         g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
         zc = pad(z, 0.3, generator=g())
         assert torch.allclose(torch.cat([zc.real, zc.imag], 1), pad(x, 0.3, generator=g()), atol=1e-6)
+
+
+SHIPPED_MRI_PRIORS = sorted(p.stem for p in BUNDLED_CHECKPOINTS.glob("*.json") if not p.stem.startswith("mrf-"))
+
+
+@pytest.mark.parametrize("name", SHIPPED_MRI_PRIORS)
+def test_deepinv_samplers_reproducible_with_seed(name):
+    """deepinv's DPS and PosteriorDiffusion run twice with ``seed=`` give the same image when the prior shares the
+    sampler's ``rng`` (deepinv does not hand it to the denoiser); DiffPIR reseeds torch's global RNG, which a prior
+    without a generator draws from. Unseeded, two DPS runs differ."""
+    y, physics = _mri_problem(64, 64)
+    g = torch.Generator().manual_seed(0)
+    den = load_prior(name, rng=g)
+    assert den.generator is g
+    dps = dinv.sampling.DPS(den, num_steps=2, minus_one_one=False, dtype=torch.float32, rng=g)
+    posterior = dinv.sampling.PosteriorDiffusion(
+        data_fidelity=dinv.sampling.DPSDataFidelity(denoiser=den), denoiser=den, minus_one_one=False,
+        sde=dinv.sampling.VarianceExplodingDiffusion(sigma_max=1.0, sigma_min=0.02, dtype=torch.float32),
+        solver=dinv.sampling.EulerSolver(timesteps=torch.linspace(1, 0.01, 3), rng=g), dtype=torch.float32)
+    for sampler in (dps, posterior):
+        a, b = (sampler(y, physics, x_init=(1, 2, 64, 64), seed=111) for _ in range(2))
+        assert torch.isfinite(a).all() and torch.equal(a, b), type(sampler).__name__
+    if den.generator is not None and name.startswith("padis"):  # the patch prior's offsets: unseeded runs differ
+        a, b = (dps(y, physics, x_init=(1, 2, 64, 64)) for _ in range(2))
+        assert not torch.equal(a, b)
+    den.set_generator(None)
+    diffpir = dinv.sampling.DiffPIR(den, dinv.optim.data_fidelity.L2(), max_iter=2, sigma=0.05)
+    a, b = (diffpir(y, physics, x_init=physics.A_adjoint(y), seed=111) for _ in range(2))
+    assert torch.equal(a, b)
+
+
+def test_denoiser_rng_is_deepinv_name_for_generator():
+    g = torch.Generator().manual_seed(3)
+    assert tiny_padis(rng=g).generator is g and tiny_edm(rng=g).generator is g
+    with pytest.raises(ConfigError, match="not both"):
+        tiny_padis(rng=g, generator=torch.Generator())

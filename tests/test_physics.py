@@ -64,7 +64,7 @@ def test_cartesian_mask_generator_drives_deepinv_physics(tiny_slice):
 
     gen = CartesianMaskGenerator((2, 64, 64), acceleration=4)
     a, b = gen.step(batch_size=3, seed=1)["mask"], gen.step(batch_size=3, seed=1)["mask"]
-    assert a.shape == (3, 1, 64, 64) and torch.equal(a, b) and not torch.equal(a[0], a[1])
+    assert a.shape == (3, 2, 64, 64) and torch.equal(a, b) and not torch.equal(a[0], a[1])  # deepinv: C of img_size
     assert int(a[0, 0, 0].sum()) == 16 and gen.acs_lines == 4  # floor(64/4) lines; 24/384 of 64 rounds to 4
     maps = torch.from_numpy(tiny_slice.coil_maps)
     physics = build_physics(maps, cartesian_mask(64, 8, 4))
@@ -88,3 +88,22 @@ def test_all_zero_coil_maps_are_refused_with_a_reason():
         build_physics(maps, torch.ones(16, 16))
     maps[:, 4:12, 4:12] = 0.5                  # a quarter of the image: a real (if small) support
     build_physics(maps, torch.ones(16, 16))
+
+
+def test_solvers_refuse_a_deepinv_physics_with_empty_coil_maps():
+    """Maps built outside the package (deepinv's MRISliceTransform ESPIRiT from too few ACS lines comes back all
+    zero) stop every solver with the reason, before any network call."""
+    import deepinv as dinv
+    import pytest
+
+    from padis_plugin.errors import DataError
+    from padis_plugin.solvers.dds import DDS
+    from padis_plugin.solvers.pnp import build_pnp
+
+    maps = torch.zeros(1, 3, 32, 32, dtype=torch.complex64)
+    physics = dinv.physics.MultiCoilMRI(mask=torch.ones(1, 1, 32, 32), coil_maps=maps, img_size=(1, 2, 32, 32))
+    y = physics.A(torch.randn(1, 2, 32, 32))
+    never = lambda x, sigma: pytest.fail("the denoiser ran")  # noqa: E731
+    for solver in (DDS(never, steps=2), build_pnp(never, iterations=2)):
+        with pytest.raises(DataError, match="coil maps are zero on 100% .*ACS"):
+            solver(y, physics)

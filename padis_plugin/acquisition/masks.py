@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from deepinv.physics.generator import PhysicsGenerator
+from deepinv.physics.generator import BaseMaskGenerator
 
 from ..data.files import load_npy
 from ..mask_check import check_mask
 from ..errors import ConfigError, DataError, where
 
-__all__ = ["MAX_ACCELERATION", "CartesianMaskGenerator", "acs_lines_for", "cartesian_mask", "cartesian_masks",
+__all__ = ["MAX_ACCELERATION", "CartesianMaskGenerator", "SeededMaskGenerator", "acs_lines_for", "cartesian_mask", "cartesian_masks",
            "check_mask", "default_acs_lines", "grid_shape", "load_mask_file", "n_lines"]
 
 MAX_ACCELERATION = 16.0
@@ -138,27 +138,86 @@ def default_acs_lines(width: int) -> int:
 
 
 
-class CartesianMaskGenerator(PhysicsGenerator):
-    """The paper's random 1-D Cartesian masks as a deepinv mask generator, for ``physics_generator=`` pipelines
-    (deepinv's ``Trainer`` / ``test``) and ``physics.update(**generator.step())``.
+def _generator_size(img_size) -> tuple:
+    """deepinv's ``img_size`` for a mask generator, ``(H, W)``, ``(C, H, W)`` or ``(C, T, H, W)``; an int ``N``
+    is ``(N, N)``."""
+    if np.isscalar(img_size):
+        return (int(img_size),) * 2
+    size = tuple(int(n) for n in img_size)
+    if not 2 <= len(size) <= 4 or min(size) < 1:
+        raise ConfigError(f"mask generator img_size must be N, (H, W), (C, H, W) or (C, T, H, W), got {img_size!r}")
+    return size
 
-    ``step(batch_size, seed)`` returns ``{"mask": (B, 1, H, W)}``: each slice's mask is :func:`cartesian_mask`
-    with a mask seed drawn from the generator's ``rng`` (reseeded by ``seed``), so a seeded step is reproducible.
 
-    :param img_size: ``N``, ``(H, W)`` or ``(C, H, W)`` (``C`` ignored: the mask is shared by real/imag and coils).
+class SeededMaskGenerator(BaseMaskGenerator):
+    """A deepinv :class:`~deepinv.physics.generator.BaseMaskGenerator` whose masks are one of our seeded mask
+    functions: ``step(batch_size, seed, img_size)`` (deepinv's) returns ``{"mask": (B, C, H, W)}`` (``(C, H, W)``
+    for ``batch_size=0``, ``(B, C, T, H, W)`` with a time axis), slice b's mask being ``mask_fn(shape,
+    acceleration, n_center, s_b)`` with ``s_b`` drawn from the generator's ``rng`` (reseeded by ``seed``), the
+    same over channels and time. ``n_center`` is the ACS width on the current grid (deepinv's
+    ``MRISliceTransform`` reads it for ESPIRiT); ``acs_lines`` None: the paper's 24 at W = 384 scaled to W, and
+    ``center_fraction`` (deepinv's way to give it) is taken as ``round(center_fraction * W)`` lines."""
+
+    def __init__(self, img_size, acceleration: float = 4.0, acs_lines: int | None = None,
+                 center_fraction: float | None = None, rng=None, device="cpu"):
+        if acs_lines is not None and center_fraction is not None:
+            raise ConfigError(f"{type(self).__name__}: give acs_lines or center_fraction, not both")
+        self._acs_lines, self._center_fraction = acs_lines, center_fraction
+        super().__init__(_generator_size(img_size), acceleration=float(acceleration),
+                         center_fraction=center_fraction, rng=rng, device=device)
+        self.shape, self.acceleration = (self.H, self.W), float(acceleration)
+
+    @property
+    def acs_lines(self) -> int:
+        return self.n_center
+
+    def calculate_lines(self, W: int):
+        """``n_center`` (ACS lines) and ``n_lines`` (the others) on a grid ``W`` wide, checked."""
+        fraction = self._center_fraction
+        self.n_center = int(round(fraction * W)) if fraction is not None else int(acs_lines_for(W, self._acs_lines))
+        self.check(W)
+        self.n_lines = n_lines(W, self.acc) - self.n_center
+
+    def check(self, W: int) -> None:
+        _check(W, self.acc, self.n_center)
+
+    def mask_fn(self, shape, seed: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def sample_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        B, H, W = mask.shape[0], mask.shape[-2], mask.shape[-1]
+        seeds = torch.randint(0, 2**31 - 1, (B,), generator=self.rng, device=self.rng.device)
+        for b, s in enumerate(seeds.tolist()):
+            mask[b] = self.mask_fn((H, W), int(s)).to(mask)
+        return mask
+
+    def step(self, batch_size: int = 1, seed: int | None = None, img_size: tuple | None = None, **kwargs) -> dict:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 0:
+            raise ConfigError(f"{type(self).__name__}.step: batch_size must be an integer >= 0, got {batch_size!r}")
+        out = super().step(batch_size=int(batch_size), seed=seed,
+                           img_size=None if img_size is None else tuple(int(n) for n in img_size)[-2:], **kwargs)
+        self.calculate_lines(self.W)  # n_center back to the generator's own grid after an img_size= step
+        return out
+
+
+class CartesianMaskGenerator(SeededMaskGenerator):
+    """The paper's random 1-D Cartesian masks (:func:`cartesian_mask`) as a deepinv mask generator, for
+    ``physics_generator=`` pipelines (deepinv's ``Trainer`` / ``test``), ``physics.update(**generator.step())``
+    and deepinv's ``MRISliceTransform(mask_generator=...)``; see :class:`SeededMaskGenerator`.
+
+    :param img_size: ``N``, ``(H, W)``, ``(C, H, W)`` or ``(C, T, H, W)``.
     :param float acceleration: R.
     :param int acs_lines: centre lines; ``None`` = the paper's 24 at W = 384 scaled to W.
+    :param float center_fraction: deepinv's alternative to ``acs_lines``.
     """
 
-    def __init__(self, img_size, acceleration: float = 4.0, acs_lines: int | None = None, rng=None, device="cpu"):
-        super().__init__(rng=rng, device=device)
-        size = (int(img_size),) * 2 if np.isscalar(img_size) else tuple(int(n) for n in img_size)[-2:]
-        self.shape, self.acceleration = size, float(acceleration)
-        self.acs_lines = int(acs_lines_for(size[1], acs_lines))
-        _check(size[1], self.acceleration, self.acs_lines)
+    def get_pdf(self, W: int | None = None) -> torch.Tensor:
+        """Sampling probability per column: 1 on the ACS block, uniform over the others."""
+        W = self.W if W is None else int(W)
+        start, acs = (W - self.n_center) // 2, self.n_center
+        pdf = torch.full((W,), (n_lines(W, self.acc) - acs) / max(W - acs, 1), **self.factory_kwargs)
+        pdf[start:start + acs] = 1.0
+        return pdf
 
-    def step(self, batch_size: int = 1, seed: int | None = None, **kwargs) -> dict:
-        self.rng_manual_seed(seed)
-        seeds = torch.randint(0, 2**31 - 1, (max(int(batch_size), 1),), generator=self.rng, device=self.rng.device)
-        masks = torch.stack([cartesian_mask(self.shape, self.acceleration, self.acs_lines, int(s)) for s in seeds])
-        return {"mask": masks[:, None].to(**self.factory_kwargs)}
+    def mask_fn(self, shape, seed: int) -> torch.Tensor:
+        return cartesian_mask(shape, self.acc, self.n_center, seed)

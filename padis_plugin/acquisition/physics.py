@@ -79,6 +79,14 @@ def check_coil_maps(maps: torch.Tensor, name: str = "coil maps") -> None:
                             "calibration (ACS) block?); estimate them from more central lines")
 
 
+def check_physics_coil_maps(physics) -> None:
+    """:func:`check_coil_maps` on a deepinv ``MultiCoilMRI``'s maps (a solver's first look at a physics built
+    elsewhere, e.g. from deepinv's ``MRISliceTransform``); other physics pass."""
+    maps = getattr(physics, "coil_maps", None)
+    if isinstance(maps, torch.Tensor) and maps.is_complex() and maps.dim() >= 3:
+        check_coil_maps(maps if maps.dim() >= 4 else maps[None], "the physics' coil maps")
+
+
 def complex_to_channels(x: torch.Tensor) -> torch.Tensor:
     """Complex (..., H, W) -> real (..., 2, ...) with (Re, Im) inserted at dim 1 of a batched tensor."""
     return torch.stack([x.real, x.imag], dim=1).float()

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from .masks import MAX_ACCELERATION, acs_lines_for, grid_shape
+from .masks import MAX_ACCELERATION, SeededMaskGenerator, acs_lines_for, grid_shape
 from .base import Acquisition
 
 RATE_TOLERANCE = 0.1  # sigpy's default: |achieved R - requested R| < 0.1
@@ -66,3 +66,21 @@ class PoissonDisc(Acquisition):
         if key not in self._masks:
             self._masks[key] = poisson_mask((h, w), self.acceleration, acs_lines_for(w, self.acs_lines), seed)
         return self._masks[key].clone()
+
+
+class PoissonDiscMaskGenerator(SeededMaskGenerator):
+    """2-D Poisson-disc masks (:func:`poisson_mask`, a ``n_center`` x ``n_center`` ACS square) as a deepinv mask
+    generator; parameters and seeding as :class:`~.masks.CartesianMaskGenerator`. Each mask's achieved R is
+    within 0.1 of ``acceleration`` (sigpy's search), so ``n_lines`` (deepinv's count of 1-D lines) is nominal."""
+
+    def check(self, W: int) -> None:
+        if not 1.0 < self.acc <= MAX_ACCELERATION:
+            raise ConfigError(f"Poisson-disc R={self.acc:g} is outside (1, {MAX_ACCELERATION:g}]")
+
+    def get_pdf(self, W: int | None = None) -> torch.Tensor:
+        """Share of each column sampled, from the mask of seed 0 (the density is 2-D; deepinv's pdf is 1-D)."""
+        H, W = self.H, (self.W if W is None else int(W))
+        return poisson_mask((H, W), self.acc, self.n_center, 0).mean(0).to(**self.factory_kwargs)
+
+    def mask_fn(self, shape, seed: int) -> torch.Tensor:
+        return poisson_mask(shape, self.acc, self.n_center, seed % 2**32)

@@ -34,7 +34,12 @@ BUNDLED_CHECKPOINTS = Path(__file__).resolve().parent.parent / "bundled" / "chec
 HFS_KEYS = ("band_width", "keep_low_band")
 
 
-def _make_generator(generator, seed):
+def _make_generator(generator, seed, rng=None):
+    """The denoiser's default generator: ``generator``, or ``rng`` (deepinv's name for it), or a CPU one seeded
+    with ``seed``."""
+    if generator is not None and rng is not None and generator is not rng:
+        raise ConfigError("give the denoiser's generator as generator= or as rng= (deepinv's name), not both")
+    generator = generator if generator is not None else rng
     if generator is None and seed is not None:
         generator = torch.Generator().manual_seed(int(seed))
     return generator
@@ -294,6 +299,10 @@ class PaDISDenoiser(Denoiser):
     :param torch.Generator generator: default random generator (offsets and pad noise); a call's ``generator``
         overrides it; None uses torch's global RNG.
     :param int seed: builds a CPU generator when ``generator`` is None.
+    :param torch.Generator rng: deepinv's name for ``generator``. deepinv's samplers do not hand their ``rng`` to
+        the denoiser: for a seeded ``DPS`` / ``PosteriorDiffusion`` give both the same generator (``seed=`` at call
+        time then reseeds both); ``DiffPIR`` and ``DDRM`` reseed torch's global RNG, which a denoiser without a
+        generator draws from.
     :param pretrained: a checkpoint path or shipped name to load instead of ``precond`` (deepinv's convention;
         the same as :meth:`from_pretrained`); settings left at None take the checkpoint's (else P = M = 64,
         ``"image"`` positions).
@@ -306,7 +315,8 @@ class PaDISDenoiser(Denoiser):
 
     def __init__(self, precond: EDMPrecond | None = None, patch_size: int | None = None, pad: int | None = None,
                  max_batch: int | None = None, position_convention: str | None = None, canvas_pad: int | None = None,
-                 generator: torch.Generator | None = None, seed: int | None = None, pretrained=None, device=None):
+                 generator: torch.Generator | None = None, seed: int | None = None, pretrained=None, device=None,
+                 rng: torch.Generator | None = None):
         super().__init__()
         precond, saved = _precond_or_pretrained(self, precond, pretrained, device)
         patch_size = _first(patch_size, saved.get("patch_size"), 64)
@@ -327,7 +337,7 @@ class PaDISDenoiser(Denoiser):
         if canvas_pad is not None and canvas_pad < 0:
             raise ConfigError(f"canvas_pad must be >= 0 or None (= pad), got {canvas_pad}")
         self.canvas_pad = None if canvas_pad is None else int(canvas_pad)
-        self.generator = _make_generator(generator, seed)
+        self.generator = _make_generator(generator, seed, rng)
 
     def set_generator(self, generator: torch.Generator | None) -> None:
         self.generator = generator
@@ -440,7 +450,7 @@ class EDMDenoiser(Denoiser):
     so correlate) the noise and mirror anatomy. When no padding is needed (e.g. 384 x 384) nothing random happens.
 
     :param EDMPrecond precond: C-in / C-out preconditioned network (C = 2 for one MRI image).
-    :param generator, seed: as for :class:`PaDISDenoiser` (used only for the pad-band noise).
+    :param generator, seed, rng: as for :class:`PaDISDenoiser` (used only for the pad-band noise).
     :param pretrained, device: a checkpoint to load instead of ``precond``, as for :class:`PaDISDenoiser`.
     """
 
@@ -449,11 +459,11 @@ class EDMDenoiser(Denoiser):
     settings: tuple = ()  # denoiser settings read from the checkpoint JSON (subclasses add theirs)
 
     def __init__(self, precond: EDMPrecond | None = None, generator: torch.Generator | None = None,
-                 seed: int | None = None, pretrained=None, device=None):
+                 seed: int | None = None, pretrained=None, device=None, rng: torch.Generator | None = None):
         super().__init__()
         self.precond = _precond_or_pretrained(self, precond, pretrained, device)[0]
-        self.multiple = getattr(getattr(precond, "unet", None), "multiple", 1)
-        self.generator = _make_generator(generator, seed)
+        self.multiple = getattr(getattr(self.precond, "unet", None), "multiple", 1)
+        self.generator = _make_generator(generator, seed, rng)
 
     def set_generator(self, generator: torch.Generator | None) -> None:
         self.generator = generator

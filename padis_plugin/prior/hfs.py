@@ -111,8 +111,8 @@ class HFSDenoiser(_HFSSettings, EDMDenoiser):
     settings = _HFSSettings.hfs_keys
 
     def __init__(self, precond, band_width: int | None = None, keep_low_band: bool = False, generator=None,
-                 seed=None):
-        super().__init__(precond, generator=generator, seed=seed)
+                 seed=None, rng=None):
+        super().__init__(precond, generator=generator, seed=seed, rng=rng)
         self._init_hfs(band_width, keep_low_band)
 
 
@@ -128,6 +128,7 @@ class PatchHFSDenoiser(_HFSSettings, PaDISDenoiser):
 
     def __init__(self, precond, patch_size: int = 64, pad: int = 64, max_batch=None, position_convention="image",
                  canvas_pad=None, band_width: int | None = None, keep_low_band: bool = False, generator=None,
-                 seed=None):
-        super().__init__(precond, patch_size, pad, max_batch, position_convention, canvas_pad, generator, seed)
+                 seed=None, rng=None):
+        super().__init__(precond, patch_size, pad, max_batch, position_convention, canvas_pad, generator, seed,
+                         rng=rng)
         self._init_hfs(band_width, keep_low_band)

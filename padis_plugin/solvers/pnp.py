@@ -18,6 +18,7 @@ from deepinv.models import Reconstructor
 from deepinv.optim import DRS, HQS, PGD, PnP
 from deepinv.optim.data_fidelity import L2
 
+from ..acquisition.physics import check_physics_coil_maps
 from .params import takes_params
 from .prior_loading import PriorChoice
 from .settings import given, tuned
@@ -80,6 +81,7 @@ class _PnPReconstructor(Reconstructor):
         return self.counting.nfe
 
     def forward(self, y, physics, **kwargs):
+        check_physics_coil_maps(physics)
         self.counting.nfe = 0
         with torch.no_grad():
             return self.algo(y, physics)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from ..acquisition.physics import check_physics_coil_maps
 from ..errors import ConfigError
 from ..rng import is_per_slice
 
@@ -63,6 +64,7 @@ class SampleMean:
         """Sample; the randomness comes from ``generator`` (a call's), else ``seed`` (deepinv's call-time
         convention: reseeds the sampler's ``rng``, or a new CPU generator), else the sampler's ``rng``, else
         torch's global RNG."""
+        check_physics_coil_maps(physics)
         if generator is None:
             if seed is not None:
                 if self.rng is None:

@@ -30,7 +30,7 @@ TUNED: dict[str, dict[str, dict]] = {
 
 #: algorithm -> prior family of its default checkpoint
 DEFAULT_FAMILY = {"dds": "padis", "daps": "padis", "dps": "padis", "diffpir": "padis", "pnp": "padis",
-                  "hfs-pc": "hfs"}
+                  "deepinv-dps": "padis", "hfs-pc": "hfs"}
 
 
 def given(params) -> dict:
