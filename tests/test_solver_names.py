@@ -117,3 +117,19 @@ def test_a_prior_from_another_grid_warns_once():
         warn_other_grid("padis-s25", 256)        # once
         warn_other_grid("padis-s25-256", 256)    # its own grid
         warn_other_grid("no/such/checkpoint", 256)
+
+
+def test_dds_class_defaults_are_the_tuned_ones(tiny_checkpoints):
+    """``DDS(prior)`` in Python runs what ``build_solver("dds")`` runs with that prior: the class, the registry and
+    the demo agree; a denoiser of no known family keeps the plain DDS settings."""
+    from padis_plugin.prior import load_prior
+    from padis_plugin.solvers.dds import DDS
+
+    for kind in ("padis", "edm", "hfs"):
+        mine = DDS(load_prior(tiny_checkpoints[kind]))
+        named = build_solver("dds", {"checkpoint": tiny_checkpoints[kind]})
+        assert (mine.gamma, mine.tau, mine.tau_scale) == (named.gamma, named.tau, named.tau_scale), kind
+    plain = DDS(lambda x, sigma: x)
+    assert (plain.gamma, plain.tau, plain.tau_scale) == (100.0, None, 1.0)
+    assert DDS(load_prior(tiny_checkpoints["padis"]), tau=None).tau is None           # a given value wins
+    assert DDS(load_prior(tiny_checkpoints["padis"]), data_consistency="projection").tau is None

@@ -32,11 +32,26 @@ from .hfs_band import high_band_start
 from .noise_level import check_tau, measurement_noise
 from .params import takes_params, values
 from .prior_loading import PriorChoice
-from .settings import tuned
+from .settings import TUNED, tuned
 from ..progress import progress_bar
 
 Start = Literal["noise", "adjoint"]
 STARTS = get_args(Start)
+
+
+TUNED_VALUE = "tuned"  # DDS's tau default: the tuned value of the denoiser's family (None: a constant gamma)
+_FALLBACK = {"gamma": 100.0, "tau": None, "tau_scale": 1.0}
+
+
+def _family_defaults(denoiser, data_consistency, **given) -> tuple:
+    """``(gamma, tau, tau_scale)``: each given value, else the tuned one of the denoiser's family (its ``kind``),
+    else the plain DDS fallback."""
+    tuned = dict(TUNED.get(getattr(denoiser, "kind", None), {}).get("dds", {})) if data_consistency == "prox" else {}
+    if tuned.get("tau") == "off":
+        tuned["tau"] = None
+    unset = {"gamma": None, "tau": TUNED_VALUE, "tau_scale": None}
+    return tuple(given[k] if given[k] != unset[k] else tuned.get(k, _FALLBACK[k])
+                 for k in ("gamma", "tau", "tau_scale"))
 
 
 class DDS(DiffusionSampler):
@@ -57,10 +72,13 @@ class DDS(DiffusionSampler):
     :param str start: ``"noise"`` (:math:`\sigma_0 n`, DDS) or ``"adjoint"`` (:math:`A^H y + \sigma_0 n`).
     :param tau: None (constant ``gamma``, as DDS) or the measurement noise std per real channel, a float or
         ``"auto"`` (estimated per slice from the k-space corners): the data weight is then
-        :math:`\min(\gamma, \sigma_i^2/(\text{tau_scale}\,\tau)^2)`. The registered ``dds`` turns it on with
-        its prior family's ``tau_scale`` (:mod:`padis_plugin.solvers.settings`): there the class's remaining
-        default, a constant ``gamma``, is not the tuned one.
-    :param float tau_scale: multiplies ``tau`` (1).
+        :math:`\min(\gamma, \sigma_i^2/(\text{tau_scale}\,\tau)^2)`.
+    :param float tau_scale: multiplies ``tau``.
+
+    ``gamma``, ``tau`` and ``tau_scale`` left out take the tuned settings of the denoiser's prior family (its
+    ``kind``; :data:`padis_plugin.solvers.settings.TUNED`, as the registered ``dds`` does): PaDIS ``tau="auto"``,
+    ``tau_scale=0.25``; EDM ``tau="auto"``, ``tau_scale=0.5``; HFS ``gamma=30``. For any other denoiser (or with
+    ``data_consistency="projection"``): ``gamma=100``, a constant weight (``tau=None``), ``tau_scale=1``.
     :param high_band: for an HFS prior (trained with noise :math:`\sigma Q n` only): the low-band width
         :math:`m_{lf}` (an int, or True: the grid's default, 16/320 of the width). Every re-noising term is then
         projected onto :math:`Q`, and the ``"noise"`` start is the measured low band plus :math:`\sigma_0 Q n`,
@@ -70,9 +88,11 @@ class DDS(DiffusionSampler):
     name = "DDS"
 
     def __init__(self, denoiser, steps=50, sigma_max=10.0, sigma_min=0.003, rho=7.0, sigmas=None, eta=1.0,
-                 gamma=100.0, cg_iters=5, data_consistency="prox", start="noise", tau=None, tau_scale=1.0,
+                 gamma=None, cg_iters=5, data_consistency="prox", start="noise", tau=TUNED_VALUE, tau_scale=None,
                  high_band=None, progress=False, device="cpu", samples=1, sample_batch=None, rng=None,
                  callback=None):
+        gamma, tau, tau_scale = _family_defaults(denoiser, data_consistency, gamma=gamma, tau=tau,
+                                                 tau_scale=tau_scale)
         if not 0.0 <= eta <= 1.0:
             raise ConfigError(f"DDS: eta must be in [0, 1], got {eta}")
         if start not in STARTS:
