@@ -6,7 +6,6 @@ not), our DDS and deepinv HQS + PnP for comparison. One thread; writes results.j
     OMP_NUM_THREADS=1 python experiments/deepinv_samplers_demo/run.py
 """
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 import torch
 
 from padis_plugin import PaDISDenoiser, build_solver, cartesian_mask, image_metrics, slice_problem
+from padis_plugin.bench.runtime import environment
 from padis_plugin.data.bundled import demo_dataset
 from padis_plugin.data.prepared import PreparedDataset
 
@@ -60,5 +60,5 @@ for steps in (20, 100):
            lambda: ddrm(y1, single), note="single-coil MRI (DecomposablePhysics), noise 0.01")
 
 out = {"slice": slc.id, "acceleration": 4, "acs_lines": 8, "mask_seed": 0, "prior": "padis-s25",
-       "machine": f"{platform.processor() or platform.machine()}, 1 thread", "rows": rows}
+       "environment": environment(torch.device("cpu"), 1), "threads": 1, "rows": rows}
 Path(__file__).with_name("results.json").write_text(json.dumps(out, indent=1) + "\n")

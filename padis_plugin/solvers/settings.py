@@ -18,6 +18,10 @@ TUNED: dict[str, dict[str, dict]] = {
         "pnp": {"denoiser": "padis", "algorithm": "DRS", "iterations": 40},
         # experiments/256_dds_noise_tuning: the noise-aware data weight with tau_scale 0.25
         "dds": {"tau": "auto", "tau_scale": 0.25},
+        # probes on the validation slice sub-25_T1:2 (R = 7; docs/results.md), checked in
+        # experiments/256_samplers_validation: a near-hard data step (sigma 0.002; lambda then hardly matters)
+        # and fresh noise at every step (zeta 1: 28.28 dB against 26.89 at the class's 0.3)
+        "diffpir": {"iterations": 50, "sigma": 0.002, "zeta": 1.0},
     },
     "edm": {
         "pnp": {"denoiser": "edm", "algorithm": "DRS", "iterations": 20},   # 31.83 dB, the best EDM point estimate
