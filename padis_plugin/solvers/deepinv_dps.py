@@ -22,7 +22,7 @@ from deepinv.models import Denoiser, Reconstructor
 from deepinv.sampling import DPS
 
 from ..errors import DataError
-from ..rng import first_generator
+from ..rng import denoise_fn, first_generator
 from .params import takes_params, values
 from .prior_loading import PriorChoice
 from .sample_mean import SampleMean
@@ -39,9 +39,7 @@ class _GeneratorDenoiser(Denoiser):
 
     def forward(self, x, sigma, *args, **kwargs):
         self.nfe += 1
-        if self.generator is not None and hasattr(self.denoiser, "set_generator"):
-            return self.denoiser(x, sigma, generator=self.generator)
-        return self.denoiser(x, sigma)
+        return denoise_fn(self.denoiser, self.generator)(x, sigma)
 
 
 class DeepinvDPS(SampleMean, Reconstructor):
