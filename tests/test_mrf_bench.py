@@ -68,9 +68,27 @@ def test_mrf_task_runs_reports_and_resumes(tmp_path, mrf_file, monkeypatch):
     assert (out / "figures" / "ph_0.png").is_file() and (out / "maps" / "ph_1" / "SVD-DM.npz").is_file()
     # a rerun finds every item done: no solver is called again, the numbers are the same
     import padis_plugin.bench.mrf_run as mrf_run
+    real_solve = mrf_run._solve
     monkeypatch.setattr(mrf_run, "_solve", lambda *a, **k: pytest.fail("item recomputed"))
     again = run_benchmark(cfg, progress=False)
     assert again["results"] == rows
+    # a committed folder (results.json, no partial files) with a solver more: only the new solver's items run
+    import shutil
+
+    shutil.rmtree(out / "partial")
+    solved = []
+
+    def only_new(cfg, solver, label, *args, **kwargs):
+        solved.append(label)
+        return real_solve(cfg, solver, label, *args, **kwargs)
+
+    monkeypatch.setattr(mrf_run, "_solve", only_new)
+    path = _config(tmp_path, mrf_file)
+    path.write_text(path.read_text().replace(
+        "solvers:\n", "solvers:\n  - {name: mrf-cg-dm, label: CG-DM, params: {iterations: 3}}\n"))
+    more = run_benchmark(load_bench_config(path), progress=False)
+    assert solved == ["CG-DM", "CG-DM"]
+    assert [r for r in more["results"] if r["solver"] != "CG-DM"] == rows
 
 
 def test_mrf_task_refuses_masks_and_non_mrf_files(tmp_path, mrf_file):

@@ -130,11 +130,13 @@ class ResultStore:
         if records or not path.is_file():
             return records
         try:
-            rows = json.loads(path.read_text()).get("results") or []
+            results = json.loads(path.read_text())
+            rows = results.get("results") or []
         except (OSError, json.JSONDecodeError, AttributeError):
             return {}
+        kind = MRFRecord.kind if results.get("task") == "mrf" else Record.kind  # the rows carry no kind
         for row in rows:
-            rec = from_json({"kind": Record.kind, **row}, path)
+            rec = from_json({"kind": kind, **row}, path)
             records[rec.key] = rec
         return records
 
