@@ -72,10 +72,12 @@ def test_mrf_task_runs_reports_and_resumes(tmp_path, mrf_file, monkeypatch):
     monkeypatch.setattr(mrf_run, "_solve", lambda *a, **k: pytest.fail("item recomputed"))
     again = run_benchmark(cfg, progress=False)
     assert again["results"] == rows
-    # a committed folder (results.json, no partial files) with a solver more: only the new solver's items run
+    # a committed folder (results.json; no partial files, maps or figures) with a solver more: the new solver's
+    # items run, the reused ones keep their records and are recomputed only for their figure panels
     import shutil
 
-    shutil.rmtree(out / "partial")
+    for folder in ("partial", "maps", "figures"):
+        shutil.rmtree(out / folder)
     solved = []
 
     def only_new(cfg, solver, label, *args, **kwargs):
@@ -87,8 +89,10 @@ def test_mrf_task_runs_reports_and_resumes(tmp_path, mrf_file, monkeypatch):
     path.write_text(path.read_text().replace(
         "solvers:\n", "solvers:\n  - {name: mrf-cg-dm, label: CG-DM, params: {iterations: 3}}\n"))
     more = run_benchmark(load_bench_config(path), progress=False)
-    assert solved == ["CG-DM", "CG-DM"]
+    assert sorted(solved) == ["ADMM-DM", "ADMM-DM", "CG-DM", "CG-DM", "SVD-DM", "SVD-DM"]
     assert [r for r in more["results"] if r["solver"] != "CG-DM"] == rows
+    assert all((out / "maps" / "ph_0" / f"{lab}.npz").is_file() for lab in ("CG-DM", "SVD-DM", "ADMM-DM"))
+    assert (out / "figures" / "ph_0.png").is_file()
 
 
 def test_mrf_task_refuses_masks_and_non_mrf_files(tmp_path, mrf_file):

@@ -76,9 +76,16 @@ def run_mrf_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=N
                 store.append(rec)
                 done[rec.key] = rec
                 if maps is not None and (cfg.output.save_recons or cfg.output.figures):
-                    write_npz(store.dir / "maps" / _safe(sid) / f"{_safe(lab)}.npz", **maps)
+                    write_npz(_maps_path(store, sid, lab), **maps)
                 bar.update(1)
-            if cfg.output.figures and not figure.exists():
+            if cfg.output.figures and (todo or not figure.exists()):
+                # a reused item's maps were not carried over: recompute them (same seed, so the record's own
+                # maps to float rounding) for its panel; its record stays the one reused
+                for lab in labels:
+                    if lab not in todo and not _maps_path(store, sid, lab).is_file():
+                        maps = _solve(cfg, solvers[lab], lab, problem, meta, gseed, device)[1]
+                        if maps is not None:
+                            write_npz(_maps_path(store, sid, lab), **maps)
                 _figure(store, figure, sid, labels, problem.info.extra["maps"], done)
         bar.close()
         barrier(world)
@@ -88,6 +95,10 @@ def run_mrf_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=N
         write_json(store.dir / RESULTS, results)
         write_text(store.dir / SUMMARY, summary_markdown(results))
         return results
+
+
+def _maps_path(store, sid: str, label: str):
+    return store.dir / "maps" / _safe(sid) / f"{_safe(label)}.npz"
 
 
 def _safe(name: str) -> str:
@@ -137,7 +148,7 @@ def _solve(cfg, solver, label, problem, meta, gseed, device):
 def _figure(store, path, sid, labels, ref, done) -> None:
     panels = []
     for lab in labels:
-        p = store.dir / "maps" / _safe(sid) / f"{_safe(lab)}.npz"
+        p = _maps_path(store, sid, lab)
         rec = done.get(mrf_key(sid, lab))
         if p.is_file() and rec is not None:
             with np.load(p, allow_pickle=False) as z:
