@@ -54,6 +54,10 @@ def main(*paths):
     *results_paths, out_path = paths
     means, res = merged_means(results_paths)
     rs = sorted({m["R"] for m in means})
+    names = sorted({family(m) for m in means})
+    # one colour and marker per line, the same in every panel (20 colours, then the markers tell lines apart)
+    colours = {n: plt.cm.tab20(i % 20) for i, n in enumerate(names)}
+    markers = {n: "osD^v<>p"[(i // 10) % 8] for i, n in enumerate(names)}
     fig, axes = plt.subplots(1, len(rs), figsize=(5.5 * len(rs), 4.2), squeeze=False)
     for ax, r in zip(axes[0], rs):
         lines = defaultdict(list)
@@ -64,8 +68,7 @@ def main(*paths):
             pts.sort()
             xs, ys, calls = zip(*pts)
             style = "--" if "EDM" in name else "-"
-            marker = "s" if len(pts) == 1 else "o"
-            ax.plot(xs, ys, style, marker=marker, label=name)
+            ax.plot(xs, ys, style, marker=markers[name], color=colours[name], label=name)
             for x, y, n in pts:
                 if n:
                     ax.annotate(str(n), (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
@@ -74,7 +77,13 @@ def main(*paths):
         ax.set_ylabel("mean PSNR (dB)")
         ax.set_title(f"R = {r:g}, {res['dataset']['n_slices']} {TITLE_SLICES} slices")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    for ax in axes[0][1:]:  # lines missing from the first panel
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     with atomic_path(out_path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     print(f"wrote {out_path}")

@@ -1,7 +1,8 @@
 """deepinv's own samplers with the shipped PaDIS prior on the README's demo slice (the bundled 128 x 128 8-coil
-slice, R = 4, 8 ACS lines, mask seed 0): deepinv's DPS and DiffPIR on MultiCoilMRI with the settings this data
-scale needs, DDRM on deepinv's single-coil MRI (DDRM needs an SVD of the forward model, which MultiCoilMRI has
-not), our DDS and deepinv HQS + PnP for comparison. One thread; writes results.json beside this file.
+slice, R = 4, 8 ACS lines, mask seed 0; a test patient's, so nothing is tuned on it): deepinv's DPS and DiffPIR
+on MultiCoilMRI with the settings this data scale needs (chosen on validation slices), DDRM on deepinv's
+single-coil MRI (DDRM needs an SVD of the forward model, which MultiCoilMRI has not), our DDS and deepinv
+HQS + PnP for comparison. One thread; writes results.json beside this file.
 
     OMP_NUM_THREADS=1 python experiments/deepinv_samplers_demo/run.py
 """
@@ -39,9 +40,9 @@ gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
 for name, params in (("dds", {}), ("pnp", {"algorithm": "HQS", "iterations": 20}),
                      ("deepinv-dps", {"steps": 50}), ("deepinv-dps", {"steps": 100}),
                      ("deepinv-dps", {"steps": 100, "weight": 1.0}),
-                     ("diffpir", {"iterations": 50, "sigma": 0.002, "progress": False}),
-                     ("diffpir", {"iterations": 50, "sigma": 0.002, "final": "iterate", "progress": False}),
-                     ("diffpir", {"progress": False})):
+                     ("diffpir", {"progress": False}),                       # tuned on validation slices
+                     ("diffpir", {"final": "iterate", "progress": False}),   # deepinv's own return value
+                     ("diffpir", {"iterations": 100, "sigma": 0.05, "zeta": 0.3, "progress": False})):  # untuned
     solver = build_solver(name, {"checkpoint": "padis-s25", **params}, grid=128)
     record(f"{name} {params}", None, lambda: solver(y, physics, generator=gen()))
     rows[-1]["calls"] = int(getattr(solver, "nfe", 0))
