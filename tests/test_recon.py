@@ -113,8 +113,10 @@ def _two_step_params(name, tiny):
     if name in ("padis-dps", "edm-dps", "dps"):
         return {"checkpoint": tiny[name.split("-")[0] if "-" in name else "padis"], "steps": 2, "inner": 1,
                 "progress": False}
-    if name in ("padis-diffpir", "diffpir"):
+    if name in ("padis-diffpir", "diffpir", "deepinv-diffpir"):
         return {"checkpoint": tiny["padis"], "iterations": 2, "progress": False}
+    if name == "deepinv-dps":  # DDPM's solver makes no call at its last time step: 3 steps, 2 calls
+        return {"checkpoint": tiny["padis"], "steps": 3}
     if name in ("padis-dds", "edm-dds", "padis-daps", "edm-daps"):
         return {"checkpoint": tiny[name.split("-")[0]], "steps": 2}
     if name in ("dds", "daps"):
@@ -159,7 +161,7 @@ def test_every_registered_solver_runs_two_steps_through_padis_bench(tiny, tmp_pa
     assert {r["name"] for r in rows} == set(names) and len(rows) == len(names)
     assert all(np.isfinite(r["psnr"]) for r in rows)
     diffusion = {"padis-dps", "edm-dps", "padis-diffpir", "padis-dds", "edm-dds", "padis-daps", "edm-daps",
-                 "deepinv-pnp", "hfs-dds", "dps", "diffpir", "dds", "daps", "pnp"}  # hfs-pc: predictor + corrector
+                 "deepinv-pnp", "hfs-dds", "dps", "diffpir", "dds", "daps", "pnp", "deepinv-diffpir", "deepinv-dps"}  # hfs-pc: predictor + corrector
     assert all(r["nfe"] == 2 for r in rows if r["name"] in diffusion)  # (other tests may register more solvers)
 
 
