@@ -64,7 +64,9 @@ def _defaults(cls, keep):
 @pytest.mark.parametrize("params, sampler, changed", [
     (DPSParams, VEDPS, {}),
     (DAPSParams, DAPSExact, {}),
-    (DDSParams, DDS, {}),                                   # tuned eta and gamma in both
+    # DDS() leaves gamma / tau / tau_scale to the denoiser's family (tuned values, else these fallbacks); the
+    # registry fills the family's in before parsing, so its parameter class holds the fallbacks
+    (DDSParams, DDS, {"gamma": 100.0, "tau": None, "tau_scale": 1.0}),
     (DiffPIRParams, PaDISDiffPIR, {}),
 ])
 def test_defaults_are_the_samplers_own(params, sampler, changed):
