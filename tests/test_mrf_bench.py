@@ -46,7 +46,7 @@ task: mrf
 data: {{path: {data}}}
 solvers:
   - {{name: mrf-svd-dm, label: SVD-DM}}
-  - {{name: mrf-admm-dm, label: ADMM-DM, params: {{steps: 10}}}}
+  - {{name: mrf-admm-dm, label: ADMM-DM, params: {{steps: 10, gamma_fixed: 1.0e-2}}}}
 output: {{dir: {tmp_path / 'out'}, figures: true}}
 {extra}""")
     return path
@@ -202,7 +202,7 @@ def test_a_diverged_mrf_item_is_recorded_as_failed(tmp_path, mrf_file):
     register_solver("test-mrf-diverges")(takes_params(_MRFNoParams, "test-mrf-diverges")(
         lambda p, device="cpu": DivergesOnFirst()))
     path = _config(tmp_path, mrf_file).read_text().replace(
-        "  - {name: mrf-admm-dm, label: ADMM-DM, params: {steps: 10}}", "  - {name: test-mrf-diverges, label: Div}")
+        "  - {name: mrf-admm-dm, label: ADMM-DM, params: {steps: 10, gamma_fixed: 1.0e-2}}", "  - {name: test-mrf-diverges, label: Div}")
     (tmp_path / "mrf.yaml").write_text(path)
     with pytest.warns(UserWarning, match=r"Div failed on ph:0: SamplerDivergedError"):
         results = run_benchmark(load_bench_config(tmp_path / "mrf.yaml"), progress=False)

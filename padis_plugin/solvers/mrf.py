@@ -124,7 +124,7 @@ class MRFDiPh(DiffusionSampler):
     name = "mrf-diph"
 
     def __init__(self, denoiser=None, lam: float = 3e-4, gamma: float = 0.01, xi: float = 1.0, cg_iters: int = 5,
-                 gamma_fixed: float = 1e-2, **kwargs):
+                 gamma_fixed: float = 1e-3, **kwargs):
         super().__init__(denoiser, **kwargs)
         for key, v, lo in (("lam", lam, 0.0), ("gamma", gamma, 0.0), ("gamma_fixed", gamma_fixed, 0.0)):
             if not math.isfinite(v) or v < lo:
