@@ -46,9 +46,7 @@ _FALLBACK = {"gamma": 100.0, "tau": None, "tau_scale": 1.0}
 def _family_defaults(denoiser, data_consistency, **given) -> tuple:
     """``(gamma, tau, tau_scale)``: each given value, else the tuned one of the denoiser's family (its ``kind``),
     else the plain DDS fallback."""
-    tuned = dict(TUNED.get(getattr(denoiser, "kind", None), {}).get("dds", {})) if data_consistency == "prox" else {}
-    if tuned.get("tau") == "off":
-        tuned["tau"] = None
+    tuned = TUNED.get(getattr(denoiser, "kind", None), {}).get("dds", {}) if data_consistency == "prox" else {}
     unset = {"gamma": None, "tau": TUNED_VALUE, "tau_scale": None}
     return tuple(given[k] if given[k] != unset[k] else tuned.get(k, _FALLBACK[k])
                  for k in ("gamma", "tau", "tau_scale"))

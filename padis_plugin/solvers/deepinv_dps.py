@@ -18,28 +18,16 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from deepinv.models import Denoiser, Reconstructor
+from deepinv.models import Reconstructor
 from deepinv.sampling import DPS
 
 from ..errors import DataError
-from ..rng import denoise_fn, first_generator
+from ..rng import first_generator
 from .params import takes_params, values
+from .pnp import CountingDenoiser
 from .prior_loading import PriorChoice
 from .sample_mean import SampleMean
 from .settings import tuned
-
-
-class _GeneratorDenoiser(Denoiser):
-    """``D(x, sigma)`` as deepinv's samplers call it, with the draw's generator passed on to a random
-    (patch) denoiser, counting calls in ``nfe``."""
-
-    def __init__(self, denoiser, generator=None):
-        super().__init__()
-        self.denoiser, self.generator, self.nfe = denoiser, generator, 0
-
-    def forward(self, x, sigma, *args, **kwargs):
-        self.nfe += 1
-        return denoise_fn(self.denoiser, self.generator)(x, sigma)
 
 
 class DeepinvDPS(SampleMean, Reconstructor):
@@ -69,7 +57,7 @@ class DeepinvDPS(SampleMean, Reconstructor):
         if not torch.isfinite(y).all():
             raise DataError("deepinv-dps: the measurements y hold non-finite values")
         g = first_generator(generator)
-        model = _GeneratorDenoiser(self.denoiser, g)
+        model = CountingDenoiser(self.denoiser, g)
         dps = DPS(model, schedule=self.schedule, solver=self.solver, num_steps=self.steps, weight=self.weight,
                   minus_one_one=False, verbose=self.progress, device=y.device, dtype=torch.float32, rng=g)
         with torch.no_grad():

@@ -19,6 +19,7 @@ from deepinv.optim import DRS, HQS, PGD, PnP
 from deepinv.optim.data_fidelity import L2
 
 from ..acquisition.physics import check_physics_coil_maps
+from ..rng import denoise_fn
 from .params import takes_params
 from .prior_loading import PriorChoice
 from .settings import given, tuned
@@ -29,16 +30,17 @@ DENOISERS = get_args(Denoiser)
 PRIORS = ("padis", "edm")  # the denoisers that are our priors (a checkpoint)
 
 
-class _CountingDenoiser(torch.nn.Module):
-    """The denoiser as deepinv's ``PnP`` calls it, ``D(x, sigma)``, counting calls in ``nfe``."""
+class CountingDenoiser(torch.nn.Module):
+    """The denoiser as deepinv's ``PnP`` and samplers call it, ``D(x, sigma)``, counting calls in ``nfe``; a
+    ``generator`` goes on to a random (patch) denoiser's calls (:func:`~padis_plugin.rng.denoise_fn`)."""
 
-    def __init__(self, denoiser):
+    def __init__(self, denoiser, generator=None):
         super().__init__()
-        self.denoiser, self.nfe = denoiser, 0
+        self.denoiser, self.generator, self.nfe = denoiser, generator, 0
 
     def forward(self, x, sigma, *args, **kwargs):
         self.nfe += 1
-        return self.denoiser(x, sigma)
+        return denoise_fn(self.denoiser, self.generator)(x, sigma)
 
 
 def sigma_schedule(sigma_max: float, sigma_min: float, iterations: int) -> list[float]:
@@ -62,7 +64,7 @@ def deepinv_denoiser(p: PnPParams, device):
 def build_pnp(denoiser, algorithm="HQS", iterations=20, sigma_max=0.2, sigma_min=0.01, stepsize=50.0) -> Reconstructor:
     """deepinv's ``algorithm`` with ``PnP(denoiser)`` and an L2 data term on the caller's physics. The returned
     optimiser reports ``nfe`` (denoiser calls of its last run)."""
-    counting = _CountingDenoiser(denoiser)
+    counting = CountingDenoiser(denoiser)
     algo = ALGORITHMS[algorithm](data_fidelity=L2(), prior=PnP(counting), stepsize=float(stepsize),
                                  sigma_denoiser=sigma_schedule(sigma_max, sigma_min, iterations),
                                  max_iter=int(iterations), early_stop=False)
