@@ -133,6 +133,72 @@ def test_reuse_from_another_folder_relabels_and_refuses_changed_solvers(tmp_path
         store.reuse_from(to_dict(old), mine, {"nope": "ZF"})
 
 
+def _retrainable(tmp_path, tiny_checkpoints):
+    """A config with a prior-free solver and a DDS whose checkpoint lives in ``tmp_path`` (so it can be retrained)."""
+    import shutil
+    from padis_plugin.checkpoints import checkpoint_paths
+
+    for src in checkpoint_paths(tiny_checkpoints["edm"]):
+        shutil.copy(src, tmp_path / src.name.replace(src.stem, "prior"))
+    entries = [{"name": "zero-filled", "label": "ZF"},
+               {"name": "dds", "label": "DDS", "params": {"checkpoint": str(tmp_path / "prior")}}]
+    return from_dict(BenchConfig, {"name": "t", "seed": 0, "device": "cpu", "data": {"path": "d.h5"},
+                                   "masks": {"accelerations": [4], "acs_lines": 4, "seeds": [0]}, "solvers": entries})
+
+
+def _retrain(path):
+    """Other weights under the same checkpoint name, as a longer training run leaves them."""
+    import torch
+    from padis_plugin.prior import EDMDenoiser, EDMPrecond, build_unet
+
+    torch.manual_seed(1)
+    EDMDenoiser(EDMPrecond(build_unet("edm-tiny"))).save_pretrained(path)
+
+
+def test_items_of_a_retrained_checkpoint_are_computed_afresh_under_the_same_config(tmp_path, tiny_checkpoints,
+                                                                                     capsys):
+    """A prior retrained under the same name leaves the config, and so every fingerprint, unchanged: the folder
+    records the digest of each solver's weights and recomputes the items whose weights changed."""
+    from padis_plugin.bench.weights import checkpoint_digests
+
+    cfg = _retrainable(tmp_path, tiny_checkpoints)
+    digests = checkpoint_digests(cfg)
+    assert set(digests) == {"DDS"} and len(digests["DDS"]) == 64
+    store = ResultStore(tmp_path / "out")
+    store.prepare(cfg, checkpoints=digests)
+    for it in plan(cfg, SLICES):
+        store.append(_record(cfg, it))
+    assert json.loads((store.dir / RESOLVED).read_text())["checkpoints"] == digests
+    ResultStore(store.dir).prepare(cfg, checkpoints=checkpoint_digests(cfg))      # same weights: all kept
+    assert len(ResultStore(store.dir).done()) == 4
+
+    _retrain(tmp_path / "prior")
+    now = checkpoint_digests(cfg)
+    assert now["DDS"] != digests["DDS"]
+    ResultStore(store.dir).prepare(cfg, checkpoints=now)
+    assert "weights of the checkpoint of DDS changed" in capsys.readouterr().out
+    assert {r.solver for r in ResultStore(store.dir).done().values()} == {"ZF"}
+    assert json.loads((store.dir / RESOLVED).read_text())["checkpoints"] == now
+
+
+def test_reuse_from_another_folder_refuses_items_of_other_weights(tmp_path, tiny_checkpoints):
+    from padis_plugin.bench.weights import changed_weights, checkpoint_digests
+
+    cfg = _retrainable(tmp_path, tiny_checkpoints)
+    digests = checkpoint_digests(cfg)
+    store = ResultStore(tmp_path / "out")
+    store.prepare(cfg, checkpoints=digests)
+    for it in plan(cfg, SLICES):
+        store.append(_record(cfg, it))
+    assert changed_weights(digests, digests) == set() and changed_weights(None, digests) == set()
+    _retrain(tmp_path / "prior")
+    stale = changed_weights(digests, checkpoint_digests(cfg), {"DDS": "DDS"})
+    assert stale == {"DDS"}
+    with pytest.warns(UserWarning, match="solver 'DDS' ran with other weights of its checkpoint; not reused"):
+        taken = store.reuse_from(to_dict(cfg), cfg, {"ZF": "ZF", "DDS": "DDS"}, stale=stale)
+    assert {r.solver for r in taken.values()} == {"ZF"}
+
+
 def test_prepare_keeps_reusable_items_and_clears_stale_outputs(tmp_path, capsys):
     old = _cfg()
     store = _finished(tmp_path, old)

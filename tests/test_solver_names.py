@@ -76,6 +76,17 @@ def test_an_algorithm_takes_the_prior_for_the_grid_and_its_family_s_tuned_settin
     assert resolved_params("hfs-pc", {}, grid=256)["checkpoint"] == "hfs-s25-256"
 
 
+def test_hfs_pc_defaults_to_its_tuned_corrector_snr_in_the_class_and_the_registry():
+    """snr 0.32 (experiments/256_hfs_tuning), not the released 0.16, wherever hfs-pc is built from."""
+    import inspect
+
+    from padis_plugin.solvers.hfs_pc import HFSPC
+
+    assert inspect.signature(HFSPC).parameters["snr"].default == 0.32
+    assert resolved_params("hfs-pc", {}, grid=256)["snr"] == 0.32
+    assert resolved_params("hfs-pc", {"checkpoint": "patch-hfs-s25-256"})["snr"] == 0.32
+
+
 def test_a_checkpoint_carries_its_own_recommended_settings(tmp_path, tiny_checkpoints):
     """A checkpoint's JSON ``recommended:`` (per algorithm) replaces the package's fallback for its family."""
     src = Path(tiny_checkpoints["edm"])

@@ -30,6 +30,7 @@ from .records import MRFRecord, mrf_key
 from .runtime import RunGuard, barrier, environment, join_ranks, resolve_device
 from ..ranks import require_same
 from .store import RESULTS, SUMMARY, ResultStore
+from .weights import checkpoint_digests
 
 
 def open_mrf_file(cfg: BenchConfig):
@@ -55,7 +56,7 @@ def run_mrf_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=N
         f, ids = open_mrf_file(cfg)
         solvers = build_solvers(cfg, device, source)
         guard.take_lock()
-        store.prepare(cfg, overwrite, source, sync=lambda: barrier(world))
+        store.prepare(cfg, overwrite, source, sync=lambda: barrier(world), checkpoints=checkpoint_digests(cfg))
         barrier(world)
         done = store.done()
         labels = [e.display for e in cfg.solvers]

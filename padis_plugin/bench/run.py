@@ -30,6 +30,7 @@ from .items import Item, config_hash, generator_seed, item_key, plan, uncertaint
 from .records import Record, UncertaintyRecord
 from .runtime import RunGuard, barrier, environment, join_ranks, resolve_device
 from .store import ResultStore, reference_path
+from .weights import checkpoint_digests
 from .config import BenchConfig
 from ..config import config_error, from_dict, load_yaml, overridden, problems_of
 from ..data.files import load_npy
@@ -106,7 +107,8 @@ def run_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=None)
         ds = open_dataset(cfg, data_path)
         acquisitions, solvers = acquisitions_and_solvers(cfg, (ds.size, ds.size), device, source)
         guard.take_lock()
-        store.prepare(cfg, overwrite, source, sync=lambda: barrier(world))
+        store.prepare(cfg, overwrite, source, sync=lambda: barrier(world),
+                      checkpoints=checkpoint_digests(cfg, grid=ds.size))
         barrier(world)
 
         items = plan(cfg, ds.ids)

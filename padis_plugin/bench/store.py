@@ -22,6 +22,7 @@ from .items import (Item, config_hash, item_fingerprint, solver_labels, uncertai
                           unchanged_solvers)
 from .records import MRFRecord, Record, UncertaintyRecord, from_json
 from .config import BenchConfig
+from .weights import changed_weights
 from ..config import to_dict
 from ..data.files import safe_name
 from ..errors import ConfigError, DataError, where
@@ -92,9 +93,10 @@ class ResultStore:
             os.fsync(f.fileno())
 
     def reuse_from(self, previous_config: dict | None, cfg: BenchConfig, labels: dict[str, str] | None = None,
-                   source=None) -> dict[str, Record]:
+                   source=None, stale: set[str] = frozenset()) -> dict[str, Record]:
         """Finished items of this folder, written under ``previous_config`` (a :func:`to_dict` config), that
-        ``cfg`` would compute identically (same :func:`item_fingerprint`).
+        ``cfg`` would compute identically (same :func:`item_fingerprint`), less those of the labels of ``cfg`` in
+        ``stale`` (their checkpoint's weights changed: :mod:`.weights`).
 
         ``labels`` (``output.reuse_from``: label of ``cfg`` -> label here) takes items over into another
         config: solvers are compared less their labels, and each record is relabelled and notes this folder.
@@ -104,7 +106,7 @@ class ResultStore:
         new = to_dict(cfg)
         earlier = [r for r in self._earlier_records().values() if isinstance(r, (Record, MRFRecord))]
         if labels is None:
-            same = unchanged_solvers(previous_config, new)
+            same = unchanged_solvers(previous_config, new) - set(stale)
             return {r.key: r for r in earlier if r.solver in same}
         entries = {e.display: e for e in cfg.solvers}
         taken = {}
@@ -113,6 +115,9 @@ class ResultStore:
                 raise ConfigError(where(source, f"output.reuse_from: '{mine}' is not a solver of this config"))
             if item_fingerprint(new, mine, True) != item_fingerprint(previous_config, theirs, True):
                 warnings.warn(f"{self.dir}: solver '{theirs}' differs from '{mine}' here; not reused")
+                continue
+            if mine in stale:
+                warnings.warn(f"{self.dir}: solver '{theirs}' ran with other weights of its checkpoint; not reused")
                 continue
             for rec in earlier:
                 if rec.solver == theirs:
@@ -165,10 +170,11 @@ class ResultStore:
             raise problem
         return lock
 
-    def prepare(self, cfg: BenchConfig, overwrite: bool = False, source=None, sync=None) -> None:
+    def prepare(self, cfg: BenchConfig, overwrite: bool = False, source=None, sync=None,
+                checkpoints: dict[str, str] | None = None) -> None:
         """Keep every finished item of a previous run here that ``cfg`` would compute identically (all of them
-        when the config is unchanged, none with ``overwrite``), add those of ``output.reuse_from``; rank 0
-        clears the rest. Recons of kept items stay, and so do the figures unless a solver they show changed
+        when the config and the ``checkpoints`` (label -> digest of its weights, :mod:`.weights`) are unchanged,
+        none with ``overwrite``), add those of ``output.reuse_from``; rank 0 clears the rest. Recons of kept items stay, and so do the figures unless a solver they show changed
         (a figure is drawn when missing). Every config error is raised before anything is deleted or written.
         ``sync``: a barrier of all ranks (torchrun), called once every rank has read what it checks and before
         rank 0 rewrites the folder, so no rank reads it half-rewritten."""
@@ -176,7 +182,8 @@ class ResultStore:
         if previous == {} and not overwrite:
             raise ConfigError(where(self.dir, "holds results of an unknown configuration (no readable "
                                               f"{RESOLVED}); use another --out or pass --overwrite"))
-        reusable = self._borrowed(cfg, source)
+        checkpoints = dict(checkpoints or {})
+        reusable = self._borrowed(cfg, source, checkpoints)
         if sync is not None:
             sync()
         if self.rank != 0:
@@ -186,17 +193,22 @@ class ResultStore:
                 repair_jsonl(path)  # warned once, here; the next appends start on a clean line
         h = config_hash(cfg)
         kept = {}
-        if previous is not None and (overwrite or previous.get("hash") != h):
+        retrained = changed_weights((previous or {}).get("checkpoints"), checkpoints)
+        if previous is not None and (overwrite or previous.get("hash") != h or retrained):
             old = previous.get("config")
-            kept = {} if overwrite else self.reuse_from(old, cfg)
+            kept = {} if overwrite else self.reuse_from(old, cfg, stale=retrained)
+            if retrained and not overwrite:
+                print(f"{self.dir}: the weights of the checkpoint of {', '.join(sorted(retrained))} changed since "
+                      "their items ran; computing them afresh")
             # a figure shows every solver of the old config: still true if none changed or was dropped
-            figures_valid = bool(kept) and unchanged_solvers(old, to_dict(cfg)) == set(solver_labels(old))
+            figures_valid = bool(kept) and not retrained and \
+                unchanged_solvers(old, to_dict(cfg)) == set(solver_labels(old))
             stale = [PARTIAL_DIR, "uncertainty"] + ([] if kept else ["recons"]) + ([] if figures_valid else ["figures"])
             for name in stale:
                 shutil.rmtree(self.dir / name, ignore_errors=True)
             for name in (RESULTS, SUMMARY, RESOLVED):
                 (self.dir / name).unlink(missing_ok=True)
-            if kept:
+            if kept and previous.get("hash") != h:
                 print(f"{self.dir}: configuration changed; reusing {len(kept)} finished item(s) whose solver, data "
                       "and mask settings are unchanged")
         elif previous is not None and not self.done():
@@ -209,7 +221,7 @@ class ResultStore:
         if kept:
             write_text(self._partial, "".join(json.dumps(r.to_json()) + "\n" for r in kept.values()))
         self.dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.dir / RESOLVED, {"hash": h, "config": to_dict(cfg)})
+        write_json(self.dir / RESOLVED, {"hash": h, "config": to_dict(cfg), "checkpoints": checkpoints})
 
     def _previous_run(self) -> dict | None:
         """The resolved config of the run that wrote here: None when none did, {} when it is unknown."""
@@ -223,17 +235,20 @@ class ResultStore:
             return {}
         return None
 
-    def _borrowed(self, cfg: BenchConfig, source) -> dict[str, Record]:
-        """The items of the ``output.reuse_from`` folders that ``cfg`` would compute identically, relabelled."""
+    def _borrowed(self, cfg: BenchConfig, source, checkpoints: dict[str, str]) -> dict[str, Record]:
+        """The items of the ``output.reuse_from`` folders that ``cfg`` would compute identically (with the same
+        weights), relabelled."""
         borrowed = {}
         for src in cfg.output.reuse_from:
             other = ResultStore(src.dir)
             try:
-                config = json.loads((other.dir / RESOLVED).read_text())["config"]
+                resolved = json.loads((other.dir / RESOLVED).read_text())
+                config = resolved["config"]
             except (OSError, json.JSONDecodeError, KeyError, TypeError):
                 raise ConfigError(where(source, f"output.reuse_from: {other.dir} holds no readable {RESOLVED}")) \
                     from None
-            borrowed.update(other.reuse_from(config, cfg, src.solvers, source))
+            stale = changed_weights(resolved.get("checkpoints"), checkpoints, src.solvers)
+            borrowed.update(other.reuse_from(config, cfg, src.solvers, source, stale))
         return borrowed
 
     def undo_fresh_start(self) -> None:
