@@ -33,6 +33,12 @@ def _is_terminal(stream) -> bool:
         return False
 
 
+def nested_bars_shown(stream=None) -> bool:
+    """Whether a bar inside another long task is shown (on a terminal only): for libraries' own bars (deepinv's
+    ``verbose``) that :func:`progress_bar` does not draw."""
+    return _is_terminal(sys.stderr if stream is None else stream)
+
+
 def progress_bar(iterable=None, *, total=None, desc=None, unit="it", enabled=True, nested=False, position=None,
                  initial=0, log_interval=LOG_INTERVAL_S, stream=None):
     """A tqdm bar over ``iterable`` (or of ``total`` steps, updated by the caller).

@@ -105,3 +105,21 @@ def test_needs_an_mrf_problem_and_valid_settings(problem):
         MRFDiPh(None, xi=2.0)
     with pytest.raises(Exception, match="gamma_fixed"):
         registry.build_solver("mrf-admm-dm", {"gamma_fixed": 0})
+
+
+def test_mrf_diph_takes_its_prior_family_s_tuned_weight_in_the_class_and_the_registry():
+    """lam left out: the EDM TSMI prior's and the patch TSMI prior's own tuned weights (experiments/mrf_val_tuning),
+    the same whether MRFDiPh is built by hand or by name; no prior: no weight."""
+    from padis_plugin.solvers.registry import resolved_params
+    from padis_plugin.solvers.settings import TUNED
+
+    edm, padis = TUNED["edm"]["mrf-diph"]["lam"], TUNED["padis"]["mrf-diph"]["lam"]
+    assert resolved_params("mrf-diph", {})["checkpoint"] == "mrf-edm-s" and resolved_params("mrf-diph", {})["lam"] == edm
+    assert resolved_params("mrf-diph", {"checkpoint": "mrf-padis-s"})["lam"] == padis
+    assert resolved_params("mrf-diph", {"checkpoint": "mrf-padis-s", "lam": 0.5})["lam"] == 0.5
+    kinds = {"edm": edm, "padis": padis, "other": 3e-4}
+    for kind, lam in kinds.items():
+        prior = lambda v, s: v  # noqa: E731
+        prior.kind = kind
+        assert MRFDiPh(prior, steps=2).lam == lam
+    assert MRFDiPh(None, steps=2).lam == 0.0 and not MRFDiPh(None, steps=2).uses_prior

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from padis_plugin.progress import progress_bar
+from padis_plugin.progress import nested_bars_shown, progress_bar
 
 
 class _Terminal(io.StringIO):
@@ -45,3 +45,17 @@ def test_prepare_knows_its_total(tmp_path):
     assert count_fastmri_slices(tmp_path) == 5
     assert count_fastmri_slices(tmp_path, "centre") == 2
     assert count_fastmri_slices(tmp_path, "all", contrasts=["FLAIR"]) == 2
+
+
+def test_deepinv_s_own_bars_follow_the_nested_rule_and_the_bench_s_no_progress(tiny_checkpoints):
+    """DiffPIR and deepinv's DPS draw deepinv's bar (``verbose``) only on a terminal; ``padis-bench --no-progress``
+    turns every solver's own bars off."""
+    from padis_plugin.bench.build import build_solvers
+    from padis_plugin.bench.config import BenchConfig
+    from padis_plugin.config import from_dict
+
+    assert nested_bars_shown(_Terminal()) and not nested_bars_shown(io.StringIO())
+    cfg = from_dict(BenchConfig, {"name": "t", "data": {"path": "d.h5"}, "masks": {"accelerations": [4]},
+                                  "solvers": [{"name": "diffpir", "params": {"checkpoint": tiny_checkpoints["padis"]}}]})
+    assert build_solvers(cfg, "cpu")["diffpir"].progress
+    assert not build_solvers(cfg, "cpu", progress=False)["diffpir"].progress

@@ -1,5 +1,6 @@
 """The README's Python examples run as written (with fewer sampler steps) and give real reconstructions:
-every image they print beats zero-filled on the README's slice."""
+every image they print beats zero-filled on the README's slice; its results table quotes committed results."""
+import json
 import re
 from pathlib import Path
 
@@ -36,3 +37,19 @@ def test_readme_deepinv_example_beats_zero_filled(deepinv_example):
     zf = metrics(ns["physics"].A_adjoint(ns["y"]), ns["x_ref"])["psnr"]
     for name in ("x_hat", "x_dds", "x_dps", "x_pnp"):
         assert metrics(ns[name], ns["x_ref"])["psnr"] > zf + 0.5, name
+
+
+def test_readme_results_table_quotes_the_committed_results():
+    """Every PSNR / SSIM pair of a row of the README's results table is a mean (all contrasts, the row's R) of the
+    results.json of the experiment that row names: the numbers follow their configs."""
+    rows = [line for line in README.read_text().splitlines() if line.startswith("| [") and "`experiments/" in line]
+    assert len(rows) >= 5, "the README's results table: one row per experiment, each naming its folder"
+    for row in rows:
+        folder = re.search(r"`(experiments/\w+)/?(?:config\.yaml)?`", row).group(1)
+        acceleration = float(re.search(r"R = (\d+)", row).group(1))
+        quoted = re.findall(r"(\d+\.\d\d)\**\s*/\s*(\d\.\d{3})", row)
+        assert len(quoted) >= 2, row
+        means = json.loads((README.parent / folder / "results.json").read_text())["means"]
+        committed = {(f"{m['psnr']:.2f}", f"{m['ssim']:.3f}") for m in means
+                     if float(m["R"]) == acceleration and m.get("contrast") in (None, "all")}
+        assert set(quoted) <= committed, (folder, sorted(set(quoted) - committed))

@@ -40,6 +40,51 @@ def _attrs(obj) -> dict:
     return out
 
 
+def snapshot_entry(name: str, params: dict) -> dict:
+    """How solver ``name`` with ``params`` resolves and builds now, in the snapshot's format (for a new entry of
+    tests/data/earlier_solver_builds.json)."""
+    entry = {"name": name, "params": params, "resolved": resolved_params(name, params)}
+    if solver_task(name) == "slice":
+        solver = build_solver(name, params)
+        entry.update({"class": type(solver).__name__, "attrs": _attrs(solver)})
+        if getattr(solver, "denoiser", None) is not None:
+            entry.update({"denoiser": type(solver.denoiser).__name__, "denoiser_attrs": _attrs(solver.denoiser)})
+    return json.loads(json.dumps(entry))
+
+
+def committed_solver_entries() -> list[tuple[str, dict, str]]:
+    """(name, params, config file) of every solver entry of the committed configs whose checkpoint, if any, is
+    shipped (the others, e.g. imported published priors, cannot be built here)."""
+    import yaml
+
+    from padis_plugin.errors import PadisError
+    from padis_plugin.prior.denoiser import is_shipped, resolve_checkpoint
+
+    repo = Path(__file__).resolve().parents[1]
+    out = []
+    for path in sorted([*repo.glob("configs/*.yaml"), *repo.glob("experiments/*/config.yaml")]):
+        config = yaml.safe_load(path.read_text())
+        for entry in (config or {}).get("solvers") or []:
+            params = entry.get("params") or {}
+            try:
+                if params.get("checkpoint") and not is_shipped(resolve_checkpoint(params["checkpoint"])):
+                    continue
+            except PadisError:
+                continue
+            out.append((entry["name"], params, str(path.relative_to(repo))))
+    return out
+
+
+def test_every_committed_solver_entry_is_in_the_snapshot():
+    """A committed config's results hold only while its entries build what they built: each entry is in the
+    snapshot, which the next test checks (a new experiment adds its entries there)."""
+    recorded = {(e["name"], json.dumps(e["params"], sort_keys=True)) for e in EARLIER}
+    missing = [(name, params, where) for name, params, where in committed_solver_entries()
+               if (name, json.dumps(params, sort_keys=True)) not in recorded]
+    assert not missing, "add to tests/data/earlier_solver_builds.json (snapshot_entry gives each): " + \
+        "; ".join(f"{where}: {name} {params}" for name, params, where in missing)
+
+
 @pytest.mark.slow
 def test_earlier_names_build_what_they_built_for_every_committed_config():
     """Every solver entry of the committed configs (whose checkpoints ship) resolves to the same parameters and
@@ -100,6 +145,33 @@ def test_a_checkpoint_carries_its_own_recommended_settings(tmp_path, tiny_checkp
     assert (got["tau_scale"], got["steps"], got["tau"]) == (0.7, 30, "auto")   # tau: the EDM family's fallback
     solver = build_solver("dds", {"checkpoint": mine, "steps": 3})
     assert solver.steps == 3 and solver.tau_scale == 0.7
+    from padis_plugin.prior import load_prior
+    from padis_plugin.solvers.dds import DDS
+
+    assert DDS(load_prior(mine)).tau_scale == 0.7           # the class built by hand reads it as well
+
+
+def test_a_sampler_class_built_by_hand_takes_its_prior_family_s_tuned_settings(tiny_checkpoints):
+    """The classes agree with the registry: DAPS, DiffPIR and PnP on a PaDIS / EDM prior, arguments left out,
+    run the family's tuned settings (settings.TUNED); a prior of no known family gets the plain defaults."""
+    from padis_plugin.prior import load_prior
+    from padis_plugin.solvers.daps import DAPSExact
+    from padis_plugin.solvers.diffpir import PaDISDiffPIR
+    from padis_plugin.solvers.pnp import build_pnp
+
+    padis, edm = load_prior(tiny_checkpoints["padis"]), load_prior(tiny_checkpoints["edm"])
+    assert DAPSExact(padis).tau_scale == TUNED["padis"]["daps"]["tau_scale"] == 0.5
+    assert DAPSExact(edm).tau_scale == 1.0 and DAPSExact(padis, tau_scale=2.0).tau_scale == 2.0
+    by_registry = build_solver("daps", {"checkpoint": tiny_checkpoints["padis"]})
+    assert by_registry.tau_scale == DAPSExact(padis).tau_scale
+    diffpir = PaDISDiffPIR(padis)
+    assert (diffpir.iterations, diffpir.sigma, diffpir.zeta) == (50, 0.002, 1.0)
+    registry = build_solver("diffpir", {"checkpoint": tiny_checkpoints["padis"]})
+    assert (registry.iterations, registry.sigma, registry.zeta) == (diffpir.iterations, diffpir.sigma, diffpir.zeta)
+    assert (PaDISDiffPIR(edm).iterations, PaDISDiffPIR(edm).sigma) == (100, 0.05)
+    for prior, (algorithm, iterations) in ((padis, ("DRS", 40)), (edm, ("DRS", 20)), (lambda x, s: x, ("HQS", 20))):
+        pnp = build_pnp(prior)
+        assert type(pnp.algo).__name__ == algorithm and pnp.algo.max_iter == iterations
 
 
 def test_settings_the_prior_has_not_are_refused_by_key(tiny_checkpoints):

@@ -63,11 +63,11 @@ def _defaults(cls, keep):
 
 @pytest.mark.parametrize("params, sampler, changed", [
     (DPSParams, VEDPS, {}),
-    (DAPSParams, DAPSExact, {}),
-    # DDS() leaves gamma / tau / tau_scale to the denoiser's family (tuned values, else these fallbacks); the
-    # registry fills the family's in before parsing, so its parameter class holds the fallbacks
+    # The classes leave these to the denoiser's family (tuned values, else these fallbacks); the registry fills
+    # the family's in before parsing, so its parameter classes hold the fallbacks
+    (DAPSParams, DAPSExact, {"tau_scale": 1.0}),
     (DDSParams, DDS, {"gamma": 100.0, "tau": None, "tau_scale": 1.0}),
-    (DiffPIRParams, PaDISDiffPIR, {}),
+    (DiffPIRParams, PaDISDiffPIR, {"iterations": 100, "sigma": 0.05, "zeta": 0.3}),
 ])
 def test_defaults_are_the_samplers_own(params, sampler, changed):
     # high_band is not a user parameter: hfs-dds sets it from its prior's band width; callback is set in code
@@ -77,7 +77,8 @@ def test_defaults_are_the_samplers_own(params, sampler, changed):
 
 def test_defaults_of_the_other_solvers():
     assert registry.resolved_params("edm-dps")["skip_noise"] == "last"  # EDMDPS's own default
-    assert _defaults(PnPParams, set(_signature_defaults(build_pnp))) == _signature_defaults(build_pnp)
+    assert _defaults(PnPParams, set(_signature_defaults(build_pnp))) == \
+        {**_signature_defaults(build_pnp), "algorithm": "HQS", "iterations": 20}   # build_pnp: the family's
     assert _defaults(SENSEParams, {"iterations", "tol"}) == _signature_defaults(SENSE.__init__, skip=("device",))
     wl1 = registry.build_solver("wavelet-l1", {"iterations": None})  # null means the default
     assert isinstance(wl1, WaveletL1) and (wl1.lam, wl1.iterations) == (1e-3, 100)

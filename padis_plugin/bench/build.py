@@ -6,9 +6,10 @@ from ..errors import ConfigError, ParamsError
 from .config import BenchConfig
 
 
-def build_solvers(cfg: BenchConfig, device, source=None, grid: int | None = None) -> dict:
+def build_solvers(cfg: BenchConfig, device, source=None, grid: int | None = None, progress: bool = True) -> dict:
     """label -> solver; unknown names and parameters of every entry raise one ConfigError naming the keys.
-    ``grid``: the data's N, for solvers whose prior defaults to the one trained on that grid."""
+    ``grid``: the data's N, for solvers whose prior defaults to the one trained on that grid. ``progress``
+    False (``--no-progress``) also silences each solver's own bars."""
     from ..solvers.registry import available_solvers, available_text, build_solver, solver_task
     names = available_solvers()
     solvers, bad = {}, Problems(source)
@@ -29,4 +30,8 @@ def build_solvers(cfg: BenchConfig, device, source=None, grid: int | None = None
         except ConfigError as exc:
             bad.add(f"solvers.{i}", f"({entry.display}): {exc}")
     bad.raise_any()
+    if not progress:
+        for solver in solvers.values():
+            if hasattr(solver, "progress"):
+                solver.progress = False
     return solvers

@@ -54,7 +54,7 @@ def run_mrf_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=N
         require_same(config_hash(cfg), "benchmark configs")
         device = resolve_device(cfg.device, local_rank)
         f, ids = open_mrf_file(cfg)
-        solvers = build_solvers(cfg, device, source)
+        solvers = build_solvers(cfg, device, source, progress=progress)
         guard.take_lock()
         store.prepare(cfg, overwrite, source, sync=lambda: barrier(world), checkpoints=checkpoint_digests(cfg))
         barrier(world)

@@ -73,11 +73,12 @@ def open_dataset(cfg: BenchConfig, path) -> PreparedDataset:
 
 
 # ------------------------------------------------------------------------------------------- run
-def acquisitions_and_solvers(cfg: BenchConfig, shape, device, source=None):
+def acquisitions_and_solvers(cfg: BenchConfig, shape, device, source=None, progress: bool = True):
     """(:class:`AcquisitionBank`, solvers), the problems of both raised together: a scan problem must not hide a
     solver one (the user would fix one, rerun, and only then see the next)."""
     problems, built = [], []
-    for make in (lambda: AcquisitionBank(cfg, shape, source), lambda: build_solvers(cfg, device, source, grid=shape[-1])):
+    for make in (lambda: AcquisitionBank(cfg, shape, source),
+                 lambda: build_solvers(cfg, device, source, grid=shape[-1], progress=progress)):
         try:
             built.append(make())
         except ConfigError as exc:
@@ -105,7 +106,7 @@ def run_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=None)
         data_path = prepared_path(data.path, data.size, data.slices, data.contrasts, data.cache_dir,
                                   progress=progress and rank == 0)
         ds = open_dataset(cfg, data_path)
-        acquisitions, solvers = acquisitions_and_solvers(cfg, (ds.size, ds.size), device, source)
+        acquisitions, solvers = acquisitions_and_solvers(cfg, (ds.size, ds.size), device, source, progress)
         guard.take_lock()
         store.prepare(cfg, overwrite, source, sync=lambda: barrier(world),
                       checkpoints=checkpoint_digests(cfg, grid=ds.size))

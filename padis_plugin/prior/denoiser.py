@@ -249,6 +249,7 @@ def _load_precond(path_or_name, cls, device):
         raise CheckpointError(where(js_path, f"invalid model config in checkpoint JSON ({e})")) from None
     load_state_into(unet, state, path)
     precond = EDMPrecond(unet, sigma_data=sigma_data)  # image channels: the model config's
+    precond.recommended = dict(config.get("recommended") or {})  # the checkpoint's own sampler settings
     precond.eval()
     if device is not None:
         precond.to(device)

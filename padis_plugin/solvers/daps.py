@@ -29,7 +29,7 @@ from .data_consistency import CGProx
 from .noise_level import check_tau, measurement_noise, sampled_entries
 from .params import takes_params, values
 from .prior_loading import PriorChoice
-from .settings import tuned
+from .settings import family_settings, tuned
 from ..progress import progress_bar
 
 
@@ -43,18 +43,21 @@ class DAPSExact(DiffusionSampler):
         steps of the probability-flow ODE on a Karras grid from :math:`\sigma_t` to ``sigma_min``).
     :param tau: measurement noise std per real channel, a float or ``"auto"`` (estimated per slice by
         :func:`kspace_noise_level`).
-    :param float tau_scale: multiplies ``tau`` (1): the likelihood's width as a tuning knob (> 1 trusts the
-        data less: a weaker prox weight and larger measurement perturbations).
+    :param float tau_scale: multiplies ``tau``: the likelihood's width as a tuning knob (> 1 trusts the data
+        less: a weaker prox weight and larger measurement perturbations). Left out: the tuned value of the
+        denoiser's prior family (0.5 for PaDIS), else 1.
     :param int cg_iters: CG iterations of the inner solve (20).
     """
 
     name = "DAPS"
 
     def __init__(self, denoiser, steps=50, sigma_max=10.0, sigma_min=0.003, rho=7.0, sigmas=None, ode_steps=1,
-                 tau="auto", tau_scale=1.0, cg_iters=20, progress=False, device="cpu", samples=1, sample_batch=None,
+                 tau="auto", tau_scale=None, cg_iters=20, progress=False, device="cpu", samples=1, sample_batch=None,
                  rng=None, callback=None):
         if int(ode_steps) != ode_steps or ode_steps < 1:
             raise ConfigError(f"DAPS: ode_steps must be a positive integer, got {ode_steps}")
+        if tau_scale is None:
+            tau_scale = family_settings(denoiser, "daps").get("tau_scale", 1.0)
         check_tau(tau, tau_scale, "DAPS")
         super().__init__(denoiser, steps, sigma_max, sigma_min, rho, sigmas=sigmas, progress=progress,
                          device=device, samples=samples, sample_batch=sample_batch,

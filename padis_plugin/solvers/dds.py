@@ -32,7 +32,7 @@ from .hfs_band import high_band_start
 from .noise_level import check_tau, measurement_noise
 from .params import takes_params, values
 from .prior_loading import PriorChoice
-from .settings import TUNED, tuned
+from .settings import family_settings, tuned
 from ..progress import progress_bar
 
 Start = Literal["noise", "adjoint"]
@@ -46,7 +46,7 @@ _FALLBACK = {"gamma": 100.0, "tau": None, "tau_scale": 1.0}
 def _family_defaults(denoiser, data_consistency, **given) -> tuple:
     """``(gamma, tau, tau_scale)``: each given value, else the tuned one of the denoiser's family (its ``kind``),
     else the plain DDS fallback."""
-    tuned = TUNED.get(getattr(denoiser, "kind", None), {}).get("dds", {}) if data_consistency == "prox" else {}
+    tuned = family_settings(denoiser, "dds") if data_consistency == "prox" else {}
     unset = {"gamma": None, "tau": TUNED_VALUE, "tau_scale": None}
     return tuple(given[k] if given[k] != unset[k] else tuned.get(k, _FALLBACK[k])
                  for k in ("gamma", "tau", "tau_scale"))

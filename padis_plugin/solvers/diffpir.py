@@ -23,11 +23,12 @@ from deepinv.physics import LinearPhysics
 from deepinv.sampling import DiffPIR
 
 from ..errors import ConfigError, DataError
+from ..progress import nested_bars_shown
 from ..rng import denoise_fn, first_generator
 from .params import takes_params, values
 from .sample_mean import SampleMean
 from .prior_loading import PriorChoice
-from .settings import tuned
+from .settings import family_settings, tuned
 
 
 class _UnitRangeDenoiser(Denoiser):
@@ -52,7 +53,8 @@ class PaDISDiffPIR(SampleMean, Reconstructor):
     :param denoiser: a deepinv denoiser on (B, 2, H, W) MRI images (e.g. :class:`~padis_plugin.prior.PaDISDenoiser`).
     :param int iterations: DiffPIR iterations (network evaluations).
     :param float sigma: noise level of the measurements (k-space units), sets DiffPIR's data weight.
-    :param float zeta: DiffPIR's noise mixing (0 deterministic .. 1).
+    :param float zeta: DiffPIR's noise mixing (0 deterministic .. 1). ``iterations``, ``sigma``, ``zeta`` left
+        out: the tuned values of the denoiser's prior family (PaDIS: 50, 0.002, 1), else 100, 0.05, 0.3.
     :param float lambda_: DiffPIR's data-fidelity weight.
     :param float scale: ``s`` above; ``None`` = ``2 max |A^H y|`` over the batch (room for the lost energy).
     :param str final: ``denoised`` (the last level's denoised estimate, DiffPIR's output) or ``iterate`` (deepinv's
@@ -62,9 +64,12 @@ class PaDISDiffPIR(SampleMean, Reconstructor):
 
     batch_draws = False  # DiffPIR draws from one generator per call: K draws run one after another
 
-    def __init__(self, denoiser, iterations=100, sigma=0.05, zeta=0.3, lambda_=7.0, scale=None, final="denoised",
+    def __init__(self, denoiser, iterations=None, sigma=None, zeta=None, lambda_=7.0, scale=None, final="denoised",
                  progress=True, device="cpu", samples=1, rng=None):
         super().__init__(device=device)
+        tuned = {"iterations": 100, "sigma": 0.05, "zeta": 0.3, **family_settings(denoiser, "diffpir")}
+        iterations, sigma, zeta = (tuned[k] if v is None else v
+                                   for k, v in (("iterations", iterations), ("sigma", sigma), ("zeta", zeta)))
         self.set_samples(samples)
         self.rng = rng
         self.denoiser, self.iterations, self.sigma = denoiser, int(iterations), float(sigma)
@@ -90,7 +95,7 @@ class PaDISDiffPIR(SampleMean, Reconstructor):
         y_u = y + s * physics.A(ones)
         model = _UnitRangeDenoiser(self.denoiser, s, g)
         diffpir = DiffPIR(model, L2(), sigma=self.sigma, max_iter=self.iterations, zeta=self.zeta,
-                          lambda_=self.lambda_, verbose=self.progress, device=x0.device)
+                          lambda_=self.lambda_, verbose=self.progress and nested_bars_shown(), device=x0.device)
         seed = int(torch.randint(0, 2 ** 62, (1,), generator=g).item()) if g is not None else None
         devices = [x0.device] if x0.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):  # DiffPIR draws from the global RNG: seed it from g

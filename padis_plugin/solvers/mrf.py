@@ -32,6 +32,9 @@ from ..rng import randn
 from .base import DiffusionSampler, ScheduleParams, SamplerDivergedError
 from .params import takes_params
 from .prior_loading import load_denoiser
+from .settings import family_settings, tuned
+
+LAM_FALLBACK = 3e-4  # the prior weight of a TSMI prior whose family has no tuned one
 
 SCALE_QUANTILE = 0.99   # the TSMI's scale: this quantile of its voxel norms (the training data's normalisation)
 SCALE_CG_ITERS = 10     # CG iterations of the least-squares estimate the scale is read from
@@ -118,14 +121,18 @@ class MRFDiPh(DiffusionSampler):
     6. :math:`x_{i+1} = z + \sigma_{i+1}(\sqrt{\xi} n + \sqrt{1 - \xi}\,(x_i - z)/\sigma_i)`; the last z is returned.
 
     With ``lam = 0`` (or no denoiser) no network is called and :math:`\gamma_i` is the constant ``gamma_fixed``:
-    ADMM between k-space consistency and the Bloch projection alone (``mrf-admm-dm``).
+    ADMM between k-space consistency and the Bloch projection alone (``mrf-admm-dm``). ``lam`` left out: the
+    weight tuned for the denoiser's prior family (its ``kind``; :data:`~padis_plugin.solvers.settings.TUNED`),
+    as ``mrf-diph`` gives it.
     """
 
     name = "mrf-diph"
 
-    def __init__(self, denoiser=None, lam: float = 3e-4, gamma: float = 0.01, xi: float = 1.0, cg_iters: int = 5,
-                 gamma_fixed: float = 1e-3, **kwargs):
+    def __init__(self, denoiser=None, lam: float | None = None, gamma: float = 0.01, xi: float = 1.0,
+                 cg_iters: int = 5, gamma_fixed: float = 1e-3, **kwargs):
         super().__init__(denoiser, **kwargs)
+        if lam is None:  # the tuned weight of the prior's family (its ``kind``), as the registered mrf-diph
+            lam = 0.0 if denoiser is None else family_settings(denoiser, "mrf-diph").get("lam", LAM_FALLBACK)
         for key, v, lo in (("lam", lam, 0.0), ("gamma", gamma, 0.0), ("gamma_fixed", gamma_fixed, 0.0)):
             if not math.isfinite(v) or v < lo:
                 raise ConfigError(f"{self.name}: {key} must be a finite number >= {lo}, got {v}")
@@ -223,7 +230,7 @@ class MRFDiPhParams(ScheduleParams):
     steps: int = 30
     sigma_max: float = 5.0
     sigma_min: float = 0.01
-    lam: float = 3e-4              # tuned on the validation patients (experiments/mrf_val_tuning)
+    lam: float = LAM_FALLBACK      # left out: the checkpoint family's tuned weight (settings.TUNED)
     gamma: float = 0.01
     xi: float = 1.0
     cg_iters: int = 5
@@ -247,7 +254,7 @@ def make_mrf_admm_dm(p: MRFADMMParams, device="cpu") -> MRFDiPh:
     return solver
 
 
-@takes_params(MRFDiPhParams, "mrf-diph")
+@takes_params(MRFDiPhParams, "mrf-diph", settings=tuned("mrf-diph"))
 def make_mrf_diph(p: MRFDiPhParams, device="cpu") -> MRFDiPh:
     from ..prior.families import checkpoint_family
 

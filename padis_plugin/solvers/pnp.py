@@ -22,7 +22,7 @@ from ..acquisition.physics import check_physics_coil_maps
 from ..rng import denoise_fn
 from .params import takes_params
 from .prior_loading import PriorChoice
-from .settings import given, tuned
+from .settings import family_settings, given, tuned
 
 ALGORITHMS = {"HQS": HQS, "PGD": PGD, "DRS": DRS}
 Denoiser = Literal["padis", "edm", "wavelet", "tv"]
@@ -61,9 +61,13 @@ def deepinv_denoiser(p: PnPParams, device):
     return TVDenoiser(n_it_max=50)
 
 
-def build_pnp(denoiser, algorithm="HQS", iterations=20, sigma_max=0.2, sigma_min=0.01, stepsize=50.0) -> Reconstructor:
+def build_pnp(denoiser, algorithm=None, iterations=None, sigma_max=0.2, sigma_min=0.01, stepsize=50.0) -> Reconstructor:
     """deepinv's ``algorithm`` with ``PnP(denoiser)`` and an L2 data term on the caller's physics. The returned
-    optimiser reports ``nfe`` (denoiser calls of its last run)."""
+    optimiser reports ``nfe`` (denoiser calls of its last run). ``algorithm`` and ``iterations`` left out: the
+    tuned ones of the denoiser's prior family (PaDIS: DRS 40, EDM: DRS 20), else HQS 20, as ``pnp`` gives them."""
+    tuned = {"algorithm": "HQS", "iterations": 20, **family_settings(denoiser, "pnp")}
+    algorithm = tuned["algorithm"] if algorithm is None else algorithm
+    iterations = tuned["iterations"] if iterations is None else iterations
     counting = CountingDenoiser(denoiser)
     algo = ALGORITHMS[algorithm](data_fidelity=L2(), prior=PnP(counting), stepsize=float(stepsize),
                                  sigma_denoiser=sigma_schedule(sigma_max, sigma_min, iterations),

@@ -24,11 +24,14 @@ TUNED: dict[str, dict[str, dict]] = {
         "diffpir": {"iterations": 50, "sigma": 0.002, "zeta": 1.0},
         # experiments/256_samplers_validation: the likelihood width 0.5 (31.18 dB over R = 4, 7; 1: 30.65, 0.25: 30.77)
         "daps": {"tau_scale": 0.5},
+        "mrf-diph": {"lam": 1e-3},                # experiments/mrf_val_tuning, the patch TSMI prior
     },
     "edm": {
         "pnp": {"denoiser": "edm", "algorithm": "DRS", "iterations": 20},   # 31.83 dB, the best EDM point estimate
         "dds": {"tau": "auto", "tau_scale": 0.5},                           # experiments/256_dds_noise_tuning_edm
         "dps": {"skip_noise": "last"},            # the whole-image EDM sampler's own (its last level adds no noise)
+        # MR fingerprinting with a TSMI prior: experiments/mrf_val_tuning (T1 / T2 MAPE on validation slices)
+        "mrf-diph": {"lam": 3e-4},
     },
     "hfs": {"dds": {"gamma": 30.0}},              # experiments/256_hfs_tuning: 28.77 dB against 28.21 at gamma 10
     "patch-hfs": {"dds": {"gamma": 30.0}},        # 29.14 dB against 28.61
@@ -36,7 +39,18 @@ TUNED: dict[str, dict[str, dict]] = {
 
 #: algorithm -> prior family of its default checkpoint
 DEFAULT_FAMILY = {"dds": "padis", "daps": "padis", "dps": "padis", "diffpir": "padis", "pnp": "padis",
-                  "deepinv-dps": "padis", "hfs-pc": "hfs"}
+                  "deepinv-dps": "padis", "hfs-pc": "hfs", "mrf-diph": "edm"}
+
+#: algorithm -> its default checkpoint where that is not its family's image prior for the grid
+DEFAULT_CHECKPOINT = {"mrf-diph": "mrf-edm-s"}   # MR fingerprinting needs a TSMI (10-channel) prior
+
+
+def family_settings(denoiser, algorithm: str) -> dict:
+    """The tuned settings of ``algorithm`` for ``denoiser``: its checkpoint's own (``recommended:``) over its
+    prior family's (its ``kind``), what a sampler class built by hand on that prior takes where its arguments
+    are left out, as the registered name gives them."""
+    own = getattr(getattr(denoiser, "precond", None), "recommended", None) or {}
+    return {**TUNED.get(getattr(denoiser, "kind", None), {}).get(algorithm, {}), **(own.get(algorithm) or {})}
 
 
 def given(params) -> dict:
@@ -53,7 +67,7 @@ def tuned(algorithm: str):
         from ..checkpoints import read_checkpoint_config
 
         mine = given(params)
-        checkpoint = mine["checkpoint"] if "checkpoint" in mine else \
+        checkpoint = mine["checkpoint"] if "checkpoint" in mine else DEFAULT_CHECKPOINT.get(algorithm) or \
             get_family(DEFAULT_FAMILY[algorithm]).shipped_for(grid)  # '' is a bad checkpoint, not "the default"
         family = checkpoint_family(checkpoint)
         own = read_checkpoint_config(resolve_checkpoint(checkpoint)).get("recommended") or {}
