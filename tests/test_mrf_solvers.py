@@ -110,6 +110,7 @@ def test_needs_an_mrf_problem_and_valid_settings(problem):
 def test_mrf_diph_takes_its_prior_family_s_tuned_weight_in_the_class_and_the_registry():
     """lam left out: the EDM TSMI prior's and the patch TSMI prior's own tuned weights (experiments/mrf_val_tuning),
     the same whether MRFDiPh is built by hand or by name; no prior: no weight."""
+    from padis_plugin.solvers.mrf import LAM_FALLBACK
     from padis_plugin.solvers.registry import resolved_params
     from padis_plugin.solvers.settings import TUNED
 
@@ -117,7 +118,8 @@ def test_mrf_diph_takes_its_prior_family_s_tuned_weight_in_the_class_and_the_reg
     assert resolved_params("mrf-diph", {})["checkpoint"] == "mrf-edm-s" and resolved_params("mrf-diph", {})["lam"] == edm
     assert resolved_params("mrf-diph", {"checkpoint": "mrf-padis-s"})["lam"] == padis
     assert resolved_params("mrf-diph", {"checkpoint": "mrf-padis-s", "lam": 0.5})["lam"] == 0.5
-    kinds = {"edm": edm, "padis": padis, "other": 3e-4}
+    assert edm == padis == 1e-4                       # both measured best at the published value
+    kinds = {"edm": edm, "padis": padis, "other": LAM_FALLBACK}
     for kind, lam in kinds.items():
         prior = lambda v, s: v  # noqa: E731
         prior.kind = kind

@@ -53,3 +53,14 @@ def test_readme_results_table_quotes_the_committed_results():
         committed = {(f"{m['psnr']:.2f}", f"{m['ssim']:.3f}") for m in means
                      if float(m["R"]) == acceleration and m.get("contrast") in (None, "all")}
         assert set(quoted) <= committed, (folder, sorted(set(quoted) - committed))
+
+
+def test_readme_mrf_numbers_quote_the_committed_test_results():
+    """The README's MR-fingerprinting sentence: every T1 / T2 MAPE pair is a mean of experiments/mrf_test."""
+    text = README.read_text()
+    section = text[text.index("## MR fingerprinting"):text.index("## Reader study")]
+    quoted = set(re.findall(r"(\d+\.\d) / (\d+\.\d) %", section))
+    assert len(quoted) >= 4, section
+    means = json.loads((README.parent / "experiments" / "mrf_test" / "results.json").read_text())["means"]
+    committed = {(f"{m['mape_t1']:.1f}", f"{m['mape_t2']:.1f}") for m in means}
+    assert quoted <= committed, sorted(quoted - committed)

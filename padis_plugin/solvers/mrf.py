@@ -34,7 +34,7 @@ from .params import takes_params
 from .prior_loading import load_denoiser
 from .settings import family_settings, tuned
 
-LAM_FALLBACK = 3e-4  # the prior weight of a TSMI prior whose family has no tuned one
+LAM_FALLBACK = 1e-4  # a TSMI prior whose family has no tuned weight: the published value (both shipped priors' too)
 
 SCALE_QUANTILE = 0.99   # the TSMI's scale: this quantile of its voxel norms (the training data's normalisation)
 SCALE_CG_ITERS = 10     # CG iterations of the least-squares estimate the scale is read from
