@@ -155,48 +155,88 @@ def _retrain(path):
     EDMDenoiser(EDMPrecond(build_unet("edm-tiny"))).save_pretrained(path)
 
 
+def _finished_with_records(out, cfg):
+    from padis_plugin.bench.weights import run_records
+
+    store = ResultStore(out)
+    store.prepare(cfg, records=run_records(cfg))
+    for it in plan(cfg, SLICES):
+        store.append(_record(cfg, it))
+    return store
+
+
 def test_items_of_a_retrained_checkpoint_are_computed_afresh_under_the_same_config(tmp_path, tiny_checkpoints,
                                                                                      capsys):
     """A prior retrained under the same name leaves the config, and so every fingerprint, unchanged: the folder
     records the digest of each solver's weights and recomputes the items whose weights changed."""
-    from padis_plugin.bench.weights import checkpoint_digests
+    from padis_plugin.bench.weights import checkpoint_digests, run_records
 
     cfg = _retrainable(tmp_path, tiny_checkpoints)
     digests = checkpoint_digests(cfg)
     assert set(digests) == {"DDS"} and len(digests["DDS"]) == 64
-    store = ResultStore(tmp_path / "out")
-    store.prepare(cfg, checkpoints=digests)
-    for it in plan(cfg, SLICES):
-        store.append(_record(cfg, it))
-    assert json.loads((store.dir / RESOLVED).read_text())["checkpoints"] == digests
-    ResultStore(store.dir).prepare(cfg, checkpoints=checkpoint_digests(cfg))      # same weights: all kept
+    store = _finished_with_records(tmp_path / "out", cfg)
+    written = json.loads((store.dir / RESOLVED).read_text())
+    assert written["checkpoints"] == digests and set(written["settings"]) == {"ZF", "DDS"}
+    assert written["settings"]["DDS"]["tau_scale"] == 0.5                        # the EDM family's tuned value
+    ResultStore(store.dir).prepare(cfg, records=run_records(cfg))                # nothing changed: all kept
     assert len(ResultStore(store.dir).done()) == 4
 
     _retrain(tmp_path / "prior")
-    now = checkpoint_digests(cfg)
-    assert now["DDS"] != digests["DDS"]
-    ResultStore(store.dir).prepare(cfg, checkpoints=now)
-    assert "weights of the checkpoint of DDS changed" in capsys.readouterr().out
+    now = run_records(cfg)
+    assert now["checkpoints"]["DDS"] != digests["DDS"]
+    ResultStore(store.dir).prepare(cfg, records=now)
+    assert "weights or resolved settings (a changed default) of DDS changed" in capsys.readouterr().out
     assert {r.solver for r in ResultStore(store.dir).done().values()} == {"ZF"}
-    assert json.loads((store.dir / RESOLVED).read_text())["checkpoints"] == now
+    assert json.loads((store.dir / RESOLVED).read_text())["checkpoints"] == now["checkpoints"]
+
+
+def test_items_of_a_changed_default_are_computed_afresh_and_added_parameters_do_not_count(tmp_path,
+                                                                                          tiny_checkpoints):
+    """A config that leaves a parameter out runs whatever the default is: a changed default (or tuned value)
+    recomputes that solver's items; a parameter added since (absent from the record) does not."""
+    from padis_plugin.bench.weights import run_records
+
+    cfg = _retrainable(tmp_path, tiny_checkpoints)
+    store = _finished_with_records(tmp_path / "out", cfg)
+    resolved = json.loads((store.dir / RESOLVED).read_text())
+    resolved["settings"]["DDS"]["new_knob"] = 1                                  # as if added after the run
+    (store.dir / RESOLVED).write_text(json.dumps(resolved))
+    ResultStore(store.dir).prepare(cfg, records=run_records(cfg))
+    assert len(ResultStore(store.dir).done()) == 4
+    resolved = json.loads((store.dir / RESOLVED).read_text())
+    resolved["settings"]["DDS"]["tau_scale"] = 1.0                               # the items ran with another default
+    (store.dir / RESOLVED).write_text(json.dumps(resolved))
+    ResultStore(store.dir).prepare(cfg, records=run_records(cfg))
+    assert {r.solver for r in ResultStore(store.dir).done().values()} == {"ZF"}
+
+
+def test_a_folder_without_records_is_reused_and_left_uncertified(tmp_path, tiny_checkpoints):
+    """Items of a folder written before the records are kept, and their solvers stay unrecorded: the folder does
+    not vouch for weights it cannot know the items ran with."""
+    from padis_plugin.bench.weights import run_records
+
+    cfg = _retrainable(tmp_path, tiny_checkpoints)
+    store = _finished(tmp_path, cfg)                                               # no records
+    ResultStore(store.dir).prepare(cfg, records=run_records(cfg))
+    assert len(ResultStore(store.dir).done()) == 4
+    written = json.loads((store.dir / RESOLVED).read_text())
+    assert written["checkpoints"] == {} and written["settings"] == {}
 
 
 def test_reuse_from_another_folder_refuses_items_of_other_weights(tmp_path, tiny_checkpoints):
-    from padis_plugin.bench.weights import changed_weights, checkpoint_digests
+    """Through prepare, with other labels here than there: the retrained solver's items stay behind."""
+    from padis_plugin.bench.config import ReuseSource
+    from padis_plugin.bench.weights import run_records
 
     cfg = _retrainable(tmp_path, tiny_checkpoints)
-    digests = checkpoint_digests(cfg)
-    store = ResultStore(tmp_path / "out")
-    store.prepare(cfg, checkpoints=digests)
-    for it in plan(cfg, SLICES):
-        store.append(_record(cfg, it))
-    assert changed_weights(digests, digests) == set() and changed_weights(None, digests) == set()
+    _finished_with_records(tmp_path / "there", cfg)
     _retrain(tmp_path / "prior")
-    stale = changed_weights(digests, checkpoint_digests(cfg), {"DDS": "DDS"})
-    assert stale == {"DDS"}
-    with pytest.warns(UserWarning, match="solver 'DDS' ran with other weights of its checkpoint; not reused"):
-        taken = store.reuse_from(to_dict(cfg), cfg, {"ZF": "ZF", "DDS": "DDS"}, stale=stale)
-    assert {r.solver for r in taken.values()} == {"ZF"}
+    mine = dataclasses.replace(cfg, solvers=[dataclasses.replace(e, label=f"{e.label} here") for e in cfg.solvers])
+    mine = dataclasses.replace(mine, output=dataclasses.replace(mine.output, reuse_from=[
+        ReuseSource(dir=str(tmp_path / "there"), solvers={"ZF here": "ZF", "DDS here": "DDS"})]))
+    with pytest.warns(UserWarning, match="solver 'DDS' ran with other checkpoint weights or resolved settings"):
+        ResultStore(tmp_path / "here").prepare(mine, records=run_records(mine))
+    assert {r.solver for r in ResultStore(tmp_path / "here").done().values()} == {"ZF here"}
 
 
 def test_prepare_keeps_reusable_items_and_clears_stale_outputs(tmp_path, capsys):

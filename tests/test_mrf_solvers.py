@@ -107,20 +107,21 @@ def test_needs_an_mrf_problem_and_valid_settings(problem):
         registry.build_solver("mrf-admm-dm", {"gamma_fixed": 0})
 
 
-def test_mrf_diph_takes_its_prior_family_s_tuned_weight_in_the_class_and_the_registry():
-    """lam left out: the EDM TSMI prior's and the patch TSMI prior's own tuned weights (experiments/mrf_val_tuning),
-    the same whether MRFDiPh is built by hand or by name; no prior: no weight."""
+def test_mrf_diph_takes_its_prior_family_s_tuned_weight_in_the_class_and_the_registry(monkeypatch):
+    """lam left out: the EDM TSMI prior's and the patch TSMI prior's own tuned weights (settings.TUNED; both 1e-4
+    as measured, experiments/mrf_val_tuning), the same whether MRFDiPh is built by hand or by name; no prior: no
+    weight. Distinct values stand in for the table here, so each path is seen to read it."""
+    from padis_plugin.solvers import settings
     from padis_plugin.solvers.mrf import LAM_FALLBACK
     from padis_plugin.solvers.registry import resolved_params
-    from padis_plugin.solvers.settings import TUNED
 
-    edm, padis = TUNED["edm"]["mrf-diph"]["lam"], TUNED["padis"]["mrf-diph"]["lam"]
-    assert resolved_params("mrf-diph", {})["checkpoint"] == "mrf-edm-s" and resolved_params("mrf-diph", {})["lam"] == edm
-    assert resolved_params("mrf-diph", {"checkpoint": "mrf-padis-s"})["lam"] == padis
+    assert settings.TUNED["edm"]["mrf-diph"]["lam"] == settings.TUNED["padis"]["mrf-diph"]["lam"] == 1e-4
+    monkeypatch.setitem(settings.TUNED["edm"], "mrf-diph", {"lam": 2e-4})
+    monkeypatch.setitem(settings.TUNED["padis"], "mrf-diph", {"lam": 5e-4})
+    assert resolved_params("mrf-diph", {})["checkpoint"] == "mrf-edm-s" and resolved_params("mrf-diph", {})["lam"] == 2e-4
+    assert resolved_params("mrf-diph", {"checkpoint": "mrf-padis-s"})["lam"] == 5e-4
     assert resolved_params("mrf-diph", {"checkpoint": "mrf-padis-s", "lam": 0.5})["lam"] == 0.5
-    assert edm == padis == 1e-4                       # both measured best at the published value
-    kinds = {"edm": edm, "padis": padis, "other": LAM_FALLBACK}
-    for kind, lam in kinds.items():
+    for kind, lam in {"edm": 2e-4, "padis": 5e-4, "other": LAM_FALLBACK}.items():
         prior = lambda v, s: v  # noqa: E731
         prior.kind = kind
         assert MRFDiPh(prior, steps=2).lam == lam

@@ -30,7 +30,7 @@ from .records import MRFRecord, mrf_key
 from .runtime import RunGuard, barrier, environment, join_ranks, resolve_device
 from ..ranks import require_same
 from .store import RESULTS, SUMMARY, ResultStore
-from .weights import checkpoint_digests
+from .weights import run_records
 
 
 def open_mrf_file(cfg: BenchConfig):
@@ -54,9 +54,10 @@ def run_mrf_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=N
         require_same(config_hash(cfg), "benchmark configs")
         device = resolve_device(cfg.device, local_rank)
         f, ids = open_mrf_file(cfg)
+        records = run_records(cfg)  # before the weights load: what the items will run with
         solvers = build_solvers(cfg, device, source, progress=progress)
         guard.take_lock()
-        store.prepare(cfg, overwrite, source, sync=lambda: barrier(world), checkpoints=checkpoint_digests(cfg))
+        store.prepare(cfg, overwrite, source, sync=lambda: barrier(world), records=records)
         barrier(world)
         done = store.done()
         labels = [e.display for e in cfg.solvers]

@@ -30,7 +30,7 @@ from .items import Item, config_hash, generator_seed, item_key, plan, uncertaint
 from .records import Record, UncertaintyRecord
 from .runtime import RunGuard, barrier, environment, join_ranks, resolve_device
 from .store import ResultStore, reference_path
-from .weights import checkpoint_digests
+from .weights import run_records
 from .config import BenchConfig
 from ..config import config_error, from_dict, load_yaml, overridden, problems_of
 from ..data.files import load_npy
@@ -106,10 +106,10 @@ def run_benchmark(cfg: BenchConfig, overwrite=False, progress=True, source=None)
         data_path = prepared_path(data.path, data.size, data.slices, data.contrasts, data.cache_dir,
                                   progress=progress and rank == 0)
         ds = open_dataset(cfg, data_path)
+        records = run_records(cfg, grid=ds.size)  # before the weights load: what the items will run with
         acquisitions, solvers = acquisitions_and_solvers(cfg, (ds.size, ds.size), device, source, progress)
         guard.take_lock()
-        store.prepare(cfg, overwrite, source, sync=lambda: barrier(world),
-                      checkpoints=checkpoint_digests(cfg, grid=ds.size))
+        store.prepare(cfg, overwrite, source, sync=lambda: barrier(world), records=records)
         barrier(world)
 
         items = plan(cfg, ds.ids)

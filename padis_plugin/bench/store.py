@@ -22,7 +22,7 @@ from .items import (Item, config_hash, item_fingerprint, solver_labels, uncertai
                           unchanged_solvers)
 from .records import MRFRecord, Record, UncertaintyRecord, from_json
 from .config import BenchConfig
-from .weights import changed_weights
+from .weights import RECORDS, certified, changed_records, unknown_to
 from ..config import to_dict
 from ..data.files import safe_name
 from ..errors import ConfigError, DataError, where
@@ -117,7 +117,8 @@ class ResultStore:
                 warnings.warn(f"{self.dir}: solver '{theirs}' differs from '{mine}' here; not reused")
                 continue
             if mine in stale:
-                warnings.warn(f"{self.dir}: solver '{theirs}' ran with other weights of its checkpoint; not reused")
+                warnings.warn(f"{self.dir}: solver '{theirs}' ran with other checkpoint weights or resolved "
+                              f"settings than '{mine}' here; not reused")
                 continue
             for rec in earlier:
                 if rec.solver == theirs:
@@ -171,10 +172,11 @@ class ResultStore:
         return lock
 
     def prepare(self, cfg: BenchConfig, overwrite: bool = False, source=None, sync=None,
-                checkpoints: dict[str, str] | None = None) -> None:
+                records: dict[str, dict] | None = None) -> None:
         """Keep every finished item of a previous run here that ``cfg`` would compute identically (all of them
-        when the config and the ``checkpoints`` (label -> digest of its weights, :mod:`.weights`) are unchanged,
-        none with ``overwrite``), add those of ``output.reuse_from``; rank 0 clears the rest. Recons of kept items stay, and so do the figures unless a solver they show changed
+        when the config and the ``records`` (:func:`.weights.run_records`: each solver's checkpoint digest and
+        resolved settings now) are unchanged, none with ``overwrite``), add those of ``output.reuse_from``; rank 0
+        clears the rest. Recons of kept items stay, and so do the figures unless a solver they show changed
         (a figure is drawn when missing). Every config error is raised before anything is deleted or written.
         ``sync``: a barrier of all ranks (torchrun), called once every rank has read what it checks and before
         rank 0 rewrites the folder, so no rank reads it half-rewritten."""
@@ -182,8 +184,8 @@ class ResultStore:
         if previous == {} and not overwrite:
             raise ConfigError(where(self.dir, "holds results of an unknown configuration (no readable "
                                               f"{RESOLVED}); use another --out or pass --overwrite"))
-        checkpoints = dict(checkpoints or {})
-        reusable = self._borrowed(cfg, source, checkpoints)
+        records = {key: dict((records or {}).get(key) or {}) for key in RECORDS}
+        reusable, unknown = self._borrowed(cfg, source, records)
         if sync is not None:
             sync()
         if self.rank != 0:
@@ -193,13 +195,14 @@ class ResultStore:
                 repair_jsonl(path)  # warned once, here; the next appends start on a clean line
         h = config_hash(cfg)
         kept = {}
-        retrained = changed_weights((previous or {}).get("checkpoints"), checkpoints)
+        retrained = changed_records(previous, records)
         if previous is not None and (overwrite or previous.get("hash") != h or retrained):
             old = previous.get("config")
             kept = {} if overwrite else self.reuse_from(old, cfg, stale=retrained)
-            if retrained and not overwrite:
-                print(f"{self.dir}: the weights of the checkpoint of {', '.join(sorted(retrained))} changed since "
-                      "their items ran; computing them afresh")
+            told = retrained & unchanged_solvers(old, to_dict(cfg)) if old else set()  # the rest: config changed
+            if told and not overwrite:
+                print(f"{self.dir}: the checkpoint weights or resolved settings (a changed default) of "
+                      f"{', '.join(sorted(told))} changed since their items ran; computing them afresh")
             # a figure shows every solver of the old config: still true if none changed or was dropped
             figures_valid = bool(kept) and not retrained and \
                 unchanged_solvers(old, to_dict(cfg)) == set(solver_labels(old))
@@ -214,6 +217,9 @@ class ResultStore:
         elif previous is not None and not self.done():
             kept = self._earlier_records()  # same config, partial files gone (a fresh clone of committed results)
         finished = kept or self.done()  # what rank0.jsonl must hold besides the borrowed items
+        if previous is not None:
+            for key, labels in unknown_to(previous, {r.solver for r in finished.values()}).items():
+                unknown[key] |= labels
         borrowed = {k: r for k, r in reusable.items() if k not in finished}
         if borrowed:
             print(f"{self.dir}: taking {len(borrowed)} finished item(s) from output.reuse_from")
@@ -221,7 +227,7 @@ class ResultStore:
         if kept:
             write_text(self._partial, "".join(json.dumps(r.to_json()) + "\n" for r in kept.values()))
         self.dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.dir / RESOLVED, {"hash": h, "config": to_dict(cfg), "checkpoints": checkpoints})
+        write_json(self.dir / RESOLVED, {"hash": h, "config": to_dict(cfg), **certified(records, unknown)})
 
     def _previous_run(self) -> dict | None:
         """The resolved config of the run that wrote here: None when none did, {} when it is unknown."""
@@ -235,10 +241,11 @@ class ResultStore:
             return {}
         return None
 
-    def _borrowed(self, cfg: BenchConfig, source, checkpoints: dict[str, str]) -> dict[str, Record]:
+    def _borrowed(self, cfg: BenchConfig, source, records: dict[str, dict]) -> tuple[dict[str, Record], dict]:
         """The items of the ``output.reuse_from`` folders that ``cfg`` would compute identically (with the same
-        weights), relabelled."""
-        borrowed = {}
+        weights and resolved settings), relabelled, and per record key the labels those folders recorded nothing
+        for."""
+        borrowed, unknown = {}, {key: set() for key in RECORDS}
         for src in cfg.output.reuse_from:
             other = ResultStore(src.dir)
             try:
@@ -247,9 +254,12 @@ class ResultStore:
             except (OSError, json.JSONDecodeError, KeyError, TypeError):
                 raise ConfigError(where(source, f"output.reuse_from: {other.dir} holds no readable {RESOLVED}")) \
                     from None
-            stale = changed_weights(resolved.get("checkpoints"), checkpoints, src.solvers)
-            borrowed.update(other.reuse_from(config, cfg, src.solvers, source, stale))
-        return borrowed
+            stale = changed_records(resolved, records, src.solvers)
+            taken = other.reuse_from(config, cfg, src.solvers, source, stale)
+            borrowed.update(taken)
+            for key, labels in unknown_to(resolved, {r.solver for r in taken.values()}, src.solvers).items():
+                unknown[key] |= labels
+        return borrowed, unknown
 
     def undo_fresh_start(self) -> None:
         """A run into a new folder failed before finishing any item: remove its resolved config and empty

@@ -51,7 +51,9 @@ DEFAULT_CHECKPOINT = {"mrf-diph": "mrf-edm-s"}   # MR fingerprinting needs a TSM
 def family_settings(denoiser, algorithm: str) -> dict:
     """The tuned settings of ``algorithm`` for ``denoiser``: its checkpoint's own (``recommended:``) over its
     prior family's (its ``kind``), what a sampler class built by hand on that prior takes where its arguments
-    are left out, as the registered name gives them."""
+    are left out, as the registered name gives them. A class reads the keys it leaves to the family (its
+    docstring names them); other keys of a checkpoint's ``recommended:`` (e.g. ``steps``) reach a sampler
+    through the registry only."""
     own = getattr(getattr(denoiser, "precond", None), "recommended", None) or {}
     return {**TUNED.get(getattr(denoiser, "kind", None), {}).get(algorithm, {}), **(own.get(algorithm) or {})}
 
