@@ -118,7 +118,8 @@ def test_mrf_diph_takes_its_prior_family_s_tuned_weight_in_the_class_and_the_reg
     assert settings.TUNED["edm"]["mrf-diph"]["lam"] == settings.TUNED["padis"]["mrf-diph"]["lam"] == 1e-4
     monkeypatch.setitem(settings.TUNED["edm"], "mrf-diph", {"lam": 2e-4})
     monkeypatch.setitem(settings.TUNED["padis"], "mrf-diph", {"lam": 5e-4})
-    assert resolved_params("mrf-diph", {})["checkpoint"] == "mrf-edm-s" and resolved_params("mrf-diph", {})["lam"] == 2e-4
+    default = resolved_params("mrf-diph", {})
+    assert default["checkpoint"] == "mrf-edm-s" and default["lam"] == 2e-4
     assert resolved_params("mrf-diph", {"checkpoint": "mrf-padis-s"})["lam"] == 5e-4
     assert resolved_params("mrf-diph", {"checkpoint": "mrf-padis-s", "lam": 0.5})["lam"] == 0.5
     for kind, lam in {"edm": 2e-4, "padis": 5e-4, "other": LAM_FALLBACK}.items():

@@ -22,11 +22,16 @@ RECORDS = ("checkpoints", "settings")
 def checkpoint_digests(cfg: BenchConfig, grid: int | None = None) -> dict[str, str]:
     """label -> sha256 of the tensors of the checkpoint that solver runs with (the one its parameters name, else
     its default for ``grid``); solvers without a checkpoint, or whose checkpoint records no digest, are left out."""
+    return _digests(resolved_settings(cfg, grid))
+
+
+def _digests(settings: dict[str, dict]) -> dict[str, str]:
+    """:func:`checkpoint_digests` from the solvers' resolved settings (label -> parameters)."""
     from ..checkpoints import read_checkpoint_config
     from ..prior.denoiser import resolve_checkpoint
 
     digests = {}
-    for label, params in resolved_settings(cfg, grid).items():
+    for label, params in settings.items():
         try:
             checkpoint = params.get("checkpoint")
             if not checkpoint:
@@ -55,8 +60,9 @@ def resolved_settings(cfg: BenchConfig, grid: int | None = None) -> dict[str, di
 
 
 def run_records(cfg: BenchConfig, grid: int | None = None) -> dict[str, dict]:
-    """The records of :data:`RECORDS` for ``cfg`` now."""
-    return {"checkpoints": checkpoint_digests(cfg, grid), "settings": resolved_settings(cfg, grid)}
+    """The records of :data:`RECORDS` for ``cfg`` now (each entry resolved once)."""
+    settings = resolved_settings(cfg, grid)
+    return {"checkpoints": _digests(settings), "settings": settings}
 
 
 def _differs(then, now) -> bool:
@@ -67,7 +73,7 @@ def _differs(then, now) -> bool:
     return then != now
 
 
-def changed_weights(recorded: dict | None, current: dict, labels: dict[str, str] | None = None) -> set[str]:
+def _changed(recorded: dict | None, current: dict, labels: dict[str, str] | None = None) -> set[str]:
     """Labels of ``current`` (label -> digest or settings) whose value differs from the one ``recorded`` (a
     results folder's record) says their items ran with. ``labels``: label here -> label there
     (``output.reuse_from``)."""
@@ -80,7 +86,7 @@ def changed_records(recorded: dict | None, current: dict[str, dict], labels: dic
     """Labels whose checkpoint digest or resolved settings differ from a folder's records (``recorded``: its
     resolved config)."""
     recorded = recorded or {}
-    return set().union(*(changed_weights(recorded.get(key), current.get(key) or {}, labels) for key in RECORDS))
+    return set().union(*(_changed(recorded.get(key), current.get(key) or {}, labels) for key in RECORDS))
 
 
 def unknown_to(recorded: dict | None, labels, there: dict[str, str] | None = None) -> dict[str, set[str]]:

@@ -60,7 +60,8 @@ class DeepinvDPS(SampleMean, Reconstructor):
         g = first_generator(generator)
         model = CountingDenoiser(self.denoiser, g)
         dps = DPS(model, schedule=self.schedule, solver=self.solver, num_steps=self.steps, weight=self.weight,
-                  minus_one_one=False, verbose=self.progress and nested_bars_shown(), device=y.device, dtype=torch.float32, rng=g)
+                  minus_one_one=False, verbose=self.progress and nested_bars_shown(), device=y.device,
+                  dtype=torch.float32, rng=g)
         with torch.no_grad():
             shape = tuple(physics.A_adjoint(y).shape)
         x = dps(y, physics, x_init=shape)

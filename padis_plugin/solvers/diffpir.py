@@ -68,8 +68,9 @@ class PaDISDiffPIR(SampleMean, Reconstructor):
                  progress=True, device="cpu", samples=1, rng=None):
         super().__init__(device=device)
         tuned = {"iterations": 100, "sigma": 0.05, "zeta": 0.3, **family_settings(denoiser, "diffpir")}
-        iterations, sigma, zeta = (tuned[k] if v is None else v
-                                   for k, v in (("iterations", iterations), ("sigma", sigma), ("zeta", zeta)))
+        iterations = tuned["iterations"] if iterations is None else iterations
+        sigma = tuned["sigma"] if sigma is None else sigma
+        zeta = tuned["zeta"] if zeta is None else zeta
         self.set_samples(samples)
         self.rng = rng
         self.denoiser, self.iterations, self.sigma = denoiser, int(iterations), float(sigma)
